@@ -1,0 +1,305 @@
+"""Configuration: one INI file, every option overridable by an environment variable.
+
+An option ``key`` in section ``[sect]`` is overridden by ``HOTDESK_SECT_KEY``
+(``[database] url`` -> ``HOTDESK_DATABASE_URL``, ``[prompts.asterisk] enter_pin`` ->
+``HOTDESK_PROMPTS_ASTERISK_ENTER_PIN``). Unknown sections or keys in the file are an
+error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid; the message says which option."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///hotdesk.db"
+
+
+@dataclass(frozen=True)
+class SwitchConfig:
+    # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch.
+    type: str = "asterisk"
+
+
+@dataclass(frozen=True)
+class AmiConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "hotdesk"
+    secret: str = ""
+    # pjsip -> PJSIPNotify, sip -> chan_sip SIPnotify
+    notify_action: str = "pjsip"
+    reconnect_max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class AgiConfig:
+    listen: str = "127.0.0.1:4573"
+    # Seconds a FastAGI client may take to send its environment block.
+    header_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class EslConfig:
+    listen: str = "127.0.0.1:8084"
+    host: str = "127.0.0.1"
+    port: int = 8021
+    password: str = "ClueCon"
+    profile: str = "internal"
+    # hotdesk -> PIN hashed in hotdesk's database; directory -> vm-password from the FS directory
+    pin_source: str = "hotdesk"
+    reconnect_max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    listen: str = "127.0.0.1:8080"
+    secret_key: str = ""
+    debug: bool = False
+
+
+@dataclass(frozen=True)
+class ProvisioningConfig:
+    # Phones fetch <base_url>/<device token>/<file name>.
+    base_url: str = "http://127.0.0.1:8080/prov"
+    templates_dir: str = ""
+    render_dir: str = ""
+    allow_networks: str = ""
+    # Registrar the rendered configs point at when a tenant sets none.
+    registrar: str = "127.0.0.1:5060"
+    voicemail_number: str = "*97"
+    timezone: str = "UTC"
+    fetch_timeout_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    # auto_logout | deny | allow
+    multiple_login: str = "auto_logout"
+    pin_tries_per_call: int = 3
+    pin_max_digits: int = 8
+    pin_timeout_ms: int = 5000
+    lockout_failures: int = 5
+    lockout_window_minutes: int = 15
+    lockout_minutes: int = 15
+    # 0 = no maximum login time
+    max_login_minutes: int = 0
+    # HH:MM local to the server, empty = no daily logout
+    daily_logout_time: str = ""
+    login_code: str = "*70"
+    logout_code: str = "*71"
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    max_attempts: int = 8
+    backoff_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    # SIP domain of the default tenant, used by single-tenant PBXs.
+    default_domain: str = "default"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+
+
+# Logical prompt name -> sound file, per switch. Asterisk names are core sounds
+# (asterisk-core-sounds-en); FreeSWITCH names are from the standard English sound set.
+ASTERISK_PROMPTS: dict[str, str] = {
+    "enter_pin": "agent-pass",
+    "login_ok": "agent-loginok",
+    "logout_ok": "agent-loggedoff",
+    "wrong_pin": "auth-incorrect",
+    "locked": "vm-incorrect",
+    "unknown_extension": "pbx-invalid",
+    "not_enabled": "ss-noservice",
+    "not_hotdesk_phone": "ss-noservice",
+    "not_logged_in": "agent-loggedoff",
+    "ambiguous_device": "an-error-has-occurred",
+    "already_logged_in": "vm-incorrect",
+    "no_pin": "vm-goodbye",
+    "error": "an-error-has-occurred",
+    "goodbye": "vm-goodbye",
+}
+
+FREESWITCH_PROMPTS: dict[str, str] = {
+    "enter_pin": "ivr/ivr-please_enter_pin_followed_by_pound.wav",
+    "login_ok": "ivr/ivr-you_are_now_logged_in.wav",
+    "logout_ok": "ivr/ivr-you_are_now_logged_out.wav",
+    "wrong_pin": "voicemail/vm-fail_auth.wav",
+    "locked": "ivr/ivr-access_denied.wav",
+    "unknown_extension": "ivr/ivr-that_was_an_invalid_entry.wav",
+    "not_enabled": "ivr/ivr-access_denied.wav",
+    "not_hotdesk_phone": "ivr/ivr-access_denied.wav",
+    "not_logged_in": "ivr/ivr-you_are_now_logged_out.wav",
+    "ambiguous_device": "ivr/ivr-please_try_again.wav",
+    "already_logged_in": "ivr/ivr-access_denied.wav",
+    "no_pin": "voicemail/vm-goodbye.wav",
+    "error": "ivr/ivr-please_try_again.wav",
+    "goodbye": "voicemail/vm-goodbye.wav",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    switch: SwitchConfig = field(default_factory=SwitchConfig)
+    ami: AmiConfig = field(default_factory=AmiConfig)
+    agi: AgiConfig = field(default_factory=AgiConfig)
+    esl: EslConfig = field(default_factory=EslConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    tenant: TenantConfig = field(default_factory=TenantConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    prompts_asterisk: dict[str, str] = field(default_factory=lambda: dict(ASTERISK_PROMPTS))
+    prompts_freeswitch: dict[str, str] = field(default_factory=lambda: dict(FREESWITCH_PROMPTS))
+
+    def prompts(self, switch: str) -> dict[str, str]:
+        return self.prompts_asterisk if switch == "asterisk" else self.prompts_freeswitch
+
+
+_PROMPT_SECTIONS = {
+    "prompts.asterisk": "prompts_asterisk",
+    "prompts.freeswitch": "prompts_freeswitch",
+}
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too) into a host and an int port."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"listen address {value!r} must be HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _coerce(section: str, key: str, current: Any, raw: str) -> Any:
+    try:
+        if isinstance(current, bool):
+            low = raw.strip().lower()
+            if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return low in {"1", "true", "yes", "on"}
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+    except ValueError:
+        kind = type(current).__name__
+        raise ConfigError(f"[{section}] {key} = {raw!r} is not a valid {kind}") from None
+    return raw.strip()
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Read the INI file (if any), then apply HOTDESK_* environment overrides."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("HOTDESK_CONFIG") or None
+    values: dict[str, dict[str, str]] = {}
+    if path:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                parser.read_file(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except configparser.Error as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        values = {s: dict(parser.items(s)) for s in parser.sections()}
+    return _build(values, environ, source=str(path or "defaults"))
+
+
+def _build(values: dict[str, dict[str, str]], environ: Mapping[str, str], source: str) -> Config:
+    base = Config()
+    kwargs: dict[str, Any] = {}
+    sections = {f.name: f for f in dataclasses.fields(Config) if not f.name.startswith("prompts_")}
+    for name in values:
+        if name not in sections and name not in _PROMPT_SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}]")
+    for name in sections:
+        current = getattr(base, name)
+        given = values.get(name, {})
+        known = {f.name for f in dataclasses.fields(current)}
+        for key in given:
+            if key not in known:
+                raise ConfigError(f"{source}: unknown option {key!r} in [{name}]")
+        changes: dict[str, Any] = {}
+        for key in known:
+            env_key = f"HOTDESK_{name}_{key}".upper()
+            raw = environ.get(env_key, given.get(key))
+            if raw is not None:
+                changes[key] = _coerce(name, key, getattr(current, key), raw)
+        kwargs[name] = dataclasses.replace(current, **changes)
+    for section, attr in _PROMPT_SECTIONS.items():
+        prompts = dict(getattr(base, attr))
+        given = values.get(section, {})
+        for key in given:
+            if key not in prompts:
+                raise ConfigError(f"{source}: unknown prompt {key!r} in [{section}]")
+        prompts.update(given)
+        prefix = f"HOTDESK_{section.replace('.', '_')}_".upper()
+        for env_key, raw in environ.items():
+            if env_key.startswith(prefix) and env_key[len(prefix):].lower() in prompts:
+                prompts[env_key[len(prefix):].lower()] = raw
+        kwargs[attr] = prompts
+    config = Config(**kwargs)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    choices = {
+        ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
+        ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
+        ("esl", "pin_source"): (config.esl.pin_source, {"hotdesk", "directory"}),
+        ("policy", "multiple_login"): (config.policy.multiple_login,
+                                       {"auto_logout", "deny", "allow"}),
+    }
+    for (section, key), (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"[{section}] {key} = {value!r}; expected one of {sorted(allowed)}")
+    for section, value in (("agi", config.agi.listen), ("esl", config.esl.listen),
+                           ("web", config.web.listen)):
+        try:
+            parse_listen(value)
+        except ConfigError as exc:
+            raise ConfigError(f"[{section}] listen: {exc}") from None
+    if config.policy.pin_tries_per_call < 1:
+        raise ConfigError("[policy] pin_tries_per_call must be at least 1")
+
+
+def example_ini() -> str:
+    """The full default configuration as an INI file (``hotdesk config example``)."""
+    base = Config()
+    lines: list[str] = []
+    for f in dataclasses.fields(Config):
+        value = getattr(base, f.name)
+        if f.name.startswith("prompts_"):
+            lines.append(f"[prompts.{f.name.removeprefix('prompts_')}]")
+            lines += [f"{k} = {v}" for k, v in value.items()]
+        else:
+            lines.append(f"[{f.name}]")
+            for sub in dataclasses.fields(value):
+                v = getattr(value, sub.name)
+                lines.append(f"{sub.name} = {str(v).lower() if isinstance(v, bool) else v}")
+        lines.append("")
+    return "\n".join(lines)
+

@@ -1,0 +1,212 @@
+"""Users and hot-desking phones: create, change, delete, with the same checks for the CLI,
+the web admin, the REST API and imports. Errors are :class:`InventoryError` with a
+message an admin can act on."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from peewee import Database, IntegrityError
+
+from hotdesk import audit
+from hotdesk.db import write_transaction
+from hotdesk.hashing import InvalidPin, hash_pin
+from hotdesk.mac import InvalidMac, normalise_mac
+from hotdesk.models import Device, DiscoveredPhone, Session, Tenant, User
+from hotdesk.service import HotdeskService
+from hotdesk.vendors import VENDORS
+
+_EXTENSION = re.compile(r"^[0-9]{1,15}$")
+_SIP_USER = re.compile(r"^[A-Za-z0-9_.+\-]{1,64}$")
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
+
+
+class InventoryError(ValueError):
+    """Invalid or conflicting input; the message names the field."""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    mac: str
+    extension: str
+    sip_password: str
+    vendor: str = "yealink"
+    model: str = ""
+    name: str = ""
+    method: str = "pnp"
+    network: str = "lan"
+    sbc: str = ""
+    sip_username: str = ""
+    rps: bool = False
+
+
+def _check_extension(value: str, field: str = "extension") -> str:
+    value = (value or "").strip()
+    if not _EXTENSION.match(value):
+        raise InventoryError(f"{field} {value!r} must be 1 to 15 digits")
+    return value
+
+
+def _check_sip_user(value: str) -> str:
+    if not _SIP_USER.match(value or ""):
+        raise InventoryError(f"SIP username {value!r} may use letters, digits and _ . + -")
+    return value
+
+
+def default_tenant() -> Tenant:
+    return Tenant.get(Tenant.is_default == True)  # noqa: E712
+
+
+def add_user(db: Database, tenant: Tenant, extension: str, name: str = "",
+             pin: str | None = None, sip_password: str = "", hotdesk: bool = False,
+             sip_username: str = "", voicemail_box: str = "", voicemail_context: str = "default",
+             language: str = "en", keys: list[dict[str, str]] | None = None,
+             actor: str = "system") -> User:
+    extension = _check_extension(extension)
+    sip_username = _check_sip_user(sip_username or extension)
+    try:
+        pin_hash = hash_pin(pin) if pin else ""
+    except InvalidPin as exc:
+        raise InventoryError(str(exc)) from None
+    with write_transaction(db):
+        if User.get_or_none((User.tenant == tenant) & (User.extension == extension)):
+            raise InventoryError(f"extension {extension} already exists")
+        if Device.get_or_none((Device.tenant == tenant) & (Device.idle_extension == extension)):
+            raise InventoryError(f"extension {extension} is a hot-desk phone's idle extension")
+        try:
+            user = User.create(tenant=tenant, extension=extension, display_name=name.strip(),
+                               sip_username=sip_username, sip_password=sip_password,
+                               pin_hash=pin_hash, hotdesk_enabled=hotdesk,
+                               voicemail_box=voicemail_box or extension,
+                               voicemail_context=voicemail_context, language=language,
+                               keys_json=json.dumps(keys or []))
+        except IntegrityError:
+            raise InventoryError(f"SIP username {sip_username} already exists") from None
+        audit.record("user_added", tenant=tenant, actor=actor, user=user, extension=extension,
+                     hotdesk=hotdesk)
+    return user
+
+
+def set_pin(db: Database, user: User, pin: str, actor: str = "system") -> None:
+    try:
+        pin_hash = hash_pin(pin)
+    except InvalidPin as exc:
+        raise InventoryError(str(exc)) from None
+    with write_transaction(db):
+        User.update(pin_hash=pin_hash).where(User.id == user.id).execute()
+        audit.record("pin_changed", tenant=user.tenant_id, actor=actor, user=user)
+
+
+def set_hotdesk(db: Database, user: User, enabled: bool, actor: str = "system") -> None:
+    with write_transaction(db):
+        User.update(hotdesk_enabled=enabled).where(User.id == user.id).execute()
+        audit.record("hotdesk_enabled" if enabled else "hotdesk_disabled",
+                     tenant=user.tenant_id, actor=actor, user=user)
+
+
+def find_user(tenant: Tenant, extension: str) -> User:
+    user = User.get_or_none((User.tenant == tenant) & (User.extension == extension))
+    if user is None:
+        raise InventoryError(f"no user with extension {extension}")
+    return user
+
+
+def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
+    try:
+        mac = normalise_mac(spec.mac)
+    except InvalidMac as exc:
+        raise InventoryError(str(exc)) from None
+    vendor = (spec.vendor or "").lower()
+    if vendor not in VENDORS:
+        raise InventoryError(f"vendor {spec.vendor!r} is not one of {', '.join(sorted(VENDORS))}")
+    if spec.method not in {"pnp", "rps"}:
+        raise InventoryError("provisioning method must be pnp or rps")
+    if spec.network not in {"lan", "sbc"}:
+        raise InventoryError("network must be lan or sbc")
+    sbc = spec.sbc.strip()
+    if spec.network == "sbc" and not (sbc and _HOSTPORT.match(sbc)):
+        raise InventoryError("network sbc needs the SBC address as HOST or HOST:PORT")
+    if not spec.sip_password:
+        raise InventoryError("the idle extension needs a SIP password")
+    extension = _check_extension(spec.extension)
+    return DeviceSpec(mac=mac, extension=extension, sip_password=spec.sip_password,
+                      vendor=vendor, model=spec.model.strip(), name=spec.name.strip(),
+                      method=spec.method, network=spec.network,
+                      sbc=sbc if spec.network == "sbc" else "",
+                      sip_username=_check_sip_user(spec.sip_username or extension),
+                      rps=spec.rps)
+
+
+def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "system") -> Device:
+    """Register a hot-desking phone. It starts idle, on its own extension."""
+    spec = normalise_device_spec(spec)
+    with write_transaction(db):
+        if Device.get_or_none(Device.mac == spec.mac):
+            raise InventoryError(f"a phone with MAC {spec.mac} is already registered")
+        if Device.get_or_none((Device.tenant == tenant)
+                              & (Device.idle_extension == spec.extension)):
+            raise InventoryError(f"extension {spec.extension} is already another phone's "
+                                 "idle extension")
+        if User.get_or_none((User.tenant == tenant) & (User.extension == spec.extension)):
+            raise InventoryError(f"extension {spec.extension} belongs to a user")
+        try:
+            device = Device.create(
+                tenant=tenant, mac=spec.mac, vendor=spec.vendor, model=spec.model,
+                method=spec.method, network=spec.network, sbc_address=spec.sbc,
+                display_name=spec.name, idle_extension=spec.extension,
+                idle_sip_username=spec.sip_username, idle_sip_password=spec.sip_password,
+                rps_enabled=spec.rps)
+        except IntegrityError:
+            raise InventoryError("MAC or extension already registered") from None
+        DiscoveredPhone.update(adopted=True).where(DiscoveredPhone.mac == spec.mac).execute()
+        audit.record("device_added", tenant=tenant, actor=actor, device=device, mac=spec.mac,
+                     extension=spec.extension, vendor=spec.vendor, method=spec.method)
+    return device
+
+
+def update_device(db: Database, device: Device, spec: DeviceSpec,
+                  actor: str = "system") -> Device:
+    spec = normalise_device_spec(spec)
+    with write_transaction(db):
+        clash = Device.get_or_none((Device.mac == spec.mac) & (Device.id != device.id))
+        if clash:
+            raise InventoryError(f"a phone with MAC {spec.mac} is already registered")
+        clash = Device.get_or_none((Device.tenant == device.tenant_id)
+                                   & (Device.idle_extension == spec.extension)
+                                   & (Device.id != device.id))
+        if clash:
+            raise InventoryError(f"extension {spec.extension} is already another phone's "
+                                 "idle extension")
+        (Device.update(mac=spec.mac, vendor=spec.vendor, model=spec.model, method=spec.method,
+                       network=spec.network, sbc_address=spec.sbc, display_name=spec.name,
+                       idle_extension=spec.extension, idle_sip_username=spec.sip_username,
+                       idle_sip_password=spec.sip_password, rps_enabled=spec.rps,
+                       config_version=Device.config_version + 1)
+         .where(Device.id == device.id).execute())
+        audit.record("device_changed", tenant=device.tenant_id, actor=actor, device=device,
+                     mac=spec.mac)
+    return Device.get_by_id(device.id)
+
+
+def delete_device(db: Database, service: HotdeskService, device: Device,
+                  actor: str = "system") -> None:
+    """Remove a phone; a user logged in on it is logged out first (and audited)."""
+    if Session.get_or_none((Session.device == device) & Session.ended_at.is_null()):
+        service.logout(device.id, reason="device_deleted", actor=actor)
+    with write_transaction(db):
+        audit.record("device_deleted", tenant=device.tenant_id, actor=actor, mac=device.mac,
+                     extension=device.idle_extension)
+        device.delete_instance()
+
+
+def find_device(mac: str) -> Device:
+    try:
+        key = normalise_mac(mac)
+    except InvalidMac as exc:
+        raise InventoryError(str(exc)) from None
+    device = Device.get_or_none(Device.mac == key)
+    if device is None:
+        raise InventoryError(f"no hot-desking phone with MAC {mac}")
+    return device

@@ -1,0 +1,226 @@
+"""peewee models: the whole hot-desking state lives in these tables.
+
+All timestamps are naive UTC. Constraints that matter for correctness (one MAC per
+device, one idle extension per tenant, at most one active session per device) are
+enforced by unique indexes in the database, not only in Python.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from peewee import (
+    SQL,
+    AutoField,
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+# Bound to a real database by hotdesk.db.open_database(); peewee's documented idiom.
+database_proxy = DatabaseProxy()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    version = IntegerField()
+    applied_at = DateTimeField(default=utcnow)
+
+
+class Tenant(BaseModel):
+    id = AutoField()
+    name = CharField()
+    sip_domain = CharField(unique=True)
+    # host[:port] the phones register to; empty = [provisioning] registrar
+    registrar = CharField(default="")
+    is_default = BooleanField(default=False)
+    # Empty = the [policy] defaults from the config file.
+    multiple_login = CharField(default="")
+    max_login_minutes = IntegerField(null=True)
+    daily_logout_time = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, backref="users", on_delete="CASCADE")
+    extension = CharField()
+    display_name = CharField(default="")
+    sip_username = CharField()
+    sip_password = CharField(default="")
+    voicemail_box = CharField(default="")
+    voicemail_context = CharField(default="default")
+    pin_hash = CharField(default="")
+    hotdesk_enabled = BooleanField(default=False)
+    language = CharField(default="en")
+    max_login_minutes = IntegerField(null=True)
+    # JSON list of {"type": "blf"|"speeddial"|"line", "value": "...", "label": "..."}
+    keys_json = TextField(default="[]")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("tenant", "extension"), True), (("tenant", "sip_username"), True))
+
+
+class Device(BaseModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, backref="devices", on_delete="CASCADE")
+    mac = CharField(max_length=12, unique=True)  # 12 lower-case hex digits
+    vendor = CharField(default="yealink")
+    model = CharField(default="")
+    method = CharField(default="pnp")  # pnp | rps
+    network = CharField(default="lan")  # lan | sbc
+    sbc_address = CharField(default="")
+    display_name = CharField(default="")
+    idle_extension = CharField()
+    idle_sip_username = CharField()
+    idle_sip_password = CharField(default="")
+    rps_enabled = BooleanField(default=False)
+    # Secret path segment of the provisioning URL; also the HTTP basic password.
+    prov_token = CharField(default=new_token, unique=True)
+    # Bumped on every change of the config the phone should have.
+    config_version = IntegerField(default=1)
+    fetched_version = IntegerField(default=0)
+    last_fetch_at = DateTimeField(null=True)
+    # ip:port the phone last used (SIP source address, from a call or a fetch).
+    last_address = CharField(default="")
+    last_user_agent = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("tenant", "idle_extension"), True), (("tenant", "idle_sip_username"), True))
+
+
+class Session(BaseModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    device = ForeignKeyField(Device, backref="sessions", on_delete="CASCADE")
+    user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    started_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(null=True)
+    ended_at = DateTimeField(null=True)
+    # logout | roamed | auto_logout | expired | admin | device_deleted | user_deleted
+    end_reason = CharField(default="")
+    call_id = CharField(default="")
+
+
+# At most one active session per device, enforced by the database.
+Session.add_index(
+    Session.index(Session.device, unique=True, where=SQL("ended_at IS NULL"),
+                  name="session_one_active_per_device")
+)
+
+
+class LoginAttempt(BaseModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    user = ForeignKeyField(User, null=True, on_delete="CASCADE")
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    extension = CharField(default="")
+    success = BooleanField(default=False)
+    result = CharField(default="")
+    source = CharField(default="")
+    call_id = CharField(default="")
+    at = DateTimeField(default=utcnow, index=True)
+
+
+class AuditEvent(BaseModel):
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, null=True, on_delete="CASCADE")
+    at = DateTimeField(default=utcnow, index=True)
+    # who: "caller:101", "admin:alice", "system", "phone:<mac>"
+    actor = CharField(default="system")
+    action = CharField(index=True)
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    user = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    call_id = CharField(default="")
+    detail = TextField(default="")
+
+
+class OutboxNotify(BaseModel):
+    """A check-sync NOTIFY to send; durable so a switch outage loses nothing."""
+
+    id = AutoField()
+    tenant = ForeignKeyField(Tenant, null=True, on_delete="CASCADE")
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    switch = CharField(default="asterisk")
+    # SIP user the phone is registered as when the NOTIFY goes out.
+    endpoint = CharField()
+    domain = CharField(default="")
+    # sip:user@ip:port of exactly this phone, when known; preferred over endpoint.
+    contact_uri = CharField(default="")
+    event = CharField(default="check-sync")
+    config_version = IntegerField(default=0)
+    status = CharField(default="pending", index=True)  # pending | sent | failed
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow, index=True)
+    claimed_by = CharField(default="")
+    claimed_until = DateTimeField(null=True)
+    last_error = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField(null=True)
+
+
+class ConfigFetch(BaseModel):
+    id = AutoField()
+    device = ForeignKeyField(Device, backref="fetches", on_delete="CASCADE")
+    config_version = IntegerField()
+    filename = CharField(default="")
+    at = DateTimeField(default=utcnow, index=True)
+    address = CharField(default="")
+    user_agent = CharField(default="")
+
+
+class DiscoveredPhone(BaseModel):
+    id = AutoField()
+    mac = CharField(max_length=12, unique=True)
+    vendor = CharField(default="")
+    model = CharField(default="")
+    firmware = CharField(default="")
+    address = CharField(default="")
+    first_seen = DateTimeField(default=utcnow)
+    last_seen = DateTimeField(default=utcnow)
+    adopted = BooleanField(default=False)
+
+
+class Admin(BaseModel):
+    id = AutoField()
+    username = CharField(unique=True)
+    password_hash = CharField()
+    role = CharField(default="system")  # system | tenant
+    tenant = ForeignKeyField(Tenant, null=True, on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+
+
+class ApiToken(BaseModel):
+    id = AutoField()
+    admin = ForeignKeyField(Admin, backref="tokens", on_delete="CASCADE")
+    token_hash = CharField(unique=True)
+    label = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+    last_used_at = DateTimeField(null=True)
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
+    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken,
+]

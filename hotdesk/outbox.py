@@ -1,0 +1,148 @@
+"""The durable NOTIFY outbox: rows are written with the state change, sent later by a sender.
+
+A sender is the switch-specific part (AMI in hotdesk_agi, the inbound Event Socket in
+esl_handlers). The outbox only knows when to try, whom to try, and what happened.
+Claims are a conditional UPDATE, so several hotdesk processes can drain one outbox
+without sending a row twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from hotdesk.config import NotifyConfig
+from hotdesk.models import Device, OutboxNotify, Tenant, utcnow
+from hotdesk.vendors import get_vendor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Exactly one phone to send a check-sync NOTIFY to."""
+
+    outbox_id: int
+    endpoint: str  # SIP user / PJSIP endpoint the phone is registered as
+    domain: str  # SIP domain (FreeSWITCH host); "" for Asterisk
+    contact_uri: str  # sip:user@ip:port of this phone when known, else ""
+    event: str  # e.g. "check-sync;reboot=false"
+
+
+class NotifyError(Exception):
+    """The switch refused or could not be reached; the row is retried later."""
+
+
+class SwitchDown(NotifyError):
+    """No connection to the switch: the row stays queued without using up an attempt."""
+
+
+class NotifySender(Protocol):
+    def send(self, target: NotifyTarget) -> None: ...
+
+
+def contact_uri_for(endpoint: str, address: str) -> str:
+    return f"sip:{endpoint}@{address}" if endpoint and address else ""
+
+
+def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
+            now: datetime | None = None) -> OutboxNotify:
+    """Queue a check-sync for ``device``, addressed to the registration it has right now."""
+    now = now or utcnow()
+    # A newer NOTIFY to the same phone supersedes any still pending one.
+    (OutboxNotify.update(status="superseded", last_error="superseded by a newer NOTIFY")
+     .where((OutboxNotify.device == device) & (OutboxNotify.status == "pending"))
+     .execute())
+    return OutboxNotify.create(
+        tenant=tenant, device=device, switch=switch, endpoint=endpoint,
+        domain=tenant.sip_domain, contact_uri=contact_uri_for(endpoint, device.last_address),
+        event=get_vendor(device.vendor).notify_event, config_version=device.config_version,
+        next_attempt_at=now, created_at=now,
+    )
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
+              now: datetime | None = None) -> list[OutboxNotify]:
+    """Claim up to ``limit`` due rows for ``owner``; safe across processes and nodes."""
+    now = now or utcnow()
+    due = (OutboxNotify.select(OutboxNotify.id)
+           .where((OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
+                  & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
+           .order_by(OutboxNotify.id).limit(limit))
+    claimed: list[OutboxNotify] = []
+    for row in list(due):
+        taken = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
+                 .where((OutboxNotify.id == row.id) & (OutboxNotify.status == "pending")
+                        & (OutboxNotify.claimed_until.is_null()
+                           | (OutboxNotify.claimed_until < now)))
+                 .execute())
+        if taken == 1:
+            claimed.append(OutboxNotify.get_by_id(row.id))
+    return claimed
+
+
+def target_of(row: OutboxNotify) -> NotifyTarget:
+    return NotifyTarget(outbox_id=row.id, endpoint=row.endpoint, domain=row.domain,
+                        contact_uri=row.contact_uri, event=row.event)
+
+
+def mark_sent(row: OutboxNotify, now: datetime | None = None) -> None:
+    (OutboxNotify.update(status="sent", sent_at=now or utcnow(), attempts=row.attempts + 1,
+                         claimed_until=None, last_error="")
+     .where(OutboxNotify.id == row.id).execute())
+
+
+def mark_failed(row: OutboxNotify, error: str, policy: NotifyConfig, count_attempt: bool = True,
+                now: datetime | None = None) -> str:
+    """Reschedule with exponential backoff, or give up after ``max_attempts``."""
+    now = now or utcnow()
+    attempts = row.attempts + (1 if count_attempt else 0)
+    status = "failed" if attempts >= policy.max_attempts else "pending"
+    delay = min(policy.backoff_seconds * (2 ** max(attempts - 1, 0)), policy.backoff_max_seconds)
+    (OutboxNotify.update(status=status, attempts=attempts, last_error=error[:500],
+                         claimed_until=None, next_attempt_at=now + timedelta(seconds=delay))
+     .where(OutboxNotify.id == row.id).execute())
+    return status
+
+
+def drain_once(sender: NotifySender, policy: NotifyConfig, owner: str, limit: int = 50,
+               now: datetime | None = None) -> dict[str, int]:
+    """Send every due row once; returns counts by result. Never raises for a send error."""
+    counts = {"sent": 0, "retry": 0, "failed": 0, "switch_down": 0}
+    for row in claim_due(limit, owner, now=now):
+        target = target_of(row)
+        try:
+            sender.send(target)
+        except SwitchDown as exc:
+            mark_failed(row, str(exc), policy, count_attempt=False, now=now)
+            counts["switch_down"] += 1
+            # Everything else would fail the same way; release and stop for now.
+            break
+        except NotifyError as exc:
+            status = mark_failed(row, str(exc), policy, now=now)
+            counts["failed" if status == "failed" else "retry"] += 1
+            log.warning("NOTIFY %s to %s not sent: %s (%s)", row.event, target.endpoint, exc,
+                        status)
+        else:
+            mark_sent(row, now=now)
+            counts["sent"] += 1
+            log.info("NOTIFY %s sent to %s%s (device %s, config v%s)", row.event,
+                     target.endpoint, f" at {target.contact_uri}" if target.contact_uri else "",
+                     row.device_id, row.config_version)
+    # Rows claimed but not tried (after SwitchDown) are released for the next round.
+    (OutboxNotify.update(claimed_until=None)
+     .where((OutboxNotify.claimed_by == owner) & (OutboxNotify.status == "pending")
+            & OutboxNotify.claimed_until.is_null(False)).execute())
+    return counts
+
+
+def pending_count() -> int:
+    return OutboxNotify.select().where(OutboxNotify.status == "pending").count()

@@ -1,0 +1,55 @@
+"""Wiring for a hotdesk process: config -> database -> service, passed explicitly to adapters."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+from peewee import Database
+
+from hotdesk.config import Config
+from hotdesk.db import MIGRATIONS, open_database, schema_version, upgrade
+from hotdesk.service import HotdeskService
+
+
+@dataclass
+class Runtime:
+    config: Config
+    db: Database
+    service: HotdeskService
+
+
+class SchemaOutOfDate(RuntimeError):
+    pass
+
+
+def start(config: Config, migrate: bool = False) -> Runtime:
+    """Open the database (upgrading it when asked) and build the service."""
+    db = open_database(config.database.url)
+    if migrate:
+        upgrade(db, config.tenant.default_domain)
+    elif schema_version(db) < len(MIGRATIONS):
+        raise SchemaOutOfDate(
+            f"database {redact_url(config.database.url)} is at schema version "
+            f"{schema_version(db)}, this hotdesk needs {len(MIGRATIONS)}: run 'hotdesk db upgrade'"
+        )
+    return Runtime(config=config, db=db, service=HotdeskService(db, config))
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a database URL before it reaches a log line."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

@@ -1,0 +1,1 @@
+"""The ``hotdesk`` command: the one place where the core and the switch adapters meet."""

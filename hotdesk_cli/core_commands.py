@@ -1,0 +1,246 @@
+"""Admin commands on the database: db, user, device, session, notify, provision, config."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from hotdesk import inventory
+from hotdesk.config import example_ini
+from hotdesk.inventory import DeviceSpec, InventoryError
+from hotdesk.mac import format_mac
+from hotdesk.models import Device, Session, Tenant, User
+from hotdesk.provisioning import make_environment, render_device
+from hotdesk.runtime import Runtime, redact_url, start
+
+
+def _fail(message: str) -> int:
+    print(f"hotdesk: {message}", file=sys.stderr)
+    return 1
+
+
+def _tenant(domain: str | None) -> Tenant:
+    if not domain:
+        return inventory.default_tenant()
+    tenant = Tenant.get_or_none(Tenant.sip_domain == domain)
+    if tenant is None:
+        raise InventoryError(f"no tenant with SIP domain {domain}")
+    return tenant
+
+
+def guarded(handler):  # type: ignore[no-untyped-def]
+    """Turn InventoryError into a one-line message and exit status 1."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except InventoryError as exc:
+            return _fail(str(exc))
+    return run
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    rt = start(args.cfg, migrate=True)
+    from hotdesk.db import schema_version
+    print(f"database {redact_url(args.cfg.database.url)} at schema version "
+          f"{schema_version(rt.db)}")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    rt: Runtime = start(args.cfg)
+    pin = args.pin
+    if args.pin_prompt:
+        pin = getpass.getpass("PIN: ")
+    user = inventory.add_user(rt.db, _tenant(args.tenant), args.extension, name=args.name,
+                              pin=pin, sip_password=args.sip_password, hotdesk=args.hotdesk,
+                              sip_username=args.sip_username or "", actor="cli")
+    print(f"user {user.extension} added{' (hot desking enabled)' if user.hotdesk_enabled else ''}")
+    return 0
+
+
+def cmd_user_set_pin(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    user = inventory.find_user(_tenant(args.tenant), args.extension)
+    inventory.set_pin(rt.db, user, args.pin, actor="cli")
+    print(f"PIN of {user.extension} changed")
+    return 0
+
+
+def cmd_user_hotdesk(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    user = inventory.find_user(_tenant(args.tenant), args.extension)
+    inventory.set_hotdesk(rt.db, user, args.enable, actor="cli")
+    print(f"hot desking {'enabled' if args.enable else 'disabled'} for {user.extension}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    rows = [("EXTENSION", "NAME", "HOTDESK", "PIN", "LOGGED IN ON")]
+    for user in User.select().order_by(User.tenant, User.extension):
+        where = [s.device.display_name or s.device.idle_extension for s in
+                 Session.select().where((Session.user == user) & Session.ended_at.is_null())]
+        rows.append((user.extension, user.display_name, "yes" if user.hotdesk_enabled else "no",
+                     "set" if user.pin_hash else "-", ", ".join(where) or "-"))
+    _table(rows)
+    return 0
+
+
+def cmd_device_add(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    spec = DeviceSpec(mac=args.mac, extension=args.extension, sip_password=args.sip_password,
+                      vendor=args.vendor, model=args.model or "", name=args.name or "",
+                      method=args.method, network=args.network, sbc=args.sbc or "",
+                      rps=args.method == "rps")
+    device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli")
+    print(f"phone {format_mac(device.mac)} added, idle extension {device.idle_extension}")
+    print(f"provisioning URL: {args.cfg.provisioning.base_url.rstrip('/')}/{device.prov_token}/")
+    return 0
+
+
+def cmd_device_remove(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    device = inventory.find_device(args.mac)
+    inventory.delete_device(rt.db, rt.service, device, actor="cli")
+    print(f"phone {format_mac(device.mac)} removed")
+    return 0
+
+
+def cmd_device_list(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    rows = [("MAC", "VENDOR", "MODEL", "NAME", "IDLE EXT", "METHOD", "NETWORK", "USER",
+             "CONFIG")]
+    for device in Device.select().order_by(Device.idle_extension):
+        session = Session.get_or_none((Session.device == device) & Session.ended_at.is_null())
+        fetched = ("fetched" if device.fetched_version >= device.config_version else "pending")
+        rows.append((format_mac(device.mac), device.vendor, device.model, device.display_name,
+                     device.idle_extension, device.method, device.network
+                     + (f" {device.sbc_address}" if device.network == "sbc" else ""),
+                     session.user.extension if session else "-",
+                     f"v{device.config_version} {fetched}"))
+    _table(rows)
+    return 0
+
+
+def cmd_session_list(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    rows = [("PHONE", "MAC", "USER", "SINCE", "EXPIRES")]
+    query = Session.select().where(Session.ended_at.is_null()).order_by(Session.started_at)
+    for s in query:
+        rows.append((s.device.display_name or s.device.idle_extension, format_mac(s.device.mac),
+                     f"{s.user.extension} {s.user.display_name}".strip(),
+                     s.started_at.isoformat(timespec="seconds"),
+                     s.expires_at.isoformat(timespec="seconds") if s.expires_at else "-"))
+    _table(rows)
+    return 0
+
+
+def cmd_session_logout(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    device = inventory.find_device(args.mac)
+    outcome = rt.service.logout(device.id, reason="admin", actor="cli")
+    print(f"{format_mac(device.mac)}: {outcome.value}")
+    return 0 if outcome.value == "logged_out" else 1
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    device = inventory.find_device(args.mac)
+    rt.service.reprovision(device.id, actor="cli")
+    print(f"check-sync NOTIFY queued for {format_mac(device.mac)}")
+    return 0
+
+
+def cmd_provision_render(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    device = inventory.find_device(args.mac)
+    files = render_device(make_environment(args.cfg), device, args.cfg)
+    for name, content in files.items():
+        if len(files) > 1:
+            print(f"==> {name} <==")
+        sys.stdout.write(content)
+    return 0
+
+
+def cmd_config_example(args: argparse.Namespace) -> int:
+    sys.stdout.write(example_ini())
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="create or upgrade the schema").set_defaults(
+        handler=cmd_db_upgrade)
+
+    user = sub.add_parser("user", help="users and extensions").add_subparsers(
+        dest="user_cmd", required=True)
+    p = user.add_parser("add", help="add a user")
+    p.add_argument("--extension", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--pin", help="voicemail/hot-desk PIN, 4-8 digits")
+    p.add_argument("--pin-prompt", action="store_true", help="read the PIN from the terminal")
+    p.add_argument("--sip-password", default="")
+    p.add_argument("--sip-username", help="SIP auth user (default: the extension)")
+    p.add_argument("--hotdesk", action="store_true", help="enable hot desking")
+    p.add_argument("--tenant", help="tenant SIP domain (default tenant if omitted)")
+    p.set_defaults(handler=guarded(cmd_user_add))
+    p = user.add_parser("set-pin", help="set a user's PIN")
+    p.add_argument("extension")
+    p.add_argument("--pin", required=True)
+    p.add_argument("--tenant")
+    p.set_defaults(handler=guarded(cmd_user_set_pin))
+    for name, enable in (("enable", True), ("disable", False)):
+        p = user.add_parser(name, help=f"{name} hot desking for a user")
+        p.add_argument("extension")
+        p.add_argument("--tenant")
+        p.set_defaults(handler=guarded(cmd_user_hotdesk), enable=enable)
+    user.add_parser("list", help="list users").set_defaults(handler=cmd_user_list)
+
+    device = sub.add_parser("device", help="hot-desking phones").add_subparsers(
+        dest="device_cmd", required=True)
+    p = device.add_parser("add", help="register a hot-desking phone")
+    p.add_argument("--mac", required=True)
+    p.add_argument("--vendor", default="yealink")
+    p.add_argument("--model", default="")
+    p.add_argument("--extension", required=True, help="the phone's own idle extension")
+    p.add_argument("--sip-password", required=True, help="SIP password of the idle extension")
+    p.add_argument("--name", default="", help="display name, e.g. 'Desk 12'")
+    p.add_argument("--method", choices=["pnp", "rps"], default="pnp")
+    p.add_argument("--network", choices=["lan", "sbc"], default="lan")
+    p.add_argument("--sbc", help="SBC address HOST:PORT (with --network sbc)")
+    p.add_argument("--tenant")
+    p.set_defaults(handler=guarded(cmd_device_add))
+    p = device.add_parser("remove", help="remove a hot-desking phone")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_device_remove))
+    device.add_parser("list", help="list hot-desking phones").set_defaults(
+        handler=cmd_device_list)
+
+    session = sub.add_parser("session", help="hot-desk sessions").add_subparsers(
+        dest="session_cmd", required=True)
+    session.add_parser("list", help="active sessions").set_defaults(handler=cmd_session_list)
+    p = session.add_parser("logout", help="log the user out of a phone")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_session_logout))
+
+    p = sub.add_parser("notify", help="queue a check-sync NOTIFY for a phone")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_notify))
+
+    prov = sub.add_parser("provision", help="provisioning files").add_subparsers(
+        dest="prov_cmd", required=True)
+    p = prov.add_parser("render", help="print a phone's config as the phone would get it")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_provision_render))
+
+    cfg = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="config_cmd", required=True)
+    cfg.add_parser("example", help="print the default config file").set_defaults(
+        handler=cmd_config_example)

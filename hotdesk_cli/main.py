@@ -1,0 +1,51 @@
+"""``hotdesk`` entry point: global options, then one sub-command module per area.
+
+Each module in COMMAND_MODULES has ``register(subparsers)``; its handlers take the parsed
+arguments and return an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hotdesk.config import ConfigError, load_config
+from hotdesk.runtime import SchemaOutOfDate, setup_logging
+
+COMMAND_MODULES = [
+    "hotdesk_cli.core_commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotdesk", description="Hot desking for Asterisk and FreeSWITCH.")
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help="INI config file (default: $HOTDESK_CONFIG, else built-in defaults)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.cfg = load_config(args.config)
+        setup_logging(args.cfg.log.level)
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"hotdesk: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaOutOfDate as exc:
+        print(f"hotdesk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Shared fixtures. The database is SQLite in a temp dir, or the PostgreSQL server named by
+HOTDESK_TEST_DATABASE_URL (CI runs the whole suite both ways)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hotdesk.config import Config, DatabaseConfig
+from hotdesk.db import open_database
+from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant
+from hotdesk.models import ALL_MODELS, Device, User
+from hotdesk.runtime import Runtime, start
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference"
+
+
+def reference_bytes(name: str) -> bytes:
+    """A real switch transcript from shared/reference (see its INDEX.md)."""
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.skip(f"reference transcript {name} not available")
+    return path.read_bytes()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    url = os.environ.get("HOTDESK_TEST_DATABASE_URL")
+    if url:
+        db = open_database(url)
+        db.drop_tables(list(reversed(ALL_MODELS)), safe=True, cascade=True)
+        db.close()
+        return url
+    return f"sqlite:///{tmp_path / 'hotdesk.db'}"
+
+
+@pytest.fixture
+def config(database_url: str) -> Config:
+    return dataclasses.replace(Config(), database=DatabaseConfig(url=database_url))
+
+
+@pytest.fixture
+def runtime(config: Config) -> Iterator[Runtime]:
+    rt = start(config, migrate=True)
+    yield rt
+    rt.db.close()
+
+
+@pytest.fixture
+def alice(runtime: Runtime) -> User:
+    return add_user(runtime.db, default_tenant(), "101", name="Alice", pin="1234",
+                    sip_password="alice-secret", hotdesk=True)
+
+
+@pytest.fixture
+def bob(runtime: Runtime) -> User:
+    return add_user(runtime.db, default_tenant(), "102", name="Bob", pin="4321",
+                    sip_password="bob-secret", hotdesk=True)
+
+
+def make_device(runtime: Runtime, mac: str = "00:15:65:12:34:ab", extension: str = "8001",
+                **kw: str) -> Device:
+    spec = DeviceSpec(mac=mac, extension=extension, sip_password=f"idle-{extension}",
+                      vendor=kw.pop("vendor", "yealink"), name=kw.pop("name", f"Desk {extension}"),
+                      **kw)
+    return add_device(runtime.db, default_tenant(), spec)
+
+
+@pytest.fixture
+def desk(runtime: Runtime) -> Device:
+    return make_device(runtime)
+
+
+@pytest.fixture
+def desk2(runtime: Runtime) -> Device:
+    return make_device(runtime, mac="00:15:65:00:00:02", extension="8002")

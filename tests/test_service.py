@@ -1,0 +1,113 @@
+"""The switch-neutral rules, called directly (the adapters' tests drive them over the wire)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from hotdesk.config import PolicyConfig
+from hotdesk.models import AuditEvent, Device, OutboxNotify, Session
+from hotdesk.service import CallContext, HotdeskService, Outcome
+
+
+def ctx(endpoint: str = "8001", source: str = "192.0.2.10:5060") -> CallContext:
+    return CallContext(switch="asterisk", call_id="c1", endpoint=endpoint, source=source)
+
+
+def active(device: Device) -> list[Session]:
+    return list(Session.select().where((Session.device == device) & Session.ended_at.is_null()))
+
+
+def test_login_creates_session_audit_and_outbox_to_idle_registration(runtime, alice, desk):
+    svc = runtime.service
+    assert svc.login(desk.id, "101", "1234", ctx()) is Outcome.LOGGED_IN
+    [session] = active(desk)
+    assert session.user_id == alice.id
+    row = OutboxNotify.get(OutboxNotify.device == desk)
+    # The phone is still registered as its idle extension when the NOTIFY goes out.
+    assert row.endpoint == "8001"
+    assert row.contact_uri == ""
+    assert row.event == "check-sync;reboot=false"
+    assert Device.get_by_id(desk.id).config_version == 2
+    assert AuditEvent.select().where(AuditEvent.action == "login").count() == 1
+
+
+def test_identify_by_idle_extension_records_address(runtime, desk):
+    device = runtime.service.identify_device(ctx(source="192.0.2.10:5062"))
+    assert device.id == desk.id
+    assert Device.get_by_id(desk.id).last_address == "192.0.2.10:5062"
+
+
+def test_wrong_pin_unknown_and_not_enabled_are_distinct(runtime, alice, desk):
+    from hotdesk.inventory import add_user, default_tenant
+    add_user(runtime.db, default_tenant(), "103", pin="1111", hotdesk=False)
+    svc = runtime.service
+    assert svc.login(desk.id, "101", "9999", ctx()) is Outcome.WRONG_PIN
+    assert svc.login(desk.id, "555", "1234", ctx()) is Outcome.UNKNOWN_EXTENSION
+    assert svc.login(desk.id, "103", "1111", ctx()) is Outcome.NOT_ENABLED
+    assert active(desk) == []
+
+
+def test_lockout_after_five_failures_then_expires(runtime, alice, desk):
+    now = [runtime.service.clock()]
+    svc = HotdeskService(runtime.db, runtime.config, clock=lambda: now[0])
+    for _ in range(5):
+        assert svc.login(desk.id, "101", "0000", ctx()) is Outcome.WRONG_PIN
+        now[0] += timedelta(seconds=10)
+    assert svc.login(desk.id, "101", "1234", ctx()) is Outcome.LOCKED
+    assert AuditEvent.select().where(AuditEvent.action == "lockout").count() == 1
+    now[0] += timedelta(minutes=16)
+    assert svc.login(desk.id, "101", "1234", ctx()) is Outcome.LOGGED_IN
+
+
+def test_auto_logout_moves_user_and_reprovisions_old_phone(runtime, alice, desk, desk2):
+    svc = runtime.service
+    assert svc.login(desk.id, "101", "1234", ctx("8001", "192.0.2.10:5060")) is Outcome.LOGGED_IN
+    Device.update(last_address="192.0.2.10:5060").where(Device.id == desk.id).execute()
+    assert svc.login(desk2.id, "101", "1234", ctx("8002")) is Outcome.LOGGED_IN
+    assert active(desk) == [] and len(active(desk2)) == 1
+    old = Session.get(Session.device == desk)
+    assert old.end_reason == "moved"
+    # Desk 1 was registered as 101: its NOTIFY targets exactly that phone's contact.
+    row = (OutboxNotify.select().where((OutboxNotify.device == desk)
+                                       & (OutboxNotify.status == "pending")).get())
+    assert (row.endpoint, row.contact_uri) == ("101", "sip:101@192.0.2.10:5060")
+
+
+def test_deny_policy(runtime, alice, desk, desk2):
+    cfg = dataclasses.replace(runtime.config,
+                              policy=PolicyConfig(multiple_login="deny"))
+    svc = HotdeskService(runtime.db, cfg)
+    assert svc.login(desk.id, "101", "1234", ctx()) is Outcome.LOGGED_IN
+    assert svc.login(desk2.id, "101", "1234", ctx("8002")) is Outcome.ALREADY_LOGGED_IN
+    assert active(desk2) == []
+
+
+def test_roaming_replaces_other_user(runtime, alice, bob, desk):
+    svc = runtime.service
+    svc.login(desk.id, "101", "1234", ctx())
+    assert svc.login(desk.id, "102", "4321", ctx()) is Outcome.LOGGED_IN
+    [session] = active(desk)
+    assert session.user_id == bob.id
+    assert Session.get(Session.user == alice).end_reason == "replaced"
+
+
+def test_logout_and_logout_when_idle(runtime, alice, desk):
+    svc = runtime.service
+    assert svc.logout(desk.id) is Outcome.NOT_LOGGED_IN
+    svc.login(desk.id, "101", "1234", ctx())
+    assert svc.logout(desk.id) is Outcome.LOGGED_OUT
+    row = OutboxNotify.select().order_by(OutboxNotify.id.desc()).first()
+    assert row.endpoint == "101"
+
+
+def test_identify_several_sessions_by_source(runtime, alice, desk, desk2):
+    cfg = dataclasses.replace(runtime.config, policy=PolicyConfig(multiple_login="allow"))
+    svc = HotdeskService(runtime.db, cfg)
+    svc.identify_device(ctx("8001", "192.0.2.10:5060"))
+    svc.identify_device(ctx("8002", "192.0.2.11:5060"))
+    svc.login(desk.id, "101", "1234", ctx())
+    svc.login(desk2.id, "101", "1234", ctx("8002"))
+    assert svc.identify_device(ctx("101", "192.0.2.11:5060")).id == desk2.id
+    assert svc.identify_device(ctx("101", "192.0.2.99:5060")) is Outcome.AMBIGUOUS_DEVICE
+    assert svc.identify_device(ctx("101", "")) is Outcome.AMBIGUOUS_DEVICE
