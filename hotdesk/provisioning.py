@@ -52,6 +52,14 @@ class Profile:
     keys: list[dict[str, str]] = field(default_factory=list)
 
 
+def device_url(config: Config, device: Device) -> str:
+    """The provisioning URL a phone is given (PnP NOTIFY body, RPS, DHCP option 66).
+
+    The device's random token is the secret: the URL alone grants its config.
+    """
+    return f"{config.provisioning.base_url.rstrip('/')}/{device.prov_token}/"
+
+
 def split_hostport(value: str, default_port: int = 5060) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if sep and port.isdigit() and not host.endswith(":"):

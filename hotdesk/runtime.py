@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from peewee import Database
 
+from hotdesk import logctx
 from hotdesk.config import Config
 from hotdesk.db import MIGRATIONS, open_database, schema_version, upgrade
 from hotdesk.service import HotdeskService
@@ -48,8 +49,10 @@ def redact_url(url: str) -> str:
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """One line per event on stderr, each carrying the call id of the flow it belongs to."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(logctx.LOG_FORMAT))
+    logctx.install(handler)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))

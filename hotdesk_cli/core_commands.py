@@ -11,7 +11,7 @@ from hotdesk.config import example_ini
 from hotdesk.inventory import DeviceSpec, InventoryError
 from hotdesk.mac import format_mac
 from hotdesk.models import Device, Session, Tenant, User
-from hotdesk.provisioning import make_environment, render_device
+from hotdesk.provisioning import device_url, make_environment, render_device
 from hotdesk.runtime import Runtime, redact_url, start
 
 
@@ -95,7 +95,7 @@ def cmd_device_add(args: argparse.Namespace) -> int:
                       rps=args.method == "rps")
     device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli")
     print(f"phone {format_mac(device.mac)} added, idle extension {device.idle_extension}")
-    print(f"provisioning URL: {args.cfg.provisioning.base_url.rstrip('/')}/{device.prov_token}/")
+    print(f"provisioning URL: {device_url(args.cfg, device)}")
     return 0
 
 
