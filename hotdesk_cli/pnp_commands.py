@@ -55,13 +55,13 @@ def cmd_pnp_list(args: argparse.Namespace) -> int:
 
 
 def cmd_pnp_push(args: argparse.Namespace) -> int:
-    from hotdesk_pnp import push_provisioning_url
+    from hotdesk_pnp.push import push_provisioning_url, push_succeeded
 
     start(args.cfg)
     device = find_device(args.mac)
     result = push_provisioning_url(args.cfg, device)
     print(f"{format_mac(device.mac)}: {result}")
-    return 0 if result.startswith("sent to") and "answered" not in result else 1
+    return 0 if push_succeeded(result) else 1
 
 
 def cmd_pnp_forget(args: argparse.Namespace) -> int:

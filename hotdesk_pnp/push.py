@@ -22,6 +22,11 @@ from hotdesk_pnp.transaction import retransmit_delays, send_and_wait
 log = logging.getLogger(__name__)
 
 
+def push_succeeded(result: str) -> bool:
+    """True for the result sentence of a NOTIFY the phone accepted."""
+    return result.startswith("sent to ") and "," not in result
+
+
 def _event_for(row: DiscoveredPhone) -> str:
     params = [("vendor", row.vendor), ("model", row.model), ("version", row.firmware)]
     quoted = "".join(f';{k}="{v.replace(chr(34), "")}"' for k, v in params if v)
