@@ -111,3 +111,12 @@ def test_identify_several_sessions_by_source(runtime, alice, desk, desk2):
     assert svc.identify_device(ctx("101", "192.0.2.11:5060")).id == desk2.id
     assert svc.identify_device(ctx("101", "192.0.2.99:5060")) is Outcome.AMBIGUOUS_DEVICE
     assert svc.identify_device(ctx("101", "")) is Outcome.AMBIGUOUS_DEVICE
+
+
+def test_database_refuses_two_active_sessions_on_one_device(runtime, alice, bob, desk):
+    import pytest
+    from peewee import IntegrityError
+
+    Session.create(tenant=desk.tenant, device=desk, user=alice)
+    with pytest.raises(IntegrityError), runtime.db.atomic():
+        Session.create(tenant=desk.tenant, device=desk, user=bob)
