@@ -69,8 +69,8 @@ def test_auto_logout_moves_user_and_reprovisions_old_phone(runtime, alice, desk,
     old = Session.get(Session.device == desk)
     assert old.end_reason == "moved"
     # Desk 1 was registered as 101: its NOTIFY targets exactly that phone's contact.
-    row = (OutboxNotify.select().where((OutboxNotify.device == desk)
-                                       & (OutboxNotify.status == "pending")).get())
+    row = (OutboxNotify.select().where(OutboxNotify.device == desk)
+           .order_by(OutboxNotify.id.desc()).get())
     assert (row.endpoint, row.contact_uri) == ("101", "sip:101@192.0.2.10:5060")
 
 
