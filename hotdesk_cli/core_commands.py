@@ -99,12 +99,49 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli")
     print(f"phone {format_mac(device.mac)} added, idle extension {device.idle_extension}")
     print(f"provisioning URL: {device_url(args.cfg, device)}")
+    if device.method == "rps":
+        return _rps_after_add(args, device)
+    return _pnp_after_add(args, device)
+
+
+def _rps_after_add(args: argparse.Namespace, device: Device) -> int:
+    """--method rps: register the MAC with the vendor's redirect service when one is set up."""
+    from hotdesk.rps import RpsError, has_service, save_to_rps
+
+    if not has_service(args.cfg, device.vendor):
+        print(f"RPS: no redirect service configured for {device.vendor}; register the URL "
+              "yourself or set it up in [rps] and run 'hotdesk rps register'")
+        return 0
+    try:
+        print(f"RPS: {save_to_rps(args.cfg, device, actor='cli')}")
+    except RpsError as exc:
+        return _fail(f"phone added, but RPS registration failed: {exc}")
+    return 0
+
+
+def _pnp_after_add(args: argparse.Namespace, device: Device) -> int:
+    """--method pnp: a phone already seen on the LAN gets its URL right away."""
+    from hotdesk.discovery import phone_address
+
+    if phone_address(device.mac):
+        from hotdesk_pnp import push_provisioning_url
+
+        print(f"PnP: {push_provisioning_url(args.cfg, device)}")
     return 0
 
 
 def cmd_device_remove(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     device = inventory.find_device(args.mac)
+    if device.rps_enabled:
+        from hotdesk.rps import RpsError, has_service, remove_from_rps
+
+        if has_service(args.cfg, device.vendor):
+            try:
+                print(f"RPS: {remove_from_rps(args.cfg, device, actor='cli')}")
+            except RpsError as exc:
+                print(f"RPS: deregistration failed, remove the MAC by hand: {exc}",
+                      file=sys.stderr)
     inventory.delete_device(rt.db, rt.service, device, actor="cli")
     print(f"phone {format_mac(device.mac)} removed")
     return 0

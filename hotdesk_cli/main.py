@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "hotdesk_cli.provision_commands",
     "hotdesk_cli.demo_commands",
     "hotdesk_cli.run_commands",
+    "hotdesk_cli.pnp_commands",
+    "hotdesk_cli.rps_commands",
 ]
 
 
