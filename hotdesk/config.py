@@ -80,6 +80,11 @@ class ProvisioningConfig:
     voicemail_number: str = "*97"
     timezone: str = "UTC"
     fetch_timeout_seconds: int = 120
+    # HTTP authentication of config fetches: none (the URL token is the secret) | basic | digest
+    auth: str = "none"
+    # User name phones send with basic/digest: "mac" (the phone's MAC) or one fixed name.
+    # The password is always the device's provisioning token.
+    auth_username: str = "mac"
 
 
 @dataclass(frozen=True)
@@ -317,6 +322,7 @@ def _validate(config: Config) -> None:
         ("esl", "pin_source"): (config.esl.pin_source, {"hotdesk", "directory"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
+        ("provisioning", "auth"): (config.provisioning.auth, {"none", "basic", "digest"}),
     }
     for (section, key), (value, allowed) in choices.items():
         if value not in allowed:

@@ -1,4 +1,7 @@
-"""Admin commands on the database: db, user, device, session, notify, provision, config."""
+"""Admin commands on the database: db, user, device, session, notify, config.
+
+(``provision`` lives in provision_commands.)
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from hotdesk.config import example_ini
 from hotdesk.inventory import DeviceSpec, InventoryError
 from hotdesk.mac import format_mac
 from hotdesk.models import Device, Session, Tenant, User
-from hotdesk.provisioning import device_url, make_environment, render_device
+from hotdesk.provisioning import device_url
 from hotdesk.runtime import Runtime, redact_url, start
 
 
@@ -189,17 +192,6 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_provision_render(args: argparse.Namespace) -> int:
-    start(args.cfg)
-    device = inventory.find_device(args.mac)
-    files = render_device(make_environment(args.cfg), device, args.cfg)
-    for name, content in files.items():
-        if len(files) > 1:
-            print(f"==> {name} <==")
-        sys.stdout.write(content)
-    return 0
-
-
 def cmd_config_example(args: argparse.Namespace) -> int:
     sys.stdout.write(example_ini())
     return 0
@@ -270,12 +262,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("notify", help="queue a check-sync NOTIFY for a phone")
     p.add_argument("mac")
     p.set_defaults(handler=guarded(cmd_notify))
-
-    prov = sub.add_parser("provision", help="provisioning files").add_subparsers(
-        dest="prov_cmd", required=True)
-    p = prov.add_parser("render", help="print a phone's config as the phone would get it")
-    p.add_argument("mac")
-    p.set_defaults(handler=guarded(cmd_provision_render))
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_cmd", required=True)
