@@ -90,7 +90,8 @@ class AmiClient:
             except AmiError as exc:
                 self._set_state("refused", f"AMI {self.address} refused login: {exc}; retrying",
                                 logging.ERROR)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError, ValueError) as exc:
                 if self.state == "connected":
                     message = f"AMI {self.address} connection lost ({exc or 'closed'}), retrying"
                 else:

@@ -56,7 +56,8 @@ class AgiServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for the workers so their database connections close with them.
+        await asyncio.to_thread(self.executor.shutdown, True, cancel_futures=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
