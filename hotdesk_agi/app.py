@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from dataclasses import dataclass
 
 from hotdesk.config import parse_listen
@@ -83,8 +84,14 @@ async def start_app(runtime: Runtime, listen: str | None = None,
 
 
 async def serve_forever(runtime: Runtime) -> None:
+    """Run until SIGTERM/SIGINT; calls in progress are cancelled, queued NOTIFYs stay."""
     app = await start_app(runtime)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
     try:
-        await asyncio.Event().wait()
+        await done.wait()
+        log.info("stopping")
     finally:
         await app.close()

@@ -33,7 +33,8 @@ def test_login_ok_sets_result_creates_session_and_notifies_contact_uri(driver, a
     assert rec.prompts == ["enter_pin", "login_ok"]
     assert rec.hung_up
     assert rec.commands[0] == "ANSWER"
-    assert rec.commands[1] == f"GET DATA {driver.runtime.config.prompts_asterisk['enter_pin']} 100 8"
+    enter_pin = driver.runtime.config.prompts_asterisk["enter_pin"]
+    assert rec.commands[1] == f"GET DATA {enter_pin} 100 8"
     [session] = active(desk)
     assert session.user_id == alice.id
     # The phone is still registered as its idle endpoint: exactly that contact is notified.
