@@ -50,6 +50,8 @@ class AgiConfig:
     # Seconds to wait for the reply to one AGI command beyond its own timeout (GET DATA),
     # so a stalled switch cannot pin a call task forever.
     command_timeout: float = 60.0
+    # Threads that run the (blocking) database steps of calls and the NOTIFY drain.
+    db_threads: int = 4
 
 
 @dataclass(frozen=True)

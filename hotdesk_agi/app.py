@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from hotdesk.config import parse_listen
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
-                     stop: asyncio.Event) -> None:
+                     stop: asyncio.Event, executor: Executor | None = None) -> None:
     """Send due outbox rows whenever woken (a call changed something, AMI came back)
     or every ``[notify] poll_seconds``. While AMI is down nothing is claimed, so rows
     stay pending with no attempt used, and go out after the reconnect."""
@@ -34,7 +35,8 @@ async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
             continue
         try:
             while True:
-                counts = await asyncio.to_thread(drain_once, sender, policy, owner)
+                counts = await asyncio.get_running_loop().run_in_executor(
+                    executor, drain_once, sender, policy, owner)
                 if sum(counts.values()) < 50 or counts["switch_down"]:
                     break
         except Exception:
@@ -54,12 +56,12 @@ class AgiApp:
     async def close(self) -> None:
         self.stop.set()
         self.wake.set()
-        await self.server.close()
-        if self.client is not None:
-            await self.client.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.server.close()
+        if self.client is not None:
+            await self.client.close()
 
 
 async def start_app(runtime: Runtime, listen: str | None = None,
@@ -67,7 +69,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     """Start everything on the running loop; ``listen`` overrides ``[agi] listen``."""
     wake = asyncio.Event()
     stop = asyncio.Event()
-    server = AgiServer(runtime, on_step=wake.set)
+    server = AgiServer(runtime, on_decided=wake.set)
     host, port = parse_listen(listen or runtime.config.agi.listen)
     address = await server.start(host, port)
     client = None
@@ -76,7 +78,8 @@ async def start_app(runtime: Runtime, listen: str | None = None,
         client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
         client.on_connected = wake.set
         client.start()
-        tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop)))
+        tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop,
+                                                    server.executor)))
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)

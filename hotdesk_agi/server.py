@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from hotdesk.callflow import SetVar
 from hotdesk.logctx import call_context
 from hotdesk.runtime import Runtime
 from hotdesk_agi import login, logout
@@ -29,15 +30,19 @@ HANDLERS: Mapping[str, Handler] = {"login": login.handle, "logout": logout.handl
 
 
 class AgiServer:
-    """Serves FastAGI on ``host:port``; ``on_step`` runs after every database step
-    (the NOTIFY drain loop uses it to send a fresh outbox row at once)."""
+    """Serves FastAGI on ``host:port``. ``on_decided`` runs when a call's outcome is
+    committed (the script sets HOTDESK_RESULT): the NOTIFY drain loop uses it to send
+    the fresh outbox row at once instead of at its next poll."""
 
     def __init__(self, runtime: Runtime, handlers: Mapping[str, Handler] = HANDLERS,
-                 workers: int = 8, on_step: Callable[[], None] | None = None) -> None:
+                 on_decided: Callable[[], None] | None = None) -> None:
         self.runtime = runtime
         self.handlers = dict(handlers)
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agi-db")
-        self.on_step = on_step or (lambda: None)
+        # Few threads: SQLite has one writer anyway, and each thread keeps its own
+        # database connection (and page cache) for its whole life.
+        self.executor = ThreadPoolExecutor(max_workers=max(runtime.config.agi.db_threads, 1),
+                                           thread_name_prefix="agi-db")
+        self.on_decided = on_decided or (lambda: None)
         self.server: asyncio.AbstractServer | None = None
         self.calls_served = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,13 +105,11 @@ class AgiServer:
             session = AgiSession(lines, writer, cfg.command_timeout)
             step = thread_runner(self.executor)
 
-            def after(fn):  # type: ignore[no-untyped-def]
-                async def run():  # type: ignore[no-untyped-def]
-                    try:
-                        return await step(fn)
-                    finally:
-                        self.on_step()
-                return run()
+            async def after(fn):  # type: ignore[no-untyped-def]
+                done, result = await step(fn)
+                if done or isinstance(result, SetVar):
+                    self.on_decided()
+                return done, result
 
             outcome = await run_script(session, script, after)
             self.calls_served += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, Transcript, place_call
 
@@ -59,6 +59,7 @@ class Notify:
     endpoint: str
     uri: str
     event: str
+    at: float = field(default_factory=time.monotonic)  # when the fake received it
 
 
 @dataclass
@@ -120,6 +121,11 @@ class FakeAMI:
             self.server = None
         for w in list(self._writers.values()):
             w.transport.abort()
+        # Let the connection tasks see the abort and finish before the loop ends.
+        for _ in range(100):
+            if not self._writers:
+                break
+            await asyncio.sleep(0.01)
 
     async def shutdown(self) -> None:
         """``core stop now``: Event: Shutdown to every logged-in connection, then close."""
