@@ -47,6 +47,11 @@ class AgiConfig:
     listen: str = "127.0.0.1:4573"
     # Seconds a FastAGI client may take to send its environment block.
     header_timeout: float = 10.0
+    # Seconds to wait for the reply to one AGI command beyond its own timeout (GET DATA),
+    # so a stalled switch cannot pin a call task forever.
+    command_timeout: float = 60.0
+    # Threads that run the (blocking) database steps of calls and the NOTIFY drain.
+    db_threads: int = 4
 
 
 @dataclass(frozen=True)
@@ -170,19 +175,19 @@ class LogConfig:
 # Logical prompt name -> sound file, per switch. Asterisk names are core sounds
 # (asterisk-core-sounds-en); FreeSWITCH names are from the standard English sound set.
 ASTERISK_PROMPTS: dict[str, str] = {
-    "enter_pin": "agent-pass",
-    "login_ok": "agent-loginok",
-    "logout_ok": "agent-loggedoff",
-    "wrong_pin": "auth-incorrect",
-    "locked": "vm-incorrect",
-    "unknown_extension": "pbx-invalid",
-    "not_enabled": "ss-noservice",
-    "not_hotdesk_phone": "ss-noservice",
+    "enter_pin": "agent-pass",  # "Please enter your password followed by the pound key."
+    "login_ok": "agent-loginok",  # "Agent logged in."
+    "logout_ok": "agent-loggedoff",  # "Agent logged off."
+    "wrong_pin": "vm-incorrect",  # "Login incorrect." (the next PIN prompt follows)
+    "locked": "confbridge-pin-bad",  # "You have entered too many invalid ... numbers."
+    "unknown_extension": "pbx-invalid",  # "I am sorry, that's not a valid extension."
+    "not_enabled": "ss-noservice",  # "The number you have dialed is not in service."
+    "not_hotdesk_phone": "feature-not-avail-line",  # "That feature is not available on this line."
     "not_logged_in": "agent-loggedoff",
-    "ambiguous_device": "an-error-has-occurred",
-    "already_logged_in": "vm-incorrect",
+    "ambiguous_device": "cannot-complete-as-dialed",
+    "already_logged_in": "agent-alreadyon",  # "That agent is already logged on. ..."
     "no_pin": "vm-goodbye",
-    "error": "an-error-has-occurred",
+    "error": "please-try-call-later",  # "Please try your call again later."
     "goodbye": "vm-goodbye",
 }
 
