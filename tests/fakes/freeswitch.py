@@ -439,14 +439,18 @@ class FakeInboundServer:
                 continue
             except OSError:
                 return
+            if not self._running:
+                conn.close()
+                return
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             t.start()
             self._threads.append(t)
-        lsock.close()
 
     def stop(self) -> None:
         """Stop listening and drop every connection (FreeSWITCH gone)."""
         self._running = False
+        if self._lsock is not None:
+            self._lsock.close()
         with self._lock:
             conns = list(self._conns)
             self._conns.clear()
