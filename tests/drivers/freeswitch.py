@@ -52,7 +52,8 @@ class Driver:
         self.last: FakeCall | None = None
 
     def call(self, feature: str, endpoint: str, extension: str = "", digits: Sequence[str] = (),
-             source: str = "", hangup_at: str | None = None, domain: str = "127.0.0.1") -> CallRecord:
+             source: str = "", hangup_at: str | None = None,
+             domain: str = "127.0.0.1") -> CallRecord:
         spec = CallSpec(endpoint=endpoint, extension=extension if feature == "login" else "",
                         action=feature, digits=list(digits), hangup_at=hangup_at,
                         source=source or "127.0.0.1:5072", domain=domain)
