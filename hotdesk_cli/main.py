@@ -16,6 +16,11 @@ from hotdesk.runtime import SchemaOutOfDate, setup_logging
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
+    "hotdesk_cli.provision_commands",
+    "hotdesk_cli.demo_commands",
+    "hotdesk_cli.run_commands",
+    "hotdesk_cli.pnp_commands",
+    "hotdesk_cli.rps_commands",
     "hotdesk_cli.esl_commands",
 ]
 
