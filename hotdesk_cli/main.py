@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "hotdesk_cli.pnp_commands",
     "hotdesk_cli.rps_commands",
     "hotdesk_cli.agi_commands",
+    "hotdesk_cli.esl_commands",
 ]
 
 
