@@ -16,6 +16,7 @@ from hotdesk.runtime import SchemaOutOfDate, setup_logging
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
+    "hotdesk_cli.worker_commands",
 ]
 
 
