@@ -77,14 +77,17 @@ def set_connection(component: str, up: bool) -> None:
     SWITCH_CONNECTION.labels(component=component).set(1 if up else 0)
 
 
-def serve_process_metrics(listen: str) -> bool:
-    """Start this process's own /metrics port when ``[metrics] listen`` is set."""
+def serve_process_metrics(listen: str):  # type: ignore[no-untyped-def]
+    """Start this process's own /metrics port when ``[metrics] listen`` is set.
+
+    Returns the HTTP server (``shutdown()`` stops it) or None when off.
+    """
     if not listen:
-        return False
+        return None
     host, port = parse_listen(listen)
-    start_http_server(port, addr=host)
-    log.info("process metrics on http://%s:%d/metrics", host, port)
-    return True
+    server, _thread = start_http_server(port, addr=host)
+    log.info("process metrics on http://%s:%d/metrics", host, server.server_port)
+    return server
 
 
 # Login attempts are counted over these trailing windows.

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hotdesk import health, reconcile
+from hotdesk.mac import format_mac
 from hotdesk.models import Session, utcnow
 
 # A heartbeat older than this is shown as stale: its process may have died without
@@ -33,7 +34,7 @@ def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
     now = now or utcnow()
     pending = []
     for device in reconcile.pending_devices()[:pending_limit]:
-        pending.append((device.mac, device.display_name or device.idle_extension,
+        pending.append((format_mac(device.mac), device.display_name or device.idle_extension,
                         device.config_version, device.fetched_version,
                         reconcile.device_provisioning_state(device)))
     return Status(
