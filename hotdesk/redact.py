@@ -69,11 +69,12 @@ class RedactFilter(logging.Filter):
 
 def config_secrets(config) -> list[str]:  # type: ignore[no-untyped-def]
     """The literal secrets of a configuration, for :class:`RedactFilter`."""
-    from hotdesk.runtime import redact_url
+    from urllib.parse import urlsplit
 
     values = [config.ami.secret, config.esl.password, config.web.secret_key,
               config.metrics.token]
-    url = config.database.url
-    if redact_url(url) != url:
-        values.append(url.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1])
+    try:
+        values.append(urlsplit(config.database.url).password or "")
+    except ValueError:
+        pass
     return [v for v in values if v]

@@ -139,4 +139,4 @@ def test_status_screen(runtime, alice, desk, desk2, capsys, monkeypatch):
     assert cli_main(["status"]) == 0
     out = capsys.readouterr().out
     assert "Last worker run:" in out and "never" not in out
-    assert "00:15:65:12:34:ab" in out and "wants v2, fetched v0" in out
+    assert "00:15:65:12:34:AB" in out and "wants v2, fetched v0" in out
