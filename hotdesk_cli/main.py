@@ -18,8 +18,11 @@ from hotdesk.runtime import SchemaOutOfDate, setup_logging
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
     "hotdesk_cli.worker_commands",
+    "hotdesk_cli.provision_commands",
     "hotdesk_cli.demo_commands",
     "hotdesk_cli.run_commands",
+    "hotdesk_cli.pnp_commands",
+    "hotdesk_cli.rps_commands",
 ]
 
 

@@ -21,6 +21,9 @@ from hotdesk.runtime import start
 log = logging.getLogger("hotdesk.run")
 
 DEFAULT_COMPONENTS = ("agi", "esl", "web", "worker")
+# Component name -> its sub-command. PnP is opt-in: it binds UDP 5060 on the multicast group.
+COMPONENT_ARGS = {"agi": ["agi"], "esl": ["esl"], "web": ["web"], "worker": ["worker"],
+                  "pnp": ["pnp", "listen"]}
 
 
 @dataclass
@@ -78,7 +81,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config:
         base += ["--config", args.config]
     names = [n.strip() for n in args.components.split(",") if n.strip()]
-    children = [Child(name, base + [name]) for name in names]
+    unknown = [n for n in names if n not in COMPONENT_ARGS]
+    if unknown:
+        print(f"hotdesk run: unknown component(s) {', '.join(unknown)}; "
+              f"choose from {', '.join(COMPONENT_ARGS)}", file=sys.stderr)
+        return 2
+    children = [Child(name, base + COMPONENT_ARGS[name]) for name in names]
     stop = [False]
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -95,5 +103,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run every hotdesk service (upgrades the schema first)")
     p.add_argument("--components", default=",".join(DEFAULT_COMPONENTS),
-                   help=f"comma-separated (default: {','.join(DEFAULT_COMPONENTS)})")
+                   help=f"comma-separated from {', '.join(COMPONENT_ARGS)} "
+                        f"(default: {','.join(DEFAULT_COMPONENTS)})")
     p.set_defaults(handler=cmd_run)
