@@ -104,8 +104,10 @@ class PolicyConfig:
     lockout_minutes: int = 15
     # 0 = no maximum login time
     max_login_minutes: int = 0
-    # HH:MM local to the server, empty = no daily logout
+    # HH:MM in [policy] timezone, empty = no daily logout
     daily_logout_time: str = ""
+    # IANA zone name for daily_logout_time, e.g. Europe/Berlin
+    timezone: str = "UTC"
     login_code: str = "*70"
     logout_code: str = "*71"
 
@@ -116,6 +118,31 @@ class NotifyConfig:
     backoff_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     poll_seconds: float = 1.0
+    # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
+    # drains), log, or a registered name / "module:factory" (see hotdesk.drain).
+    sender: str = "none"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    # Seconds between two worker ticks (auto-logout, reconciliation, housekeeping).
+    interval_seconds: float = 30.0
+    # Re-sent NOTIFYs per config version before a phone is left "pending" for an admin.
+    reconcile_max_requeues: int = 3
+    # Upper bound of the doubling wait between two re-sent NOTIFYs.
+    reconcile_backoff_max_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # HOST:PORT of a per-process Prometheus endpoint for agi/esl/worker; empty = off.
+    listen: str = ""
+    # /metrics of `hotdesk web`: bearer token and/or comma-separated client networks.
+    # Both empty = only 127.0.0.1 and ::1 may scrape.
+    token: str = ""
+    allow_networks: str = ""
+    # Name of this node in heartbeats and `hotdesk status`; empty = host name.
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +248,8 @@ class Config:
     provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tenant: TenantConfig = field(default_factory=TenantConfig)
     pnp: PnpConfig = field(default_factory=PnpConfig)
     rps: RpsConfig = field(default_factory=RpsConfig)
@@ -348,6 +377,34 @@ def _validate(config: Config) -> None:
         raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
     if config.policy.pin_tries_per_call < 1:
         raise ConfigError("[policy] pin_tries_per_call must be at least 1")
+    if config.metrics.listen:
+        try:
+            parse_listen(config.metrics.listen)
+        except ConfigError as exc:
+            raise ConfigError(f"[metrics] listen: {exc}") from None
+    _validate_daily_logout(config.policy)
+
+
+def _validate_daily_logout(policy: PolicyConfig) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(policy.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"[policy] timezone = {policy.timezone!r} is not a known "
+                          "time zone (e.g. UTC, Europe/Berlin)") from None
+    if policy.daily_logout_time and parse_hhmm(policy.daily_logout_time) is None:
+        raise ConfigError(f"[policy] daily_logout_time = {policy.daily_logout_time!r} "
+                          "must be HH:MM")
+
+
+def parse_hhmm(value: str) -> tuple[int, int] | None:
+    """``"23:30"`` -> (23, 30); None when it is not a valid time of day."""
+    hh, sep, mm = value.strip().partition(":")
+    if not sep or not (hh.isdigit() and mm.isdigit()) or len(mm) != 2:
+        return None
+    h, m = int(hh), int(mm)
+    return (h, m) if 0 <= h < 24 and 0 <= m < 60 else None
 
 
 def example_ini() -> str:

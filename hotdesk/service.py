@@ -265,15 +265,19 @@ class HotdeskService:
         return Outcome.LOGGED_IN
 
     def logout(self, device_id: int, reason: str = "logout", actor: str = "system",
-               call_id: str = "") -> Outcome:
-        """End the device's session and put the idle profile back on it."""
+               call_id: str = "", session_id: int | None = None) -> Outcome:
+        """End the device's session and put the idle profile back on it.
+
+        ``session_id``: end only that session, so a background logout decided on an
+        old session never ends a newer login that happened in between.
+        """
         with write_transaction(self.db):
             device = self._lock_device(device_id)
             if device is None:
                 return Outcome.NOT_HOTDESK_PHONE
             current = Session.get_or_none((Session.device == device)
                                           & Session.ended_at.is_null())
-            if current is None:
+            if current is None or (session_id is not None and current.id != session_id):
                 return Outcome.NOT_LOGGED_IN
             self._end_session(current, reason, actor, call_id, self.clock())
         log.info("device %s logged out (%s by %s)", device.mac, reason, actor)
@@ -282,9 +286,10 @@ class HotdeskService:
     def expire_sessions(self) -> int:
         """End sessions past their expiry (max login time); returns how many."""
         now = self.clock()
-        ids = [s.device_id for s in Session.select(Session.device)
+        due = [(s.device_id, s.id) for s in Session.select(Session.id, Session.device)
                .where(Session.ended_at.is_null() & (Session.expires_at <= now))]
-        return sum(self.logout(i, reason="expired") == Outcome.LOGGED_OUT for i in ids)
+        return sum(self.logout(d, reason="expired", session_id=i) == Outcome.LOGGED_OUT
+                   for d, i in due)
 
     def reprovision(self, device_id: int, actor: str = "system") -> None:
         """Push the device's current profile again (admin "check-sync")."""

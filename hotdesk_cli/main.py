@@ -12,10 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from hotdesk.config import ConfigError, load_config
+from hotdesk.redact import config_secrets
 from hotdesk.runtime import SchemaOutOfDate, setup_logging
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
+    "hotdesk_cli.worker_commands",
     "hotdesk_cli.provision_commands",
     "hotdesk_cli.demo_commands",
     "hotdesk_cli.run_commands",
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.cfg = load_config(args.config)
-        setup_logging(args.cfg.log.level)
+        setup_logging(args.cfg.log.level, secrets=config_secrets(args.cfg))
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"hotdesk: configuration error: {exc}", file=sys.stderr)

@@ -19,4 +19,7 @@ def create_app(runtime: Runtime) -> Flask:
     from webadmin.provisioning import bp as provisioning_bp
 
     app.register_blueprint(provisioning_bp)
+    from webadmin.metrics import bp as metrics_bp
+
+    app.register_blueprint(metrics_bp)
     return app
