@@ -16,6 +16,8 @@ from hotdesk.runtime import SchemaOutOfDate, setup_logging
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
+    "hotdesk_cli.admin_commands",
+    "hotdesk_cli.web_commands",
 ]
 
 
