@@ -27,6 +27,7 @@ from webadmin.pages import _date, _ids, _phone_key, offline_after
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp_docs = Blueprint("api_docs", __name__, url_prefix="/api/v1")
 PAGE_SIZE = 100
+MAX_ID = 2**31
 
 
 @bp_docs.get("/openapi.json")
@@ -59,7 +60,7 @@ def text(data: dict[str, Any], key: str, default: str = "") -> str:
     value = data.get(key, default)
     if value is None:
         return default
-    if not isinstance(value, str | int) or isinstance(value, bool):
+    if not isinstance(value, str):
         abort(400, f"{key} must be a string")
     return str(value)
 
@@ -74,8 +75,8 @@ def flag(data: dict[str, Any], key: str, default: bool | None = None) -> bool | 
 def tenant_from(data: dict[str, Any]) -> Tenant:
     raw = data.get("tenant_id")
     if raw is not None:
-        if not isinstance(raw, int) or isinstance(raw, bool):
-            abort(400, "tenant_id must be an integer")
+        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw < MAX_ID:
+            abort(400, "tenant_id must be a positive integer")
         scoped_or_404(Tenant, raw)
         return tenant_choice(str(raw))
     return tenant_choice(None)
@@ -321,7 +322,8 @@ def notify_push() -> Response:
     else:
         wanted = data.get("phone_ids")
         if not isinstance(wanted, list) or not wanted or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in wanted):
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i < MAX_ID
+                for i in wanted):
             abort(400, "give phone_ids (a non-empty list of ids) or tenant_id")
         by_id = {d.id: d for d in devices}
         missing = [i for i in wanted if i not in by_id]

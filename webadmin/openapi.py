@@ -64,7 +64,8 @@ PHONE_INPUT = _obj({
     "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
     "sbc": {"type": S, "description": "SBC HOST[:PORT], required with network sbc"},
     "rps": {"type": "boolean", "description": "also write the URL to the vendor's RPS"},
-    "tenant_id": {"type": "integer", "description": "system administrators only"},
+    "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
+                  "description": "system administrators only"},
 }, extra=True)
 
 USER = _obj({
@@ -78,7 +79,7 @@ USER_INPUT = _obj({
     "extension": {"type": S}, "name": {"type": S},
     "pin": {"type": S, "description": "4 to 8 digits; stored hashed"},
     "sip_password": {"type": S}, "hotdesk": {"type": "boolean"}, "language": {"type": S},
-    "tenant_id": {"type": "integer"},
+    "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
 }, extra=True)
 
 SESSION = _obj({
@@ -224,8 +225,10 @@ def openapi_document() -> dict[str, Any]:
             "post": {"summary": "Push check-sync to a selection or a whole tenant",
                      "operationId": "pushNotify",
                      "requestBody": _body(_obj({
-                         "phone_ids": {"type": "array", "items": {"type": "integer"}},
-                         "tenant_id": {"type": "integer"}}, extra=True)),
+                         "phone_ids": {"type": "array", "items": {
+                             "type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
+                         "tenant_id": {"type": "integer", "minimum": 1,
+                                       "maximum": 2**31 - 1}}, extra=True)),
                      "responses": {"202": _json(_wrap("notifies", {"type": "array",
                                                                    "items": _ref("Notify")}),
                                                 "Queued"), **_errors(400, 401, 404)}},

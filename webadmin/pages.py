@@ -151,14 +151,16 @@ def notify() -> Response | str:
 
 
 def _int(value: object) -> int:
+    """A database id or page number from a form; 0 when it is not one (never overflows)."""
     try:
-        return int(str(value))
+        number = int(str(value))
     except ValueError:
         return 0
+    return number if 0 < number < 2**31 else 0
 
 
 def _ids(raw: str) -> list[int]:
-    return [int(x) for x in raw.split(",") if x.strip().isdigit()][:1000]
+    return [n for x in raw.split(",")[:1000] if (n := _int(x.strip()))]
 
 
 @bp.get("/notify/progress")
