@@ -70,13 +70,14 @@ def _too_big(text: str) -> ParseResult | None:
     return None
 
 
-def parse_ini_sections(text: str) -> tuple[dict[str, dict], list[Problem]]:
-    """Asterisk config -> {section: {"line", "template", "inherits", "options"}}.
+def parse_ini_sections(text: str) -> tuple[list[tuple[str, dict]], list[Problem]]:
+    """Asterisk config -> [(section name, {"line", "template", "inherits", "options"})].
 
-    ``[name](!)`` is a template, ``[name](tpl,other)`` inherits them in order, and
-    ``[name](!,tpl)`` is a template that inherits. Values of later keys win.
+    Names repeat in pjsip.conf (endpoint 101 and aor 101), so this is a list.
+    ``[name](!)`` is a template, ``[name](tpl,other)`` inherits them in order,
+    ``[name](!,tpl)`` is a template that inherits, ``[name](+)`` adds to the last one.
     """
-    sections: dict[str, dict] = {}
+    sections: list[tuple[str, dict]] = []
     problems: list[Problem] = []
     current: dict | None = None
     for number, line in _lines(text):
@@ -86,13 +87,14 @@ def parse_ini_sections(text: str) -> tuple[dict[str, dict], list[Problem]]:
         if match:
             name = match.group(1).strip()
             flags = [f.strip() for f in (match.group(2) or "").split(",") if f.strip()]
+            previous = [sec for n, sec in sections if n == name]
+            if "+" in flags and previous:
+                current = previous[-1]
+                continue
             current = {"line": number, "template": "!" in flags,
                        "inherits": [f for f in flags if f not in ("!", "+")],
                        "options": {}}
-            if "+" in flags and name in sections:
-                current = sections[name]
-            else:
-                sections[name] = current
+            sections.append((name, current))
             continue
         key, sep, value = line.partition("=")
         if not sep or current is None:
@@ -103,13 +105,16 @@ def parse_ini_sections(text: str) -> tuple[dict[str, dict], list[Problem]]:
     return sections, problems
 
 
-def _resolved(sections: dict[str, dict], name: str, depth: int = 0) -> dict[str, str]:
-    section = sections[name]
+def _templates(sections: list[tuple[str, dict]]) -> dict[str, dict]:
+    return {name: sec for name, sec in reversed(sections) if sec["template"]}
+
+
+def _resolved(section: dict, templates: dict[str, dict], depth: int = 0) -> dict[str, str]:
     options: dict[str, str] = {}
     if depth < 10:
         for parent in section["inherits"]:
-            if parent in sections:
-                options.update(_resolved(sections, parent, depth + 1))
+            if parent in templates:
+                options.update(_resolved(templates[parent], templates, depth + 1))
     options.update(section["options"])
     return options
 
@@ -120,15 +125,16 @@ def parse_pjsip(text: str) -> ParseResult:
     if big:
         return big
     sections, problems = parse_ini_sections(text)
+    templates = _templates(sections)
     result = ParseResult(problems=problems)
-    for name, section in sections.items():
-        if section["template"]:
-            continue
+    resolved = [(name, sec, _resolved(sec, templates)) for name, sec in sections
+                if not sec["template"]]
+    auths = {name: opts for name, _, opts in reversed(resolved) if opts.get("type") == "auth"}
+    for name, section, options in resolved:
         for parent in section["inherits"]:
-            if parent not in sections:
+            if parent not in templates:
                 result.problems.append(Problem(section["line"],
                                                f"[{name}] inherits unknown template {parent!r}"))
-        options = _resolved(sections, name)
         if options.get("type") != "endpoint":
             continue
         display, number = "", ""
@@ -144,14 +150,13 @@ def parse_pjsip(text: str) -> ParseResult:
         username, password = name, ""
         auth_name = options.get("auth", "").split(",")[0].strip()
         if auth_name:
-            auth = sections.get(auth_name)
+            auth = auths.get(auth_name)
             if auth is None:
                 result.problems.append(Problem(section["line"], f"endpoint [{name}] uses "
                                                f"unknown auth [{auth_name}]"))
             else:
-                auth_options = _resolved(sections, auth_name)
-                username = auth_options.get("username", name) or name
-                password = auth_options.get("password", "")
+                username = auth.get("username", name) or name
+                password = auth.get("password", "")
         result.records.append(ImportRecord(extension=extension, line=section["line"],
                                            name=display[:100], sip_password=password,
                                            sip_username=username))
