@@ -90,6 +90,11 @@ class ProvisioningConfig:
     voicemail_number: str = "*97"
     timezone: str = "UTC"
     fetch_timeout_seconds: int = 120
+    # HTTP authentication of config fetches: none (the URL token is the secret) | basic | digest
+    auth: str = "none"
+    # User name phones send with basic/digest: "mac" (the phone's MAC) or one fixed name.
+    # The password is always the device's provisioning token.
+    auth_username: str = "mac"
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,49 @@ class NotifyConfig:
 class TenantConfig:
     # SIP domain of the default tenant, used by single-tenant PBXs.
     default_domain: str = "default"
+
+
+@dataclass(frozen=True)
+class PnpConfig:
+    # Unicast SIP listener HOST:PORT for PnP SUBSCRIBEs; empty = no unicast listener.
+    listen: str = ""
+    # Join the SIP PnP multicast group (RFC 6080 ua-profile discovery).
+    multicast: bool = True
+    multicast_group: str = "224.0.1.75"
+    multicast_port: int = 5060
+    # LAN address of the interface the phones are on; empty = the kernel's default.
+    interface: str = ""
+    # SUBSCRIBEs accepted per source address per window; more are dropped.
+    rate_limit: int = 10
+    rate_window_seconds: float = 60.0
+    # SIP timer T1 (NOTIFY retransmission starts here and doubles) and the give-up time.
+    t1_ms: int = 500
+    notify_timeout_seconds: float = 8.0
+
+
+@dataclass(frozen=True)
+class RpsConfig:
+    # vendor=service pairs: which redirect service a phone vendor's MACs go to.
+    vendors: str = "yealink=yealink,htek=htek,akuvox=akuvox,snom=snom"
+    # XML-RPC redirect services (Yealink RPS and the same API at Htek and Akuvox).
+    yealink_url: str = "https://rps.yealink.com/xmlrpc"
+    yealink_username: str = ""
+    yealink_password: str = ""
+    htek_url: str = ""
+    htek_username: str = ""
+    htek_password: str = ""
+    akuvox_url: str = ""
+    akuvox_username: str = ""
+    akuvox_password: str = ""
+    # Server entry name created in the XML-RPC services for hotdesk's devices.
+    server_name: str = "hotdesk"
+    # Take over a MAC already registered in this account to another server.
+    override: bool = True
+    # Snom SRAPS (REST, Hawk authentication): access key id and secret.
+    snom_url: str = "https://api.sraps.snom.com/api/v1/"
+    snom_username: str = ""
+    snom_password: str = ""
+    timeout_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +226,8 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     tenant: TenantConfig = field(default_factory=TenantConfig)
+    pnp: PnpConfig = field(default_factory=PnpConfig)
+    rps: RpsConfig = field(default_factory=RpsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     prompts_asterisk: dict[str, str] = field(default_factory=lambda: dict(ASTERISK_PROMPTS))
     prompts_freeswitch: dict[str, str] = field(default_factory=lambda: dict(FREESWITCH_PROMPTS))
@@ -283,6 +333,7 @@ def _validate(config: Config) -> None:
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
         ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),
+        ("provisioning", "auth"): (config.provisioning.auth, {"none", "basic", "digest"}),
     }
     for (section, key), (value, allowed) in choices.items():
         if value not in allowed:
@@ -293,6 +344,13 @@ def _validate(config: Config) -> None:
             parse_listen(value)
         except ConfigError as exc:
             raise ConfigError(f"[{section}] listen: {exc}") from None
+    if config.pnp.listen:
+        try:
+            parse_listen(config.pnp.listen)
+        except ConfigError as exc:
+            raise ConfigError(f"[pnp] listen: {exc}") from None
+    if config.pnp.rate_limit < 1 or config.pnp.t1_ms < 1:
+        raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
     if config.policy.pin_tries_per_call < 1:
         raise ConfigError("[policy] pin_tries_per_call must be at least 1")
 

@@ -53,10 +53,8 @@ def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
             now: datetime | None = None) -> OutboxNotify:
     """Queue a check-sync for ``device``, addressed to the registration it has right now."""
     now = now or utcnow()
-    # A newer NOTIFY to the same phone supersedes any still pending one.
-    (OutboxNotify.update(status="superseded", last_error="superseded by a newer NOTIFY")
-     .where((OutboxNotify.device == device) & (OutboxNotify.status == "pending"))
-     .execute())
+    # Earlier pending rows for the phone stay: each targets the registration the phone
+    # had then, and an extra check-sync costs the phone one fetch.
     return OutboxNotify.create(
         tenant=tenant, device=device, switch=switch, endpoint=endpoint,
         domain=tenant.sip_domain, contact_uri=contact_uri_for(endpoint, device.last_address),

@@ -3,26 +3,45 @@
 The profile is computed from the database every time (idle extension, or the logged-in
 user's account), so a re-provisioning is only "bump config_version + NOTIFY": the
 phone's next fetch gets the new file.
+
+Templates are data: an admin's ``[provisioning] templates_dir`` is searched before the
+shipped ``provisioning_templates``. A broken template must not take a desk down, so a
+render error raises :class:`TemplateError` (file and line, for the log and the web
+admin) and :class:`ConfigCache` keeps serving the last config that rendered.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
 from hotdesk.config import Config
-from hotdesk.models import Device, Session, User
-from hotdesk.vendors import get_vendor
+from hotdesk.models import Device, Session, Tenant, User
+from hotdesk.vendors import Vendor, get_vendor
+
+log = logging.getLogger(__name__)
 
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "es": "Spanish",
              "it": "Italian", "nl": "Dutch", "pt": "Portuguese", "pl": "Polish"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DIALABLE = re.compile(r"[^0-9A-Za-z*#+@._\-]")
+FILE_MODE = 0o640
+DIR_MODE = 0o750
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,21 @@ class Profile:
     login_code: str
     logout_code: str
     keys: list[dict[str, str]] = field(default_factory=list)
+    # Current offset of ``timezone`` from UTC, for vendors that take an offset, not a name.
+    utc_offset_minutes: int = 0
+    sip_domain: str = ""
+
+
+class TemplateError(Exception):
+    """A vendor template failed to compile or render; says which file and line."""
+
+    def __init__(self, template: str, line: int | None, message: str, source: str = "") -> None:
+        self.template = template
+        self.line = line
+        self.message = message
+        self.source = source  # the file on disk, when known
+        where = f"{template} line {line}" if line else template
+        super().__init__(f"template {where}: {message}")
 
 
 def device_url(config: Config, device: Device) -> str:
@@ -67,60 +101,122 @@ def split_hostport(value: str, default_port: int = 5060) -> tuple[str, int]:
     return value.strip("[]"), default_port
 
 
+def clean(value: Any) -> str:
+    """One line of text: control bytes (CR, LF, NUL, ...) become spaces.
+
+    A display name with a newline must not start a new ``key = value`` line, and XML
+    1.0 cannot carry most control characters at all.
+    """
+    return _CONTROL.sub(" ", str(value if value is not None else "")).strip()
+
+
+def config_value(value: Any) -> str:
+    """Make a value safe on one ``key = value`` line: no line breaks or control bytes."""
+    return clean(value)
+
+
+def dialstring(value: Any) -> str:
+    """Only characters a phone dials: a key value cannot smuggle a vendor macro in."""
+    return _DIALABLE.sub("", clean(value))
+
+
+def fnc_text(value: Any) -> str:
+    """Text inside a Cisco ``fnc=…;nme=…`` string: ``;`` and ``=`` would start a new field."""
+    return re.sub(r"[;=]", " ", clean(value)).strip()
+
+
+def offset_text(minutes: int, style: str = "hours") -> str:
+    """``+1``, ``-3:30`` (style hours) or ``GMT+01:00`` (style gmt) for a UTC offset."""
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    if style == "gmt":
+        return f"GMT{sign}{hours:02d}:{mins:02d}"
+    return f"{sign}{hours}" + (f":{mins:02d}" if mins else "")
+
+
+def utc_offset_minutes(tz_name: str, now: datetime | None = None) -> int:
+    try:
+        zone = ZoneInfo(tz_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("[provisioning] timezone %r is unknown; phones get UTC", tz_name)
+        return 0
+    offset = (now or datetime.now(UTC)).astimezone(zone).utcoffset()
+    return int(offset.total_seconds() // 60) if offset else 0
+
+
 def active_user(device: Device) -> User | None:
     session = (Session.select(Session, User).join(User)
                .where((Session.device == device) & Session.ended_at.is_null()).first())
     return session.user if session else None
 
 
-def profile_for(device: Device, config: Config, user: User | None = None) -> Profile:
-    """The profile ``device`` should carry now: its logged-in user's, else its idle one."""
-    user = user if user is not None else active_user(device)
-    tenant = device.tenant
+def _user_keys(user: User, logout_code: str) -> list[dict[str, str]]:
+    try:
+        raw = json.loads(user.keys_json or "[]")
+    except ValueError:
+        log.warning("user %s has invalid keys_json; rendering without their keys",
+                    user.extension)
+        raw = []
+    if not isinstance(raw, list):
+        raw = []
+    keys = [{"type": k["type"], "value": dialstring(k.get("value", "")),
+             "label": clean(k.get("label", ""))}
+            for k in raw if isinstance(k, dict) and k.get("type") in {"blf", "speeddial", "line"}]
+    # First, so it survives a template that shows fewer keys than the user has.
+    return [{"type": "speeddial", "value": logout_code, "label": "Log out"}, *keys]
+
+
+def profile_for(device: Device, config: Config, user: User | None = None,
+                tenant: Tenant | None = None, offset_minutes: int | None = None,
+                known_idle: bool = False) -> Profile:
+    """The profile ``device`` should carry now: its logged-in user's, else its idle one.
+
+    ``known_idle``: the caller already knows no one is logged in (bulk rendering).
+    """
+    if user is None and not known_idle:
+        user = active_user(device)
+    tenant = tenant if tenant is not None else device.tenant
     registrar_host, registrar_port = split_hostport(tenant.registrar
                                                     or config.provisioning.registrar)
     proxy_host, proxy_port = ("", 0)
     if device.network == "sbc" and device.sbc_address:
         proxy_host, proxy_port = split_hostport(device.sbc_address)
     policy = config.policy
-    common = dict(
-        mac=device.mac, model=device.model, config_version=device.config_version,
-        registrar_host=registrar_host, registrar_port=registrar_port,
-        outbound_proxy_host=proxy_host, outbound_proxy_port=proxy_port,
-        timezone=config.provisioning.timezone, login_code=policy.login_code,
-        logout_code=policy.logout_code,
+    if offset_minutes is None:
+        offset_minutes = utc_offset_minutes(config.provisioning.timezone)
+    common: dict[str, Any] = dict(
+        mac=device.mac, model=clean(device.model), config_version=device.config_version,
+        registrar_host=clean(registrar_host), registrar_port=registrar_port,
+        outbound_proxy_host=clean(proxy_host), outbound_proxy_port=proxy_port,
+        timezone=clean(config.provisioning.timezone), login_code=dialstring(policy.login_code),
+        logout_code=dialstring(policy.logout_code), utc_offset_minutes=offset_minutes,
+        sip_domain=clean(tenant.sip_domain),
     )
     if user is None:
-        label = f"Hot desk {device.display_name or device.idle_extension} - free"
-        return Profile(idle=True, extension=device.idle_extension, label=label,
-                       display_name=device.display_name or f"Hot desk {device.idle_extension}",
+        name = clean(device.display_name) or device.idle_extension
+        return Profile(idle=True, extension=device.idle_extension,
+                       label=f"Hot desk {name} - free",
+                       display_name=clean(device.display_name)
+                       or f"Hot desk {device.idle_extension}",
                        sip_username=device.idle_sip_username,
                        auth_username=device.idle_sip_username,
-                       sip_password=device.idle_sip_password, voicemail_number="",
+                       sip_password=clean(device.idle_sip_password), voicemail_number="",
                        language="en", language_name="English",
-                       keys=[{"type": "speeddial", "value": policy.login_code,
+                       keys=[{"type": "speeddial", "value": common["login_code"],
                               "label": "Hot desk log in"}], **common)
-    try:
-        keys = [k for k in json.loads(user.keys_json or "[]")
-                if isinstance(k, dict) and k.get("type") in {"blf", "speeddial", "line"}]
-    except ValueError:
-        keys = []
-    keys = [{"type": k["type"], "value": str(k.get("value", "")),
-             "label": str(k.get("label", ""))} for k in keys]
-    keys.append({"type": "speeddial", "value": policy.logout_code, "label": "Log out"})
     return Profile(idle=False, extension=user.extension,
-                   label=f"{user.extension} {user.display_name}".strip(),
-                   display_name=user.display_name or user.extension,
+                   label=clean(f"{user.extension} {user.display_name}"),
+                   display_name=clean(user.display_name) or user.extension,
                    sip_username=user.sip_username, auth_username=user.sip_username,
-                   sip_password=user.sip_password,
-                   voicemail_number=config.provisioning.voicemail_number,
-                   language=user.language, language_name=LANGUAGES.get(user.language, "English"),
-                   keys=keys, **common)
+                   sip_password=clean(user.sip_password),
+                   voicemail_number=dialstring(config.provisioning.voicemail_number),
+                   language=clean(user.language),
+                   language_name=LANGUAGES.get(user.language, "English"),
+                   keys=_user_keys(user, common["logout_code"]), **common)
 
 
-def config_value(value: Any) -> str:
-    """Make a value safe on one ``key = value`` line: no line breaks or control bytes."""
-    return _CONTROL.sub(" ", str(value if value is not None else "")).strip()
+def shipped_templates_dir() -> Path:
+    return Path(str(resources.files("provisioning_templates")))
 
 
 def make_environment(config: Config) -> jinja2.Environment:
@@ -128,35 +224,283 @@ def make_environment(config: Config) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
     if config.provisioning.templates_dir:
         loaders.append(jinja2.FileSystemLoader(config.provisioning.templates_dir))
-    shipped = Path(str(resources.files("provisioning_templates")))
-    loaders.append(jinja2.FileSystemLoader(str(shipped)))
+    loaders.append(jinja2.FileSystemLoader(str(shipped_templates_dir())))
     env = jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
-        autoescape=lambda name: bool(name) and name.endswith((".xml.j2", ".htm.j2")),
+        # Named by format: only XML templates are escaped (Poly's .cfg files are XML).
+        autoescape=lambda name: bool(name) and name.endswith(".xml.j2"),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
     env.filters["cfgval"] = config_value
+    env.filters["dialstring"] = dialstring
+    env.filters["fnc"] = fnc_text
+    env.filters["offset"] = offset_text
     return env
+
+
+def _template_error(exc: Exception, name: str) -> TemplateError:
+    """Where in the template ``exc`` happened (jinja2 maps frames to template lines)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return TemplateError(exc.name or name, exc.lineno, exc.message or str(exc),
+                             exc.filename or "")
+    line, source = None, ""
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            line, source = tb.tb_lineno, filename
+        tb = tb.tb_next
+    return TemplateError(name, line, f"{type(exc).__name__}: {exc}", source)
+
+
+def render_template(env: jinja2.Environment, name: str, **context: Any) -> str:
+    """Render one template; any failure becomes a TemplateError naming file and line."""
+    try:
+        return env.get_template(name).render(**context)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(name, None, f"template not found: {exc.name}") from exc
+    except Exception as exc:  # noqa: BLE001 - a template can raise anything; we report it
+        raise _template_error(exc, name) from exc
 
 
 def render_file(env: jinja2.Environment, device: Device, filename: str, config: Config,
                 profile: Profile | None = None) -> str | None:
-    """The content of ``filename`` for ``device``, or None if its vendor has no such file."""
+    """The content of ``filename`` for ``device``, or None if its vendor has no such file.
+
+    Raises TemplateError when the template is broken.
+    """
     vendor = get_vendor(device.vendor)
     spec = vendor.filenames(device.mac, device.model).get(filename)
     if spec is None:
-        return None
+        common = vendor.common_file(filename)
+        if common is None:
+            return None
+        return render_template(env, common.template, vendor=vendor)
     profile = profile or profile_for(device, config)
-    return env.get_template(spec.template).render(profile=profile, vendor=vendor)
+    return render_template(env, spec.template, profile=profile, vendor=vendor)
 
 
 def render_device(env: jinja2.Environment, device: Device,
                   config: Config) -> dict[str, str]:
-    """Every file the device's vendor requests, rendered for its current profile."""
-    profile = profile_for(device, config)
+    """Every per-device file the vendor requests, rendered for the current profile."""
+    return render_profile(env, get_vendor(device.vendor), profile_for(device, config))
+
+
+def render_profile(env: jinja2.Environment, vendor: Vendor,
+                   profile: Profile) -> dict[str, str]:
+    """All per-device files of ``vendor`` for ``profile``; each template rendered once."""
+    done: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for name, spec in vendor.filenames(profile.mac, profile.model).items():
+        if spec.template not in done:
+            done[spec.template] = render_template(env, spec.template, profile=profile,
+                                                  vendor=vendor)
+        out[name] = done[spec.template]
+    return out
+
+
+def content_type(device: Device, filename: str) -> str:
     vendor = get_vendor(device.vendor)
-    return {name: env.get_template(spec.template).render(profile=profile, vendor=vendor)
-            for name, spec in vendor.filenames(device.mac, device.model).items()}
+    spec = vendor.filenames(device.mac, device.model).get(filename)
+    if spec is not None:
+        return spec.content_type
+    common = vendor.common_file(filename)
+    return common.content_type if common else "text/plain"
+
+
+# -- bulk rendering -------------------------------------------------------------------
+
+
+def all_profiles(config: Config) -> Iterator[tuple[Device, Profile]]:
+    """Every device with its profile, from three queries instead of two per device."""
+    tenants = {t.id: t for t in Tenant.select()}
+    sessions = {s.device_id: s.user for s in
+                Session.select(Session, User).join(User).where(Session.ended_at.is_null())}
+    offset = utc_offset_minutes(config.provisioning.timezone)
+    for device in Device.select().order_by(Device.id):
+        user = sessions.get(device.id)
+        tenant = tenants[device.tenant_id]
+        if user is None:
+            # profile_for would otherwise query for a session we already know is absent
+            yield device, profile_for(device, config, tenant=tenant, offset_minutes=offset,
+                                      known_idle=True)
+        else:
+            yield device, profile_for(device, config, user=user, tenant=tenant,
+                                      offset_minutes=offset)
+
+
+# -- render-to-directory ----------------------------------------------------------------
+
+
+def atomic_write(path: Path, content: str, mode: int = FILE_MODE) -> None:
+    """Write via a temp file in the same directory + os.replace: readers never see half."""
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress_oserror():
+            os.unlink(tmp)
+        raise
+
+
+class _suppress_oserror:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
+        return kind is not None and issubclass(kind, OSError)
+
+
+def device_dir(render_dir: str | os.PathLike[str], device: Device) -> Path:
+    """Files live under the device token, exactly as the URL ``<base_url>/<token>/<file>``."""
+    return Path(render_dir) / device.prov_token
+
+
+def write_device_files(env: jinja2.Environment, device: Device, config: Config,
+                       profile: Profile | None = None) -> list[Path]:
+    """Write every file of ``device`` into ``[provisioning] render_dir``.
+
+    Rendering happens first and fully: a TemplateError leaves the files on disk (the
+    last good config) untouched. Files the device no longer has are removed.
+    """
+    render_dir = config.provisioning.render_dir
+    if not render_dir:
+        return []
+    vendor = get_vendor(device.vendor)
+    files = render_profile(env, vendor, profile or profile_for(device, config))
+    target = device_dir(render_dir, device)
+    written = []
+    for name, content in files.items():
+        path = target / name
+        atomic_write(path, content)
+        written.append(path)
+    for stale in target.iterdir() if target.exists() else ():
+        if stale.is_file() and stale.name not in files and not stale.name.startswith("."):
+            stale.unlink()
+    return written
+
+
+@dataclass
+class RenderReport:
+    written: int = 0
+    devices: int = 0
+    removed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def render_all(env: jinja2.Environment, config: Config) -> RenderReport:
+    """``hotdesk provision render-all``: every device into render_dir, stale ones removed."""
+    report = RenderReport()
+    render_dir = Path(config.provisioning.render_dir)
+    render_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tokens = set()
+    for device, profile in all_profiles(config):
+        tokens.add(device.prov_token)
+        try:
+            report.written += len(write_device_files(env, device, config, profile))
+            report.devices += 1
+        except TemplateError as exc:
+            log.error("phone %s: %s; its previous files are kept", device.mac, exc)
+            report.errors.append(f"{device.mac}: {exc}")
+    report.removed = remove_stale_devices(render_dir, tokens)
+    return report
+
+
+def remove_stale_devices(render_dir: Path, tokens: Iterable[str]) -> int:
+    """Delete the directories of devices that no longer exist (or got a new token)."""
+    keep = set(tokens)
+    removed = 0
+    for entry in render_dir.iterdir() if render_dir.exists() else ():
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name not in keep:
+            shutil.rmtree(entry)
+            removed += 1
+    return removed
+
+
+# -- serving cache ----------------------------------------------------------------------
+
+
+class ConfigCache:
+    """Rendered files per device + config version, and the last good file per device.
+
+    Hit: same device, file, config_version and templates -> no render (fast serving).
+    A template error -> the last good content for that device and file, if any, with
+    the error logged; the render_dir copy serves as last good across restarts.
+    """
+
+    def __init__(self, config: Config, env: jinja2.Environment | None = None,
+                 max_entries: int = 200_000) -> None:
+        self.config = config
+        self.env = env or make_environment(config)
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, str], tuple[tuple[int, float], str]] = {}
+        self._stamp = 0.0
+        self._stamp_checked = 0.0
+        self.last_error: TemplateError | None = None
+
+    def templates_stamp(self) -> float:
+        """Newest mtime in templates_dir, checked at most once a second."""
+        directory = self.config.provisioning.templates_dir
+        if not directory:
+            return 0.0
+        now = time.monotonic()
+        if now - self._stamp_checked >= 1.0:
+            newest = 0.0
+            for root, _dirs, files in os.walk(directory):
+                for name in files:
+                    with _suppress_oserror():
+                        newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+                newest = max(newest, os.stat(root).st_mtime)
+            if newest != self._stamp:
+                # A changed override directory: jinja2 reloads changed files itself, but a
+                # new file shadowing a shipped one needs a fresh environment.
+                self.env = make_environment(self.config)
+            self._stamp, self._stamp_checked = newest, now
+        return self._stamp
+
+    def get(self, device: Device, filename: str) -> str | None:
+        """The file for the phone, or None if the vendor has no such file.
+
+        Raises TemplateError only when the template is broken and nothing good is known.
+        """
+        key = (device.id, filename)
+        version = (device.config_version, self.templates_stamp())
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        try:
+            content = render_file(self.env, device, filename, self.config)
+        except TemplateError as exc:
+            self.last_error = exc
+            good = hit[1] if hit is not None else self._from_render_dir(device, filename)
+            log.error("phone %s %s: %s; serving the %s", device.mac, filename, exc,
+                      "last good config" if good is not None else "nothing (no good config "
+                      "known)")
+            if good is None:
+                raise
+            return good
+        if content is None:
+            return None
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (version, content)
+        return content
+
+    def _from_render_dir(self, device: Device, filename: str) -> str | None:
+        if not self.config.provisioning.render_dir:
+            return None
+        path = device_dir(self.config.provisioning.render_dir, device) / filename
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError:
+            return None

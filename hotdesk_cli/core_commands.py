@@ -1,4 +1,7 @@
-"""Admin commands on the database: db, user, device, session, notify, provision, config."""
+"""Admin commands on the database: db, user, device, session, notify, config.
+
+(``provision`` lives in provision_commands.)
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from hotdesk.config import example_ini
 from hotdesk.inventory import DeviceSpec, InventoryError
 from hotdesk.mac import format_mac
 from hotdesk.models import Device, Session, Tenant, User
-from hotdesk.provisioning import device_url, make_environment, render_device
+from hotdesk.provisioning import device_url
 from hotdesk.runtime import Runtime, redact_url, start
 
 
@@ -96,12 +99,49 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli")
     print(f"phone {format_mac(device.mac)} added, idle extension {device.idle_extension}")
     print(f"provisioning URL: {device_url(args.cfg, device)}")
+    if device.method == "rps":
+        return _rps_after_add(args, device)
+    return _pnp_after_add(args, device)
+
+
+def _rps_after_add(args: argparse.Namespace, device: Device) -> int:
+    """--method rps: register the MAC with the vendor's redirect service when one is set up."""
+    from hotdesk.rps import RpsError, has_service, save_to_rps
+
+    if not has_service(args.cfg, device.vendor):
+        print(f"RPS: no redirect service configured for {device.vendor}; register the URL "
+              "yourself or set it up in [rps] and run 'hotdesk rps register'")
+        return 0
+    try:
+        print(f"RPS: {save_to_rps(args.cfg, device, actor='cli')}")
+    except RpsError as exc:
+        return _fail(f"phone added, but RPS registration failed: {exc}")
+    return 0
+
+
+def _pnp_after_add(args: argparse.Namespace, device: Device) -> int:
+    """--method pnp: a phone already seen on the LAN gets its URL right away."""
+    from hotdesk.discovery import phone_address
+
+    if phone_address(device.mac):
+        from hotdesk_pnp import push_provisioning_url
+
+        print(f"PnP: {push_provisioning_url(args.cfg, device)}")
     return 0
 
 
 def cmd_device_remove(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     device = inventory.find_device(args.mac)
+    if device.rps_enabled:
+        from hotdesk.rps import RpsError, has_service, remove_from_rps
+
+        if has_service(args.cfg, device.vendor):
+            try:
+                print(f"RPS: {remove_from_rps(args.cfg, device, actor='cli')}")
+            except RpsError as exc:
+                print(f"RPS: deregistration failed, remove the MAC by hand: {exc}",
+                      file=sys.stderr)
     inventory.delete_device(rt.db, rt.service, device, actor="cli")
     print(f"phone {format_mac(device.mac)} removed")
     return 0
@@ -149,17 +189,6 @@ def cmd_notify(args: argparse.Namespace) -> int:
     device = inventory.find_device(args.mac)
     rt.service.reprovision(device.id, actor="cli")
     print(f"check-sync NOTIFY queued for {format_mac(device.mac)}")
-    return 0
-
-
-def cmd_provision_render(args: argparse.Namespace) -> int:
-    start(args.cfg)
-    device = inventory.find_device(args.mac)
-    files = render_device(make_environment(args.cfg), device, args.cfg)
-    for name, content in files.items():
-        if len(files) > 1:
-            print(f"==> {name} <==")
-        sys.stdout.write(content)
     return 0
 
 
@@ -233,12 +262,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("notify", help="queue a check-sync NOTIFY for a phone")
     p.add_argument("mac")
     p.set_defaults(handler=guarded(cmd_notify))
-
-    prov = sub.add_parser("provision", help="provisioning files").add_subparsers(
-        dest="prov_cmd", required=True)
-    p = prov.add_parser("render", help="print a phone's config as the phone would get it")
-    p.add_argument("mac")
-    p.set_defaults(handler=guarded(cmd_provision_render))
 
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_cmd", required=True)

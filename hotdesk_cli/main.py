@@ -18,6 +18,11 @@ COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
     "hotdesk_cli.admin_commands",
     "hotdesk_cli.web_commands",
+    "hotdesk_cli.provision_commands",
+    "hotdesk_cli.demo_commands",
+    "hotdesk_cli.run_commands",
+    "hotdesk_cli.pnp_commands",
+    "hotdesk_cli.rps_commands",
 ]
 
 

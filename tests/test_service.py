@@ -69,8 +69,8 @@ def test_auto_logout_moves_user_and_reprovisions_old_phone(runtime, alice, desk,
     old = Session.get(Session.device == desk)
     assert old.end_reason == "moved"
     # Desk 1 was registered as 101: its NOTIFY targets exactly that phone's contact.
-    row = (OutboxNotify.select().where((OutboxNotify.device == desk)
-                                       & (OutboxNotify.status == "pending")).get())
+    row = (OutboxNotify.select().where(OutboxNotify.device == desk)
+           .order_by(OutboxNotify.id.desc()).get())
     assert (row.endpoint, row.contact_uri) == ("101", "sip:101@192.0.2.10:5060")
 
 
@@ -111,3 +111,12 @@ def test_identify_several_sessions_by_source(runtime, alice, desk, desk2):
     assert svc.identify_device(ctx("101", "192.0.2.11:5060")).id == desk2.id
     assert svc.identify_device(ctx("101", "192.0.2.99:5060")) is Outcome.AMBIGUOUS_DEVICE
     assert svc.identify_device(ctx("101", "")) is Outcome.AMBIGUOUS_DEVICE
+
+
+def test_database_refuses_two_active_sessions_on_one_device(runtime, alice, bob, desk):
+    import pytest
+    from peewee import IntegrityError
+
+    Session.create(tenant=desk.tenant, device=desk, user=alice)
+    with pytest.raises(IntegrityError), runtime.db.atomic():
+        Session.create(tenant=desk.tenant, device=desk, user=bob)

@@ -27,7 +27,7 @@ def test_add_phone_normalises_mac_queues_checksync_and_reports(root_client):
     text = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "00:15:65:AA:BB:CC" in text and "check-sync NOTIFY queued" in text
-    assert "PnP URL push: not available" in text  # integration missing in this install
+    assert "PnP URL push: phone not yet seen" in text  # never discovered: nothing sent
     assert "/prov/" in text and "pending" in text
     assert OutboxNotify.select().count() == 1
 

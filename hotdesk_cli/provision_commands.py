@@ -1,0 +1,88 @@
+"""``hotdesk provision``: show a phone's files, write all of them to render_dir, and print
+what to tell a phone (URL and credentials)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hotdesk import inventory
+from hotdesk.mac import format_mac
+from hotdesk.provisioning import (
+    TemplateError,
+    device_url,
+    make_environment,
+    render_all,
+    render_device,
+)
+from hotdesk.runtime import start
+from hotdesk.vendors import get_vendor
+from hotdesk_cli.core_commands import guarded
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    device = inventory.find_device(args.mac)
+    try:
+        files = render_device(make_environment(args.cfg), device, args.cfg)
+    except TemplateError as exc:
+        print(f"hotdesk: {exc}", file=sys.stderr)
+        return 1
+    if args.file:
+        if args.file not in files:
+            print(f"hotdesk: {device.vendor} phones do not request {args.file}; they request "
+                  f"{', '.join(files)}", file=sys.stderr)
+            return 1
+        files = {args.file: files[args.file]}
+    for name, content in files.items():
+        if len(files) > 1:
+            print(f"==> {name} <==")
+        sys.stdout.write(content)
+    return 0
+
+
+def cmd_render_all(args: argparse.Namespace) -> int:
+    if not args.cfg.provisioning.render_dir:
+        print("hotdesk: set [provisioning] render_dir (or HOTDESK_PROVISIONING_RENDER_DIR) "
+              "first", file=sys.stderr)
+        return 1
+    start(args.cfg)
+    report = render_all(make_environment(args.cfg), args.cfg)
+    print(f"{report.written} files for {report.devices} phones written to "
+          f"{args.cfg.provisioning.render_dir}; {report.removed} stale phone directories "
+          "removed")
+    for error in report.errors:
+        print(f"hotdesk: {error}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    device = inventory.find_device(args.mac)
+    prov = args.cfg.provisioning
+    url = device_url(args.cfg, device)
+    vendor = get_vendor(device.vendor)
+    print(f"phone:     {format_mac(device.mac)} ({vendor.label})")
+    print(f"URL:       {url}")
+    names = vendor.filenames(device.mac, device.model)
+    print(f"files:     {', '.join(url + name for name in names)}")
+    if prov.auth != "none":
+        user = device.mac if prov.auth_username == "mac" else prov.auth_username
+        print(f"HTTP auth: {prov.auth}, user {user}, password {device.prov_token}")
+    print(f"check-sync NOTIFY event: {vendor.notify_event}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    prov = sub.add_parser("provision", help="provisioning files").add_subparsers(
+        dest="prov_cmd", required=True)
+    p = prov.add_parser("render", help="print a phone's config files as the phone gets them")
+    p.add_argument("mac")
+    p.add_argument("--file", help="only this file (for vendors with several)")
+    p.set_defaults(handler=guarded(cmd_render))
+    p = prov.add_parser("render-all", help="write every phone's files to [provisioning] "
+                        "render_dir")
+    p.set_defaults(handler=guarded(cmd_render_all))
+    p = prov.add_parser("url", help="print the URL (and credentials) to give a phone")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_url))

@@ -1,0 +1,105 @@
+"""The call scripts driven directly: what a caller hears in each branch (no switch needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hotdesk.callflow import (
+    Answer,
+    CallerHungUp,
+    Collect,
+    Hangup,
+    Play,
+    SetVar,
+    login_call,
+    logout_call,
+)
+from hotdesk.models import Session
+from hotdesk.service import CallContext, Outcome
+
+CTX = CallContext(switch="asterisk", call_id="t1", endpoint="8001", source="192.0.2.5:5060")
+
+
+def drive(script, digits=(), hang_up_on_collect=False):
+    """Run a script like an adapter would; returns (actions, outcome)."""
+    actions, keyed = [], list(digits)
+    reply = None
+    try:
+        action = next(script)
+        while True:
+            actions.append(action)
+            if isinstance(action, Collect):
+                if hang_up_on_collect:
+                    action = script.throw(CallerHungUp())
+                    continue
+                reply = keyed.pop(0) if keyed else ""
+            else:
+                reply = None
+            action = script.send(reply)
+    except StopIteration as stop:
+        return actions, stop.value
+
+
+def prompts(runtime):
+    return runtime.config.prompts("asterisk")
+
+
+def test_login_ok_plays_pin_prompt_then_confirmation(runtime, alice, desk):
+    p = prompts(runtime)
+    actions, outcome = drive(login_call(runtime.service, CTX, "101", p, runtime.config.policy),
+                             ["1234"])
+    assert outcome is Outcome.LOGGED_IN
+    assert actions == [Answer(), Collect(p["enter_pin"], 8, 5000), SetVar("HOTDESK_RESULT", "ok"),
+                       Play(p["login_ok"]), Hangup()]
+
+
+def test_three_wrong_pins_end_the_call_with_wrong_pin(runtime, alice, desk):
+    p = prompts(runtime)
+    actions, outcome = drive(login_call(runtime.service, CTX, "101", p, runtime.config.policy),
+                             ["1111", "2222", "3333", "1234"])
+    assert outcome is Outcome.WRONG_PIN
+    assert [a for a in actions if isinstance(a, Collect)].__len__() == 3
+    assert actions[-3:] == [SetVar("HOTDESK_RESULT", "wrong_pin"), Play(p["wrong_pin"]), Hangup()]
+    assert Session.select().count() == 0
+
+
+def test_no_digits_at_all_is_no_pin(runtime, alice, desk):
+    actions, outcome = drive(login_call(runtime.service, CTX, "101", prompts(runtime),
+                                        runtime.config.policy), ["", "", ""])
+    assert outcome is Outcome.NO_PIN
+
+
+def test_hang_up_mid_pin_leaves_no_session_and_no_more_media(runtime, alice, desk):
+    actions, outcome = drive(login_call(runtime.service, CTX, "101", prompts(runtime),
+                                        runtime.config.policy), hang_up_on_collect=True)
+    assert outcome is Outcome.HANGUP
+    assert isinstance(actions[-1], Collect)
+    assert Session.select().count() == 0
+
+
+@pytest.mark.parametrize("extension,outcome", [("999", Outcome.UNKNOWN_EXTENSION),
+                                               ("abc", Outcome.UNKNOWN_EXTENSION)])
+def test_refusals_still_play_a_prompt(runtime, alice, desk, extension, outcome):
+    p = prompts(runtime)
+    actions, got = drive(login_call(runtime.service, CTX, extension, p, runtime.config.policy))
+    assert got is outcome
+    assert actions[-2:] == [Play(p["unknown_extension"]), Hangup()]
+
+
+def test_database_failure_plays_error_prompt(runtime, alice, desk, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(runtime.service, "login", broken)
+    p = prompts(runtime)
+    actions, outcome = drive(login_call(runtime.service, CTX, "101", p, runtime.config.policy),
+                             ["1234"])
+    assert outcome is Outcome.ERROR
+    assert actions[-3:] == [SetVar("HOTDESK_RESULT", "error"), Play(p["error"]), Hangup()]
+
+
+def test_logout_when_idle_says_not_logged_in(runtime, desk):
+    p = prompts(runtime)
+    actions, outcome = drive(logout_call(runtime.service, CTX, p))
+    assert outcome is Outcome.NOT_LOGGED_IN
+    assert Play(p["not_logged_in"]) in actions

@@ -1,0 +1,48 @@
+"""``hotdesk provision render|render-all|url`` as a subprocess, and render_dir files."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from tests.test_cli import db_url, hotdesk  # noqa: F401 - db_url is a fixture
+
+
+def test_render_multi_file_render_all_and_url(db_url, tmp_path):  # noqa: F811
+    hotdesk(db_url, "device", "add", "--mac", "00:04:f2:00:00:01", "--vendor", "polycom",
+            "--extension", "8001", "--sip-password", "PolyIdle1")
+    hotdesk(db_url, "device", "add", "--mac", "00:15:65:00:00:02", "--vendor", "yealink",
+            "--extension", "8002", "--sip-password", "YlIdle2")
+    out = hotdesk(db_url, "provision", "render", "0004f2000001").stdout
+    assert "==> 0004f2000001.cfg <==" in out and "==> 0004f2000001-hotdesk.cfg <==" in out
+    one = hotdesk(db_url, "provision", "render", "0004f2000001", "--file",
+                  "0004f2000001-hotdesk.cfg").stdout
+    assert one.startswith("<?xml") and 'reg.1.auth.password="PolyIdle1"' in one
+    bad = hotdesk(db_url, "provision", "render", "0004f2000001", "--file", "x.cfg", check=False)
+    assert bad.returncode == 1 and "do not request x.cfg" in bad.stderr
+
+    render_dir = tmp_path / "tftp"
+    env_dir = {"HOTDESK_PROVISIONING_RENDER_DIR": str(render_dir)}
+    os.environ.update(env_dir)
+    try:
+        stale = render_dir / "deleted-device-token"
+        stale.mkdir(parents=True)
+        (stale / "001565000009.cfg").write_text("old secret")
+        out = hotdesk(db_url, "provision", "render-all").stdout
+        assert "3 files for 2 phones" in out and "1 stale" in out
+        assert not stale.exists()
+        files = sorted(p.relative_to(render_dir).parts[1] for p in render_dir.rglob("*.cfg"))
+        assert files == ["0004f2000001-hotdesk.cfg", "0004f2000001.cfg", "001565000002.cfg"]
+        for path in render_dir.rglob("*.cfg"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        assert not list(render_dir.rglob(".tmp-*"))
+        url = hotdesk(db_url, "provision", "url", "00:15:65:00:00:02").stdout
+        token = next(p.parent.name for p in render_dir.rglob("001565000002.cfg"))
+        assert f"/prov/{token}/" in url and "check-sync;reboot=false" in url
+        assert "HTTP auth" not in url
+        os.environ["HOTDESK_PROVISIONING_AUTH"] = "basic"
+        url = hotdesk(db_url, "provision", "url", "00:15:65:00:00:02").stdout
+        assert f"HTTP auth: basic, user 001565000002, password {token}" in url
+    finally:
+        for key in (*env_dir, "HOTDESK_PROVISIONING_AUTH"):
+            os.environ.pop(key, None)
