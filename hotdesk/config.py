@@ -71,6 +71,16 @@ class WebConfig:
     listen: str = "127.0.0.1:8080"
     secret_key: str = ""
     debug: bool = False
+    # Where a generated secret_key is kept when secret_key is empty; "" = next to the
+    # SQLite database file, or hotdesk-web.secret in the working directory.
+    secret_key_file: str = ""
+    # Secure flag on the session cookie: auto (when the request came over https) | true | false
+    cookie_secure: str = "auto"
+    # A phone not seen (config fetch or call) for this long counts as offline.
+    offline_after_minutes: int = 1440
+    # Sign-in throttling, per username and per client address.
+    signin_max_failures: int = 5
+    signin_window_minutes: int = 15
 
 
 @dataclass(frozen=True)
@@ -357,6 +367,7 @@ def _validate(config: Config) -> None:
         ("esl", "pin_source"): (config.esl.pin_source, {"hotdesk", "directory"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
+        ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),
         ("provisioning", "auth"): (config.provisioning.auth, {"none", "basic", "digest"}),
     }
     for (section, key), (value, allowed) in choices.items():

@@ -18,6 +18,8 @@ from hotdesk.runtime import SchemaOutOfDate, setup_logging
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
     "hotdesk_cli.worker_commands",
+    "hotdesk_cli.admin_commands",
+    "hotdesk_cli.web_commands",
     "hotdesk_cli.provision_commands",
     "hotdesk_cli.demo_commands",
     "hotdesk_cli.run_commands",
