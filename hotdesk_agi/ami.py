@@ -86,7 +86,6 @@ class AmiClient:
         while not self._closing:
             try:
                 await self._session()
-                delay = self.min_backoff  # was connected: start the backoff again
             except AmiError as exc:
                 self._set_state("refused", f"AMI {self.address} refused login: {exc}; retrying",
                                 logging.ERROR)
@@ -98,6 +97,10 @@ class AmiClient:
                     message = f"AMI {self.address} unreachable, retrying"
                 self._set_state("down", message, logging.WARNING)
             finally:
+                if self.connected.is_set():
+                    # A session that got logged in ends with an exception too (the
+                    # socket closed): reconnect quickly, the backoff starts over.
+                    delay = self.min_backoff
                 self.connected.clear()
                 self._writer = None
                 for fut in self._pending.values():
