@@ -266,7 +266,9 @@ class HotdeskService:
             session = Session.create(tenant=tenant, device=device, user=user, started_at=now,
                                      expires_at=expires, call_id=ctx.call_id)
             self._attempt(tenant, user, device, extension, "ok", ctx)
-            self._reprovision(device, tenant, endpoint, now)
+            # The calling phone gets its NOTIFY once the confirmation prompt has played.
+            self._reprovision(device, tenant, endpoint, now,
+                              delay=self.config.notify.call_grace_seconds)
             audit.record("login", tenant=tenant, actor=actor, device=device, user=user,
                          call_id=ctx.call_id, session=session.id, source=ctx.source,
                          replaced=replaced)
@@ -289,7 +291,9 @@ class HotdeskService:
                                           & Session.ended_at.is_null())
             if current is None or (session_id is not None and current.id != session_id):
                 return Outcome.NOT_LOGGED_IN
-            self._end_session(current, reason, actor, call_id, self.clock())
+            # *71 from the phone itself: NOTIFY once the caller has heard the prompt.
+            delay = self.config.notify.call_grace_seconds if reason == "logout" else 0.0
+            self._end_session(current, reason, actor, call_id, self.clock(), delay=delay)
         log.info("device %s logged out (%s by %s)", device.mac, reason, actor)
         return Outcome.LOGGED_OUT
 
@@ -331,10 +335,10 @@ class HotdeskService:
         return device
 
     def _end_session(self, session: Session, reason: str, actor: str, call_id: str,
-                     now: datetime) -> None:
+                     now: datetime, delay: float = 0.0) -> None:
         device = session.device
         self._close(session, reason, actor, call_id, now)
-        self._reprovision(device, device.tenant, session.user.sip_username, now)
+        self._reprovision(device, device.tenant, session.user.sip_username, now, delay=delay)
 
     def _close(self, session: Session, reason: str, actor: str, call_id: str,
                now: datetime) -> None:
@@ -343,12 +347,13 @@ class HotdeskService:
                      user=session.user_id, call_id=call_id, reason=reason, session=session.id)
 
     def _reprovision(self, device: Device, tenant: Tenant, endpoint: str, now: datetime,
-                     bump: bool = True) -> None:
+                     bump: bool = True, delay: float = 0.0) -> None:
         if bump:
             Device.update(config_version=Device.config_version + 1).where(
                 Device.id == device.id).execute()
             device.config_version += 1
-        outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now)
+        outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now,
+                       delay_seconds=delay)
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
                  ctx: CallContext) -> None:

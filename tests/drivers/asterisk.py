@@ -51,7 +51,7 @@ def driver_runtime(runtime: Runtime, ami_port: int, secret: str = AMI_SECRET) ->
         ami=dataclasses.replace(cfg.ami, host="127.0.0.1", port=ami_port, username=AMI_USER,
                                 secret=secret, reconnect_max_seconds=0.3),
         policy=dataclasses.replace(cfg.policy, pin_timeout_ms=100),
-        notify=dataclasses.replace(cfg.notify, poll_seconds=0.2),
+        notify=dataclasses.replace(cfg.notify, poll_seconds=0.2, call_grace_seconds=0.0),
         switch=dataclasses.replace(cfg.switch, type="asterisk"),
         prompts_asterisk=unique_prompts(cfg.prompts_asterisk),
     )

@@ -34,7 +34,8 @@ def driver_config(config: Config, inbound: tuple[str, int], **esl: str) -> Confi
         switch=SwitchConfig(type="freeswitch"),
         esl=dataclasses.replace(EslConfig(), listen="127.0.0.1:0", host=inbound[0],
                                 port=inbound[1], reconnect_max_seconds=0.5, **esl),
-        notify=dataclasses.replace(NotifyConfig(), poll_seconds=0.05, backoff_seconds=0.05,
+        notify=dataclasses.replace(NotifyConfig(), poll_seconds=0.05, call_grace_seconds=0.0,
+                                   backoff_seconds=0.05,
                                    backoff_max_seconds=0.2),
         policy=dataclasses.replace(config.policy, pin_timeout_ms=200)
         if isinstance(config.policy, PolicyConfig) else config.policy,
