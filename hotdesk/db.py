@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
-from playhouse.db_url import connect
+from playhouse.db_url import connect, parse
 
 from hotdesk.models import (
     ALL_MODELS,
@@ -29,12 +29,44 @@ SQLITE_PRAGMAS = {
 }
 
 
+class RecoveringPostgresqlDatabase(PostgresqlDatabase):
+    """A PostgreSQL database whose dead connections are replaced between transactions.
+
+    Each thread keeps its connection for its whole life (FastAGI step threads, Event
+    Socket call threads). When the server restarts or the backend is terminated, the
+    statement that meets the dead connection fails (that caller hears the error
+    prompt), and without this every later statement on that thread would fail too
+    ("connection already closed"). Before a statement that opens no transaction and
+    runs in none, a connection psycopg reports unusable is closed and a fresh one
+    opened. Never inside a transaction: a silent reconnect there would lose writes.
+    """
+
+    def cursor(self, named_cursor=None):  # type: ignore[no-untyped-def]
+        if not self.is_closed() and not self.in_transaction() and not self._usable():
+            log.warning("database connection lost; reconnecting")
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection may fail
+                self._state.reset()
+        return super().cursor(named_cursor)
+
+    def _usable(self) -> bool:
+        try:
+            conn = self._state.conn
+            return not getattr(conn, "closed", 0) and self.is_connection_usable()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to say so
+            return False
+
+
 def open_database(url: str) -> Database:
     """Connect to ``sqlite:///file`` or ``postgresql://…`` and bind the models to it."""
     if url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgresql", "postgres")):
-        db = connect(url.replace("postgresql://", "postgres://", 1))
+        params = parse(url)
+        if not params.get("database"):
+            raise ValueError("the PostgreSQL database URL names no database")
+        db = RecoveringPostgresqlDatabase(**params)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://…")
     database_proxy.initialize(db)
