@@ -6,7 +6,13 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    Database,
+    InterfaceError,
+    OperationalError,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
 from playhouse.db_url import connect, parse
 
 from hotdesk.models import (
@@ -33,24 +39,42 @@ class RecoveringPostgresqlDatabase(PostgresqlDatabase):
     """A PostgreSQL database whose dead connections are replaced between transactions.
 
     Each thread keeps its connection for its whole life (FastAGI step threads, Event
-    Socket call threads). When the server restarts or the backend is terminated, the
-    statement that meets the dead connection fails (that caller hears the error
-    prompt), and without this every later statement on that thread would fail too
-    ("connection already closed"). Before a statement that opens no transaction and
-    runs in none, a connection psycopg reports unusable is closed and a fresh one
-    opened. Never inside a transaction: a silent reconnect there would lose writes.
+    Socket call threads). When the server restarts or the backend is terminated,
+    psycopg only notices on the next statement; without this, every later statement
+    on that thread would fail ("connection already closed") until the process
+    restarts. A statement (or BEGIN) that fails outside a transaction on a connection
+    that turns out dead is retried once on a fresh connection. Never inside a
+    transaction: a silent reconnect there would lose its writes, so that caller gets
+    the error (and hears the error prompt) and the transaction is rolled back.
     """
 
-    def cursor(self, named_cursor=None):  # type: ignore[no-untyped-def]
+    def execute_sql(self, sql, params=None):  # type: ignore[no-untyped-def]
+        return self._recovering(super().execute_sql, sql, params)
+
+    def begin(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._recovering(super().begin, *args, **kwargs)
+
+    def _recovering(self, run, *args, **kwargs):  # type: ignore[no-untyped-def]
         if not self.is_closed() and not self.in_transaction() and not self._usable():
-            log.warning("database connection lost; reconnecting")
-            try:
-                self.close()
-            except Exception:  # noqa: BLE001 - closing a dead connection may fail
-                self._state.reset()
-        return super().cursor(named_cursor)
+            self._drop("database connection found dead")
+        try:
+            return run(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if self.in_transaction() or self._usable():
+                raise
+            self._drop(f"database connection lost ({str(exc).strip()})")
+            return run(*args, **kwargs)
+
+    def _drop(self, why: str) -> None:
+        log.warning("%s; reconnecting", why)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail
+            self._state.reset()
 
     def _usable(self) -> bool:
+        if self.is_closed():
+            return True  # nothing to replace: the next statement connects
         try:
             conn = self._state.conn
             return not getattr(conn, "closed", 0) and self.is_connection_usable()
