@@ -142,12 +142,19 @@ def set_connection(component: str, up: bool) -> None:
 def serve_process_metrics(listen: str):  # type: ignore[no-untyped-def]
     """Start this process's own /metrics port when ``[metrics] listen`` is set.
 
-    Returns the HTTP server (``shutdown()`` stops it) or None when off.
+    Returns the HTTP server (``shutdown()`` stops it) or None when off or the port is taken.
     """
     if not listen:
         return None
     host, port = parse_listen(listen)
-    server, _thread = start_http_server(port, addr=host)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        # Several processes on one node (``hotdesk run``) share the config file: give
+        # each its own port (HOTDESK_METRICS_LISTEN); the process itself keeps working.
+        log.warning("process metrics not served: cannot listen on %s (%s); give each "
+                    "process its own [metrics] listen", listen, exc)
+        return None
     log.info("process metrics on http://%s:%d/metrics", host, server.server_port)
     return server
 

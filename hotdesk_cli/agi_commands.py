@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 
+from hotdesk import metrics
 from hotdesk.runtime import start
 
 
@@ -15,6 +16,7 @@ def cmd_agi(args: argparse.Namespace) -> int:
     cfg = args.cfg
     if args.listen:
         cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, listen=args.listen))
+    metrics.serve_process_metrics(cfg.metrics.listen)
     asyncio.run(serve_forever(start(cfg)))
     return 0
 

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from hotdesk import metrics
 from hotdesk.runtime import start
 
 log = logging.getLogger("hotdesk.esl")
@@ -16,6 +17,7 @@ def cmd_esl(args: argparse.Namespace) -> int:
     from esl_handlers.service import EslService
 
     runtime = start(args.cfg)
+    metrics.serve_process_metrics(runtime.config.metrics.listen)
     service = EslService(runtime, listen=args.listen)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
