@@ -91,7 +91,6 @@ class AmiClient:
         while not self._closing:
             try:
                 await self._session()
-                delay = self.min_backoff  # was connected: start the backoff again
             except AmiError as exc:
                 self._set_state("refused", f"AMI {self.address} refused login: {exc}; retrying",
                                 logging.ERROR)
@@ -105,6 +104,10 @@ class AmiClient:
                                 f"{type(exc).__name__}: {exc}" if str(exc) else
                                 type(exc).__name__)
             finally:
+                if self.connected.is_set():
+                    # A session that got logged in ends with an exception too (the
+                    # socket closed): reconnect quickly, the backoff starts over.
+                    delay = self.min_backoff
                 self.connected.clear()
                 self._writer = None
                 for fut in self._pending.values():
