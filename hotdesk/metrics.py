@@ -103,7 +103,8 @@ def measured(script: CallScript, switch: str, feature: str, call_id: str = "") -
             try:
                 value = yield action
             except GeneratorExit:
-                script.close()
+                script.close()  # abandoned (process stopping): not a call outcome
+                outcome = ""
                 raise
             except BaseException as exc:  # CallerHungUp and friends go to the script
                 action = script.throw(exc)
@@ -115,9 +116,10 @@ def measured(script: CallScript, switch: str, feature: str, call_id: str = "") -
         outcome = str(stop.value)
         return stop.value  # type: ignore[no-any-return]
     finally:
-        failures = keyed if outcome == "wrong_pin" else max(keyed - 1, 0)
-        record_call_outcome(switch, feature, outcome, failures,
-                            bool(failures) and _locked_out(call_id))
+        if outcome:
+            failures = keyed if outcome == "wrong_pin" else max(keyed - 1, 0)
+            record_call_outcome(switch, feature, outcome, failures,
+                                bool(failures) and _locked_out(call_id))
 
 
 def _locked_out(call_id: str) -> bool:

@@ -135,3 +135,34 @@ def test_web_switch_status_reads_the_heartbeats(runtime):
                                                                       "pbx-b": "up"}
     fs = dataclasses.replace(cfg, switch=dataclasses.replace(cfg.switch, type="freeswitch"))
     assert integrations.switch_status(fs, None)["status"] == "unknown"
+
+
+def test_measured_counts_finished_calls_not_abandoned_ones():
+    from hotdesk import metrics
+    from hotdesk.callflow import Answer, CallerHungUp, Collect, Hangup
+    from hotdesk.service import Outcome
+
+    def script():  # type: ignore[no-untyped-def]
+        yield Answer()
+        try:
+            yield Collect("enter_pin", 8, 100)
+        except CallerHungUp:
+            return Outcome.HANGUP
+        yield Hangup()
+        return Outcome.WRONG_PIN
+
+    def hangups() -> float:
+        return _sample("hotdesk_calls_total", switch="test", feature="login", result="hangup")
+
+    before = hangups()
+    abandoned = metrics.measured(script(), "test", "login")
+    next(abandoned)
+    abandoned.close()  # the process stopped mid-call: no outcome to count
+    assert hangups() == before
+    hung = metrics.measured(script(), "test", "login")
+    next(hung)
+    next(hung)
+    with pytest.raises(StopIteration) as stop:
+        hung.throw(CallerHungUp())
+    assert stop.value.value is Outcome.HANGUP
+    assert hangups() == before + 1
