@@ -55,6 +55,8 @@ class AmiClient:
         self.connected = asyncio.Event()
         self.state = "starting"
         self.on_connected: Callable[[], None] = lambda: None
+        # Told (up, detail) on every state change: the heartbeat of this connection.
+        self.on_state: Callable[[bool, str], None] = lambda up, detail: None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._ids = itertools.count(1)
@@ -76,10 +78,13 @@ class AmiClient:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+    def _set_state(self, state: str, message: str, level: int = logging.INFO,
+                   detail: str = "") -> None:
         if state != self.state:
             self.state = state
             log.log(level, message)
+            self.on_state(state == "connected",
+                          detail or message.removeprefix(f"AMI {self.address} "))
 
     async def _run(self) -> None:
         delay = self.min_backoff
@@ -95,7 +100,9 @@ class AmiClient:
                     message = f"AMI {self.address} connection lost ({exc or 'closed'}), retrying"
                 else:
                     message = f"AMI {self.address} unreachable, retrying"
-                self._set_state("down", message, logging.WARNING)
+                self._set_state("down", message, logging.WARNING,
+                                f"{type(exc).__name__}: {exc}" if str(exc) else
+                                type(exc).__name__)
             finally:
                 if self.connected.is_set():
                     # A session that got logged in ends with an exception too (the

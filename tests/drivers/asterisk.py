@@ -106,6 +106,18 @@ class Driver:
         return CallRecord(result=transcript.variables.get("HOTDESK_RESULT"), prompts=prompts,
                           hung_up=transcript.closed_by_server, commands=transcript.commands)
 
+    def stop_switch_control(self) -> None:
+        """Asterisk's AMI goes away without a word (listener closed, sessions dropped)."""
+        self.loop.run(self.ami.stop())
+
+    def start_switch_control(self) -> None:
+        """AMI is back on the same port; the client reconnects on its own."""
+        self.loop.run(self.ami.start(port=self.ami.port))
+
+    def control_connected(self) -> bool:
+        client = self.app.client
+        return client is not None and client.connected.is_set()
+
     def notifies(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
         deadline = time.monotonic() + timeout
         while len(self.ami.notifies) < count and time.monotonic() < deadline:

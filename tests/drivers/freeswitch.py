@@ -82,6 +82,17 @@ class Driver:
                    or call.spec.hangup_at == "disconnect")
         return CallRecord(result=result, prompts=prompts, hung_up=hung_up)
 
+    def stop_switch_control(self) -> None:
+        """FreeSWITCH's inbound event socket goes away (listener closed, sessions dropped)."""
+        self.fake.stop()
+
+    def start_switch_control(self) -> None:
+        """The event socket is back on the same port; the client reconnects on its own."""
+        self.fake.start()
+
+    def control_connected(self) -> bool:
+        return self.service.inbound.connected
+
     def notifies(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
         out = []
         for headers in self.fake.wait_notifies(count, timeout):
