@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "hotdesk_cli.run_commands",
     "hotdesk_cli.pnp_commands",
     "hotdesk_cli.rps_commands",
+    "hotdesk_cli.prov_commands",
 ]
 
 
