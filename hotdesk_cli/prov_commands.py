@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 
 from hotdesk.config import parse_listen
 from hotdesk.config_serving import AuditThrottle, ConfigServer
@@ -36,7 +37,13 @@ def cmd_prov_serve(args: argparse.Namespace) -> int:
     nonce_key = secrets.token_bytes(32)
 
     def make_server() -> ConfigServer:
-        return ConfigServer(config, runtime.db, throttle=AuditThrottle(), nonce_key=nonce_key)
+        server = ConfigServer(config, runtime.db, throttle=AuditThrottle(), nonce_key=nonce_key)
+        if not args.no_preload:
+            began = time.monotonic()
+            files = server.cache.preload()
+            log.info("prov-serve worker %d: %d files preloaded in %.1f s", os.getpid(), files,
+                     time.monotonic() - began)
+        return server
 
     bound_host, bound_port = sock.getsockname()[:2]
     log.info("prov-serve listening on %s:%d (%d worker%s, base_url %s)", bound_host,
@@ -54,4 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="worker processes (default: [provisioning] workers; 0 = one per CPU)")
     p.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
                    help="event loop: uvloop when installed (auto), or force one")
+    p.add_argument("--no-preload", action="store_true",
+                   help="do not render every device's files when a worker starts")
     p.set_defaults(handler=cmd_prov_serve)
