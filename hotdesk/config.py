@@ -47,6 +47,11 @@ class AgiConfig:
     listen: str = "127.0.0.1:4573"
     # Seconds a FastAGI client may take to send its environment block.
     header_timeout: float = 10.0
+    # Seconds to wait for the reply to one AGI command beyond its own timeout (GET DATA),
+    # so a stalled switch cannot pin a call task forever.
+    command_timeout: float = 60.0
+    # Threads that run the (blocking) database steps of calls and the NOTIFY drain.
+    db_threads: int = 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,16 @@ class WebConfig:
     listen: str = "127.0.0.1:8080"
     secret_key: str = ""
     debug: bool = False
+    # Where a generated secret_key is kept when secret_key is empty; "" = next to the
+    # SQLite database file, or hotdesk-web.secret in the working directory.
+    secret_key_file: str = ""
+    # Secure flag on the session cookie: auto (when the request came over https) | true | false
+    cookie_secure: str = "auto"
+    # A phone not seen (config fetch or call) for this long counts as offline.
+    offline_after_minutes: int = 1440
+    # Sign-in throttling, per username and per client address.
+    signin_max_failures: int = 5
+    signin_window_minutes: int = 15
 
 
 @dataclass(frozen=True)
@@ -106,8 +121,10 @@ class PolicyConfig:
     lockout_minutes: int = 15
     # 0 = no maximum login time
     max_login_minutes: int = 0
-    # HH:MM local to the server, empty = no daily logout
+    # HH:MM in [policy] timezone, empty = no daily logout
     daily_logout_time: str = ""
+    # IANA zone name for daily_logout_time, e.g. Europe/Berlin
+    timezone: str = "UTC"
     login_code: str = "*70"
     logout_code: str = "*71"
 
@@ -118,6 +135,31 @@ class NotifyConfig:
     backoff_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     poll_seconds: float = 1.0
+    # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
+    # drains), log, or a registered name / "module:factory" (see hotdesk.drain).
+    sender: str = "none"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    # Seconds between two worker ticks (auto-logout, reconciliation, housekeeping).
+    interval_seconds: float = 30.0
+    # Re-sent NOTIFYs per config version before a phone is left "pending" for an admin.
+    reconcile_max_requeues: int = 3
+    # Upper bound of the doubling wait between two re-sent NOTIFYs.
+    reconcile_backoff_max_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # HOST:PORT of a per-process Prometheus endpoint for agi/esl/worker; empty = off.
+    listen: str = ""
+    # /metrics of `hotdesk web`: bearer token and/or comma-separated client networks.
+    # Both empty = only 127.0.0.1 and ::1 may scrape.
+    token: str = ""
+    allow_networks: str = ""
+    # Name of this node in heartbeats and `hotdesk status`; empty = host name.
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,19 +219,19 @@ class LogConfig:
 # Logical prompt name -> sound file, per switch. Asterisk names are core sounds
 # (asterisk-core-sounds-en); FreeSWITCH names are from the standard English sound set.
 ASTERISK_PROMPTS: dict[str, str] = {
-    "enter_pin": "agent-pass",
-    "login_ok": "agent-loginok",
-    "logout_ok": "agent-loggedoff",
-    "wrong_pin": "auth-incorrect",
-    "locked": "vm-incorrect",
-    "unknown_extension": "pbx-invalid",
-    "not_enabled": "ss-noservice",
-    "not_hotdesk_phone": "ss-noservice",
+    "enter_pin": "agent-pass",  # "Please enter your password followed by the pound key."
+    "login_ok": "agent-loginok",  # "Agent logged in."
+    "logout_ok": "agent-loggedoff",  # "Agent logged off."
+    "wrong_pin": "vm-incorrect",  # "Login incorrect." (the next PIN prompt follows)
+    "locked": "confbridge-pin-bad",  # "You have entered too many invalid ... numbers."
+    "unknown_extension": "pbx-invalid",  # "I am sorry, that's not a valid extension."
+    "not_enabled": "ss-noservice",  # "The number you have dialed is not in service."
+    "not_hotdesk_phone": "feature-not-avail-line",  # "That feature is not available on this line."
     "not_logged_in": "agent-loggedoff",
-    "ambiguous_device": "an-error-has-occurred",
-    "already_logged_in": "vm-incorrect",
+    "ambiguous_device": "cannot-complete-as-dialed",
+    "already_logged_in": "agent-alreadyon",  # "That agent is already logged on. ..."
     "no_pin": "vm-goodbye",
-    "error": "an-error-has-occurred",
+    "error": "please-try-call-later",  # "Please try your call again later."
     "goodbye": "vm-goodbye",
 }
 
@@ -198,13 +240,14 @@ FREESWITCH_PROMPTS: dict[str, str] = {
     "login_ok": "ivr/ivr-you_are_now_logged_in.wav",
     "logout_ok": "ivr/ivr-you_are_now_logged_out.wav",
     "wrong_pin": "voicemail/vm-fail_auth.wav",
-    "locked": "ivr/ivr-access_denied.wav",
+    # ivr-access_denied.wav is not part of the callie set: these use files that are.
+    "locked": "voicemail/vm-abort.wav",
     "unknown_extension": "ivr/ivr-that_was_an_invalid_entry.wav",
-    "not_enabled": "ivr/ivr-access_denied.wav",
-    "not_hotdesk_phone": "ivr/ivr-access_denied.wav",
+    "not_enabled": "ivr/ivr-that_was_an_invalid_entry.wav",
+    "not_hotdesk_phone": "ivr/ivr-that_was_an_invalid_entry.wav",
     "not_logged_in": "ivr/ivr-you_are_now_logged_out.wav",
     "ambiguous_device": "ivr/ivr-please_try_again.wav",
-    "already_logged_in": "ivr/ivr-access_denied.wav",
+    "already_logged_in": "ivr/ivr-please_try_again.wav",
     "no_pin": "voicemail/vm-goodbye.wav",
     "error": "ivr/ivr-please_try_again.wav",
     "goodbye": "voicemail/vm-goodbye.wav",
@@ -222,6 +265,8 @@ class Config:
     provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tenant: TenantConfig = field(default_factory=TenantConfig)
     pnp: PnpConfig = field(default_factory=PnpConfig)
     rps: RpsConfig = field(default_factory=RpsConfig)
@@ -329,6 +374,7 @@ def _validate(config: Config) -> None:
         ("esl", "pin_source"): (config.esl.pin_source, {"hotdesk", "directory"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
+        ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),
         ("provisioning", "auth"): (config.provisioning.auth, {"none", "basic", "digest"}),
     }
     for (section, key), (value, allowed) in choices.items():
@@ -354,6 +400,34 @@ def _validate(config: Config) -> None:
         raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
     if config.policy.pin_tries_per_call < 1:
         raise ConfigError("[policy] pin_tries_per_call must be at least 1")
+    if config.metrics.listen:
+        try:
+            parse_listen(config.metrics.listen)
+        except ConfigError as exc:
+            raise ConfigError(f"[metrics] listen: {exc}") from None
+    _validate_daily_logout(config.policy)
+
+
+def _validate_daily_logout(policy: PolicyConfig) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(policy.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"[policy] timezone = {policy.timezone!r} is not a known "
+                          "time zone (e.g. UTC, Europe/Berlin)") from None
+    if policy.daily_logout_time and parse_hhmm(policy.daily_logout_time) is None:
+        raise ConfigError(f"[policy] daily_logout_time = {policy.daily_logout_time!r} "
+                          "must be HH:MM")
+
+
+def parse_hhmm(value: str) -> tuple[int, int] | None:
+    """``"23:30"`` -> (23, 30); None when it is not a valid time of day."""
+    hh, sep, mm = value.strip().partition(":")
+    if not sep or not (hh.isdigit() and mm.isdigit()) or len(mm) != 2:
+        return None
+    h, m = int(hh), int(mm)
+    return (h, m) if 0 <= h < 24 and 0 <= m < 60 else None
 
 
 def example_ini() -> str:

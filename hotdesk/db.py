@@ -9,7 +9,14 @@ from collections.abc import Callable, Iterator
 from peewee import Database, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import connect
 
-from hotdesk.models import ALL_MODELS, SchemaVersion, Tenant, database_proxy, utcnow
+from hotdesk.models import (
+    ALL_MODELS,
+    Heartbeat,
+    SchemaVersion,
+    Tenant,
+    database_proxy,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +71,13 @@ def _v1_create_tables(db: Database) -> None:
     db.create_tables(ALL_MODELS, safe=True)
 
 
+def _v2_create_heartbeat(db: Database) -> None:
+    """Heartbeat table: connection/process state shared across processes and nodes."""
+    db.create_tables([Heartbeat], safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat]
 
 
 def schema_version(db: Database) -> int:

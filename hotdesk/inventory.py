@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
@@ -210,3 +211,77 @@ def find_device(mac: str) -> Device:
     if device is None:
         raise InventoryError(f"no hot-desking phone with MAC {mac}")
     return device
+
+
+# -- changes made from the web admin and its API -------------------------------------------
+
+_DAILY_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+MULTIPLE_LOGIN_CHOICES = ("auto_logout", "deny", "allow")
+
+
+def update_user(db: Database, user: User, *, name: str | None = None,
+                sip_password: str | None = None, hotdesk: bool | None = None,
+                pin: str | None = None, language: str | None = None,
+                actor: str = "system") -> User:
+    """Change the given fields only (None = keep); the audit row lists field names only."""
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["display_name"] = name.strip()[:100]
+    if sip_password is not None and sip_password != "":
+        changes["sip_password"] = sip_password
+    if hotdesk is not None:
+        changes["hotdesk_enabled"] = bool(hotdesk)
+    if language is not None:
+        changes["language"] = language.strip()[:10] or "en"
+    if pin:
+        try:
+            changes["pin_hash"] = hash_pin(pin)
+        except InvalidPin as exc:
+            raise InventoryError(str(exc)) from None
+    if not changes:
+        return user
+    with write_transaction(db):
+        User.update(**changes).where(User.id == user.id).execute()
+        audit.record("user_changed", tenant=user.tenant_id, actor=actor, user=user,
+                     fields=sorted(changes))
+    return User.get_by_id(user.id)
+
+
+def reset_pin(db: Database, user: User, actor: str = "system") -> str:
+    """Give the user a new random 6-digit PIN and return it (shown once to the admin)."""
+    pin = f"{secrets.randbelow(10**6):06d}"
+    set_pin(db, user, pin, actor=actor)
+    return pin
+
+
+def delete_user(db: Database, service: HotdeskService, user: User,
+                actor: str = "system") -> None:
+    """Remove a user; phones they are logged in on go back to idle first (and are audited)."""
+    for session in list(Session.select().where((Session.user == user)
+                                               & Session.ended_at.is_null())):
+        service.logout(session.device_id, reason="user_deleted", actor=actor)
+    with write_transaction(db):
+        audit.record("user_deleted", tenant=user.tenant_id, actor=actor,
+                     extension=user.extension)
+        user.delete_instance()
+
+
+def set_tenant_policy(db: Database, tenant: Tenant, multiple_login: str,
+                      max_login_minutes: int | None, daily_logout_time: str,
+                      actor: str = "system") -> Tenant:
+    """Per-tenant overrides of [policy]; "" / None means "use the config file's value"."""
+    if multiple_login not in ("", *MULTIPLE_LOGIN_CHOICES):
+        raise InventoryError(f"multiple login must be one of {', '.join(MULTIPLE_LOGIN_CHOICES)}")
+    if max_login_minutes is not None and not 0 <= max_login_minutes <= 10080:
+        raise InventoryError("maximum login time must be 0 to 10080 minutes (0 = no limit)")
+    daily_logout_time = (daily_logout_time or "").strip()
+    if daily_logout_time and not _DAILY_TIME.match(daily_logout_time):
+        raise InventoryError("daily logout time must be HH:MM (24 h) or empty")
+    with write_transaction(db):
+        (Tenant.update(multiple_login=multiple_login, max_login_minutes=max_login_minutes,
+                       daily_logout_time=daily_logout_time)
+         .where(Tenant.id == tenant.id).execute())
+        audit.record("tenant_policy_changed", tenant=tenant, actor=actor,
+                     multiple_login=multiple_login, max_login_minutes=max_login_minutes,
+                     daily_logout_time=daily_logout_time)
+    return Tenant.get_by_id(tenant.id)

@@ -220,7 +220,23 @@ class ApiToken(BaseModel):
     last_used_at = DateTimeField(null=True)
 
 
+class Heartbeat(BaseModel):
+    """Last reported state of a process or switch connection, one row per component+node,
+    so `hotdesk status`, /metrics and the web admin see every process's view."""
+
+    id = AutoField()
+    component = CharField()  # ami, esl, agi, web, worker, pnp, ...
+    node = CharField()
+    state = CharField(default="up")  # up | down
+    since = DateTimeField(default=utcnow)  # when the state last changed
+    updated_at = DateTimeField(default=utcnow)
+    detail = TextField(default="")
+
+    class Meta:
+        indexes = ((("component", "node"), True),)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
-    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken,
+    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat,
 ]

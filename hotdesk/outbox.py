@@ -2,8 +2,9 @@
 
 A sender is the switch-specific part (AMI in hotdesk_agi, the inbound Event Socket in
 esl_handlers). The outbox only knows when to try, whom to try, and what happened.
-Claims are a conditional UPDATE, so several hotdesk processes can drain one outbox
-without sending a row twice.
+Claims are a conditional UPDATE (on PostgreSQL one UPDATE over a ``SELECT … FOR UPDATE
+SKIP LOCKED``), so several hotdesk processes can drain one outbox without sending a
+row twice.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from peewee import PostgresqlDatabase
+
 from hotdesk.config import NotifyConfig
-from hotdesk.models import Device, OutboxNotify, Tenant, utcnow
+from hotdesk.models import Device, OutboxNotify, Tenant, database_proxy, utcnow
 from hotdesk.vendors import get_vendor
 
 log = logging.getLogger(__name__)
@@ -71,10 +74,17 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
               now: datetime | None = None) -> list[OutboxNotify]:
     """Claim up to ``limit`` due rows for ``owner``; safe across processes and nodes."""
     now = now or utcnow()
-    due = (OutboxNotify.select(OutboxNotify.id)
-           .where((OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
-                  & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
+    claimable = ((OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
+                 & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
+    due = (OutboxNotify.select(OutboxNotify.id).where(claimable)
            .order_by(OutboxNotify.id).limit(limit))
+    if isinstance(database_proxy.obj, PostgresqlDatabase):
+        # One statement: drainers on other nodes skip the rows this one is locking
+        # instead of queueing behind it and then finding them taken.
+        query = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
+                 .where(OutboxNotify.id.in_(due.for_update(skip_locked=True)))
+                 .returning(OutboxNotify))
+        return sorted(query.execute(), key=lambda row: row.id)
     claimed: list[OutboxNotify] = []
     for row in list(due):
         taken = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)

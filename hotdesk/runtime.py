@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TextIO
 
 from peewee import Database
 
 from hotdesk import logctx
 from hotdesk.config import Config
 from hotdesk.db import MIGRATIONS, open_database, schema_version, upgrade
+from hotdesk.redact import RedactFilter
 from hotdesk.service import HotdeskService
 
 
@@ -48,11 +51,14 @@ def redact_url(url: str) -> str:
     return url
 
 
-def setup_logging(level: str = "INFO") -> None:
-    """One line per event on stderr, each carrying the call id of the flow it belongs to."""
-    handler = logging.StreamHandler(sys.stderr)
+def setup_logging(level: str = "INFO", secrets: Iterable[str] = (),
+                  stream: TextIO | None = None) -> None:
+    """One line per event on stderr, each carrying the call id of the flow it belongs to,
+    with known secret patterns and the literal ``secrets`` masked."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(logging.Formatter(logctx.LOG_FORMAT))
     logctx.install(handler)
+    handler.addFilter(RedactFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))

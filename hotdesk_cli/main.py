@@ -12,15 +12,21 @@ import sys
 from collections.abc import Sequence
 
 from hotdesk.config import ConfigError, load_config
+from hotdesk.redact import config_secrets
 from hotdesk.runtime import SchemaOutOfDate, setup_logging
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
+    "hotdesk_cli.worker_commands",
+    "hotdesk_cli.admin_commands",
+    "hotdesk_cli.web_commands",
     "hotdesk_cli.provision_commands",
     "hotdesk_cli.demo_commands",
     "hotdesk_cli.run_commands",
     "hotdesk_cli.pnp_commands",
     "hotdesk_cli.rps_commands",
+    "hotdesk_cli.agi_commands",
+    "hotdesk_cli.esl_commands",
     "hotdesk_cli.prov_commands",
 ]
 
@@ -41,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.cfg = load_config(args.config)
-        setup_logging(args.cfg.log.level)
+        setup_logging(args.cfg.log.level, secrets=config_secrets(args.cfg))
         return int(args.handler(args) or 0)
     except ConfigError as exc:
         print(f"hotdesk: configuration error: {exc}", file=sys.stderr)

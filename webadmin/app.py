@@ -3,20 +3,98 @@ provisioning file server, each a blueprint."""
 
 from __future__ import annotations
 
-import secrets
+from datetime import timedelta
 
-from flask import Flask
+from flask import Flask, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
 
+from hotdesk import admins
 from hotdesk.runtime import Runtime
+from webadmin.jobs import ImportJobs
+from webadmin.secret import load_secret_key
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Session cookie Secure flag: from ``[web] cookie_secure``; "auto" = the request's scheme."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        mode = app.config["HOTDESK"].config.web.cookie_secure
+        if mode == "auto":
+            return request.is_secure
+        return mode == "true"
 
 
 def create_app(runtime: Runtime) -> Flask:
+    web = runtime.config.web
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=runtime.config.web.secret_key or secrets.token_hex(32),
+        SECRET_KEY=load_secret_key(runtime.config),
         HOTDESK=runtime,
+        HOTDESK_THROTTLE=admins.SignInThrottle(
+            max_failures=web.signin_max_failures,
+            window=timedelta(minutes=web.signin_window_minutes)),
+        HOTDESK_JOBS=ImportJobs(),
+        SESSION_COOKIE_NAME="hotdesk_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        MAX_CONTENT_LENGTH=8 * 1024 * 1024,
     )
+    app.session_interface = SessionInterface()
+    csrf = CSRFProtect(app)
+
+    from webadmin import api, auth, pages, phones, users
     from webadmin.provisioning import bp as provisioning_bp
 
     app.register_blueprint(provisioning_bp)
+    from webadmin.metrics import bp as metrics_bp
+
+    app.register_blueprint(metrics_bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(phones.bp)
+    app.register_blueprint(users.bp)
+    # The API authenticates with bearer tokens only, never the cookie: CSRF cannot apply.
+    csrf.exempt(api.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.bp_docs)
+    pages.install_template_helpers(app)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
+        return render_template("error.html", code=400,
+                               message="The form expired or was sent from another site. "
+                                       "Go back, reload the page and try again."), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        if request.path.startswith("/api/"):
+            return jsonify(error=exc.description or exc.name), exc.code
+        if request.path.startswith("/prov/"):
+            return exc
+        return render_template("error.html", code=exc.code, message=exc.description), exc.code
+
+    @app.after_request
+    def security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith("/prov/"):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                "script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+        return response
+
+    @app.teardown_appcontext
+    def close_db(exc: BaseException | None) -> None:
+        # waitress threads are reused; a connection left in a failed transaction would
+        # poison the next request on PostgreSQL.
+        db = runtime.db
+        if not db.is_closed() and not db.in_transaction():
+            db.close()
+
     return app

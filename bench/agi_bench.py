@@ -1,0 +1,184 @@
+"""FastAGI benchmark: ``.venv/bin/python bench/agi_bench.py`` prints a table.
+
+* login flows/s through ``hotdesk agi`` (a subprocess on SQLite) with the fake Asterisk
+  placing N concurrent calls, next to a minimal raw asyncio AGI server (also a
+  subprocess) doing the same round trips with no database;
+* p50/p99 from the fake answering GET DATA with the last PIN digit to the fake AMI
+  receiving that phone's PJSIPNotify;
+* peak RSS (VmHWM) of the ``hotdesk agi`` process after 500 concurrent calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hotdesk.config import load_config  # noqa: E402
+from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
+from hotdesk.runtime import start  # noqa: E402
+from hotdesk_agi.simulate import AsteriskChannel, CallSetup, place_call  # noqa: E402
+from tests.fakes.asterisk import FakeAMI  # noqa: E402
+
+RAW_SERVER = textwrap.dedent('''
+    import asyncio, sys
+    async def handle(reader, writer):
+        while (await reader.readline()) not in (b"\\n", b""):
+            pass
+        for cmd in (b"ANSWER\\n", b"GET DATA agent-pass 5000 8\\n",
+                    b"SET VARIABLE HOTDESK_RESULT ok\\n", b'STREAM FILE agent-loginok ""\\n'):
+            writer.write(cmd)
+            await reader.readline()
+        writer.close()
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+        await server.serve_forever()
+    asyncio.run(main())
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start listening")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def setup_db(url: str, count: int) -> None:
+    cfg = load_config(environ={"HOTDESK_DATABASE_URL": url})
+    rt = start(cfg, migrate=True)
+    tenant = default_tenant()
+    for i in range(count):
+        add_user(rt.db, tenant, str(1000 + i), pin="1234", hotdesk=True)
+        add_device(rt.db, tenant, DeviceSpec(mac=f"00:15:65:00:{i // 256:02x}:{i % 256:02x}",
+                                             extension=str(8000 + i), sip_password="x"))
+    rt.db.close()
+
+
+async def login_calls(port: int, n: int, first: int, latencies: list[float] | None,
+                      pin_sent: dict[str, float]) -> int:
+    """N concurrent *70 calls from phones first..first+n-1; returns how many ended ok."""
+    async def one(i: int) -> bool:
+        endpoint, source = str(8000 + i), f"127.0.0.1:{20000 + i}"
+        setup = CallSetup(script="login", args=[str(1000 + i), source, endpoint],
+                          endpoint=endpoint, dialed=f"*70{1000 + i}", uniqueid=f"bench.{i}")
+
+        def seen(command: str, reply: bytes | None) -> None:
+            if command.startswith("GET DATA"):
+                pin_sent[source] = time.monotonic()
+
+        t = await place_call("127.0.0.1", port, AsteriskChannel(setup, ["1234"]), seen, 60)
+        return t.variables.get("HOTDESK_RESULT") == "ok" or "HOTDESK_RESULT" not in t.variables
+    results = await asyncio.gather(*(one(first + i) for i in range(n)))
+    return sum(results)
+
+
+async def run_rounds(port: int, n: int, rounds: int, ami: FakeAMI | None) -> tuple[float, list]:
+    latencies: list[float] = []
+    total = 0
+    elapsed = 0.0
+    for _ in range(rounds):
+        pin_sent: dict[str, float] = {}
+        before = len(ami.notifies) if ami else 0
+        t0 = time.perf_counter()
+        total += await login_calls(port, n, 0, latencies, pin_sent)
+        elapsed += time.perf_counter() - t0
+        if ami is not None:
+            deadline = time.monotonic() + 30
+            while len(ami.notifies) < before + n and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
+            for note in ami.notifies[before:]:
+                # After the first round the phone is registered as the user: match the
+                # NOTIFY on the phone's address, not on the user part.
+                address = note.uri.rsplit("@", 1)[-1]
+                if address in pin_sent:
+                    latencies.append((note.at - pin_sent[address]) * 1000)
+    return total / elapsed, latencies
+
+
+async def bench(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="hotdesk-bench-"))
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    biggest = max([*args.concurrency, args.rss_calls])
+    print(f"setting up {biggest} users and phones in {url} ...", file=sys.stderr)
+    setup_db(url, biggest)
+
+    ami = FakeAMI()
+    ami_port = await ami.start()
+    agi_port, raw_port = free_port(), free_port()
+    env = dict(os.environ, HOTDESK_DATABASE_URL=url, HOTDESK_AGI_LISTEN=f"127.0.0.1:{agi_port}",
+               HOTDESK_AMI_PORT=str(ami_port), HOTDESK_AMI_SECRET="hotdesk-secret",
+               HOTDESK_LOG_LEVEL="WARNING", HOTDESK_SWITCH_TYPE="asterisk")
+    hot = subprocess.Popen([sys.executable, "-m", "hotdesk_cli", "agi"], env=env, cwd=ROOT,
+                           stderr=subprocess.PIPE, text=True)
+    raw = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(raw_port)],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(agi_port, hot)
+        wait_listening(raw_port, raw)
+        while ami.logins_ok < 1:
+            await asyncio.sleep(0.05)
+        rows = []
+        for n in args.concurrency:
+            rounds = max(1, args.calls // n)
+            hot_rate, lat = await run_rounds(agi_port, n, rounds, ami)
+            raw_rate, _ = await run_rounds(raw_port, n, rounds, None)
+            lat.sort()
+            p50 = statistics.median(lat) if lat else float("nan")
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+            rows.append((n, rounds * n, hot_rate, raw_rate, hot_rate / raw_rate, p50, p99))
+        await run_rounds(agi_port, args.rss_calls, 1, ami)
+        rss = peak_rss_mb(hot.pid)
+    finally:
+        for proc in (hot, raw):
+            proc.terminate()
+            proc.wait(10)
+        await ami.stop()
+
+    print(f"{'N':>5} {'calls':>6} {'hotdesk/s':>10} {'raw/s':>8} {'ratio':>6} "
+          f"{'p50 ms':>7} {'p99 ms':>7}")
+    for n, calls, h, r, ratio, p50, p99 in rows:
+        print(f"{n:>5} {calls:>6} {h:>10.1f} {r:>8.1f} {ratio:>6.2f} {p50:>7.1f} {p99:>7.1f}")
+    print(f"peak RSS of hotdesk agi after {args.rss_calls} concurrent calls: {rss:.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 50, 200])
+    parser.add_argument("--calls", type=int, default=400, help="calls per concurrency level")
+    parser.add_argument("--rss-calls", type=int, default=500)
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

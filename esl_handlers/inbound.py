@@ -1,0 +1,199 @@
+"""One long-lived inbound Event Socket connection to FreeSWITCH (NOTIFYs, look-ups).
+
+A supervisor thread connects, authenticates and then reads every message; requests
+(``api``, ``sendevent``) are serialised and wait for their reply with a timeout. When
+the connection drops (FreeSWITCH restarts, network trouble, wrong password) requests
+fail at once with :class:`EslUnavailable` and the supervisor reconnects with
+exponential backoff. The log gets one line per state change, not one per retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+
+from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
+
+log = logging.getLogger(__name__)
+
+
+class EslUnavailable(Exception):
+    """No authenticated connection to FreeSWITCH right now."""
+
+
+class EslError(Exception):
+    """FreeSWITCH answered with an error."""
+
+
+_LOST = object()
+
+
+class InboundConnection:
+    def __init__(self, host: str, port: int, password: str, reconnect_max: float = 30.0,
+                 connect_timeout: float = 3.0, reply_timeout: float = 5.0,
+                 backoff_start: float = 0.5) -> None:
+        self.host = host
+        self.port = port
+        self.password = password
+        self.reconnect_max = reconnect_max
+        self.connect_timeout = connect_timeout
+        self.reply_timeout = reply_timeout
+        self.backoff_start = backoff_start
+        self._sock: socket.socket | None = None
+        self._replies: queue.Queue[object] = queue.Queue()
+        self._request_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._up = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = "new"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._supervise, name="esl-inbound", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._drop()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._up.wait(timeout)
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        if state == self.state:
+            log.debug("Event Socket %s:%d still %s%s", self.host, self.port, state,
+                      f": {detail}" if detail else "")
+            return
+        self.state = state
+        where = f"{self.host}:{self.port}"
+        if state == "connected":
+            log.info("Event Socket connected to FreeSWITCH at %s", where)
+        elif state == "auth_failed":
+            log.error("FreeSWITCH at %s refused the Event Socket password ([esl] password); "
+                      "retrying", where)
+        else:
+            log.warning("Event Socket to FreeSWITCH at %s is down (%s); NOTIFYs wait in the "
+                        "outbox, retrying with backoff", where, detail)
+
+    def _supervise(self) -> None:
+        delay = self.backoff_start
+        while not self._stop.is_set():
+            try:
+                reader = self._connect()
+            except _AuthFailed:
+                self._set_state("auth_failed")
+            except (OSError, ConnectionClosed, ProtocolError) as exc:
+                self._set_state("down", str(exc) or type(exc).__name__)
+            else:
+                delay = self.backoff_start
+                self._set_state("connected")
+                self._up.set()
+                reason = self._read_loop(reader)
+                self._up.clear()
+                self._drop()
+                self._replies.put(_LOST)
+                if self._stop.is_set():
+                    break
+                self._set_state("down", reason)
+                continue  # reconnect at once after a drop, then back off
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.reconnect_max)
+
+    def _connect(self) -> Reader:
+        sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        reader = Reader(sock)
+        try:
+            hello = reader.read()
+            if hello.content_type != "auth/request":
+                raise ProtocolError(f"expected auth/request, got {hello.content_type!r}")
+            sock.sendall(command(f"auth {self.password}"))
+            reply = reader.read()
+            if reply.content_type == "text/disconnect-notice" or \
+                    not reply.reply_text.startswith("+OK"):
+                raise _AuthFailed()
+        except BaseException:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        self._sock = sock
+        return reader
+
+    def _read_loop(self, reader: Reader) -> str:
+        while not self._stop.is_set():
+            try:
+                msg = reader.read()
+            except (ConnectionClosed, OSError) as exc:
+                return f"connection lost: {exc}"
+            except ProtocolError as exc:
+                return f"garbage from FreeSWITCH: {exc}"
+            if msg.content_type in ("command/reply", "api/response"):
+                self._replies.put(msg)
+            elif msg.content_type == "text/disconnect-notice":
+                return msg.body.decode("utf-8", "replace").strip().splitlines()[0] \
+                    if msg.body.strip() else "disconnect notice"
+            # Events are not subscribed to; anything else is ignored.
+        return "stopped"
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    # -- requests ---------------------------------------------------------------------
+
+    def request(self, data: bytes, timeout: float | None = None) -> Message:
+        """Send one command, return its reply. Never waits longer than ``timeout``."""
+        with self._request_lock:
+            sock = self._sock
+            if not self._up.is_set() or sock is None:
+                raise EslUnavailable(f"no Event Socket connection to {self.host}:{self.port}")
+            while True:  # forget replies of requests that timed out earlier
+                try:
+                    self._replies.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                sock.sendall(data)
+            except OSError as exc:
+                raise EslUnavailable(f"sending to FreeSWITCH failed: {exc}") from None
+            try:
+                reply = self._replies.get(timeout=timeout or self.reply_timeout)
+            except queue.Empty:
+                # The reply stream is out of step now; reconnect rather than mis-pair.
+                self._drop()
+                raise EslUnavailable("FreeSWITCH did not answer in time") from None
+            if reply is _LOST:
+                raise EslUnavailable("connection to FreeSWITCH lost")
+            assert isinstance(reply, Message)
+            return reply
+
+    def api(self, cmd: str, timeout: float | None = None) -> str:
+        """``api <cmd>``: the body as text. ``-ERR ...`` bodies raise EslError."""
+        reply = self.request(command(f"api {cmd}"), timeout)
+        body = reply.body.decode("utf-8", "replace")
+        if body.startswith("-ERR"):
+            raise EslError(body.strip())
+        return body
+
+    def sendevent(self, name: str, headers: dict[str, str],
+                  timeout: float | None = None) -> str:
+        """``sendevent <name>`` with headers; returns the Reply-Text (``+OK <uuid>``)."""
+        reply = self.request(command(f"sendevent {name}", headers), timeout)
+        return reply.reply_text
+
+
+class _AuthFailed(Exception):
+    pass

@@ -1,0 +1,393 @@
+"""The outbound Event Socket server: FreeSWITCH's ``socket`` app hands ``*70``/``*71`` calls here.
+
+Each call runs the core's call script (``hotdesk.callflow``) and only translates its
+actions into ``sendmsg execute`` commands. In ``async full`` mode every sendmsg is
+answered ``+OK`` at once (even after the caller hung up, when nothing runs), so the
+result of an action is the CHANNEL_EXECUTE_COMPLETE whose ``Application-UUID`` is the
+``Event-UUID`` we sent. Every wait is bounded: a channel that never completes, a switch
+that vanishes or a peer that sends garbage ends the call, never a thread.
+
+One thread per call: the database driver and the service are blocking, and a call
+spends nearly all its time waiting on the switch, so threads need no monkey-patching.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
+from hotdesk import logctx
+from hotdesk.callflow import (
+    Action,
+    Answer,
+    CallerHungUp,
+    CallScript,
+    Collect,
+    Hangup,
+    Play,
+    SetVar,
+    login_call,
+    logout_call,
+)
+from hotdesk.config import Config, parse_listen
+from hotdesk.runtime import Runtime
+from hotdesk.service import CallContext, Outcome, PinVerifier
+
+log = logging.getLogger(__name__)
+
+PIN_VARIABLE = "hotdesk_pin"
+# Seconds FreeSWITCH keeps the socket after a hang-up; bounded (plain `linger` is 600 s).
+LINGER_SECONDS = 5
+REPLY_TIMEOUT = 10.0
+# A prompt longer than this is a stuck channel, not a prompt.
+MEDIA_TIMEOUT = 120.0
+HANGUP_TIMEOUT = 5.0
+
+
+class CallGone(Exception):
+    """The caller hung up or the switch went away; the script must stop."""
+
+
+@dataclass
+class CallResult:
+    outcome: Outcome | None
+    call_id: str
+
+
+def call_context(channel: Mapping[str, str]) -> CallContext:
+    """The calling phone as the core sees it, from the ``connect`` reply's channel data.
+
+    endpoint: ``variable_user_name`` is the directory user FreeSWITCH authenticated
+    (mod_sofia sets it on auth-calls), so it cannot be forged in a From header;
+    ``variable_sip_from_user`` and ``Caller-Username`` are fall-backs for unauthenticated
+    profiles. source: the address the INVITE really came from. domain: the directory
+    domain, which selects the tenant on a multi-tenant FreeSWITCH.
+    """
+    endpoint = (channel.get("variable_user_name") or channel.get("variable_sip_from_user")
+                or channel.get("Caller-Username") or "")
+    ip = channel.get("variable_sip_received_ip") or channel.get("variable_sip_network_ip") or ""
+    port = (channel.get("variable_sip_received_port")
+            or channel.get("variable_sip_network_port") or "")
+    source = f"{ip}:{port}" if ip and port else channel.get("Caller-Network-Addr", "")
+    domain = channel.get("variable_domain_name") or channel.get("variable_sip_from_host") or ""
+    return CallContext(switch="freeswitch", call_id=channel.get("Unique-ID", ""),
+                       endpoint=endpoint, source=source, domain=domain)
+
+
+def pagd_args(prompt: str, max_digits: int, timeout_ms: int, transfer_on_fail: str = "") -> str:
+    """play_and_get_digits arguments: one try, ``#`` ends, no transfer on failure.
+
+    transfer_on_fail is passed explicitly (empty): a formatter that writes a missing
+    value as ``None`` would make FreeSWITCH transfer the caller to extension "None".
+    """
+    digit_timeout = min(timeout_ms, 3000)
+    parts = ["1", str(max_digits), "1", str(timeout_ms), "#", prompt, "silence_stream://250",
+             PIN_VARIABLE, "\\d+", str(digit_timeout), transfer_on_fail]
+    return " ".join(parts)
+
+
+class EslCall:
+    """One outbound Event Socket session, from ``connect`` to ``exit``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = Reader(sock)
+        self.completed: dict[str, dict[str, str]] = {}
+        self.hung_up = False
+        self.closed = False
+
+    # -- framing ----------------------------------------------------------------------
+
+    def _next(self, deadline: float) -> Message:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no answer from FreeSWITCH in time")
+        self.sock.settimeout(remaining)
+        try:
+            return self.reader.read()
+        except TimeoutError:
+            raise TimeoutError("no answer from FreeSWITCH in time") from None
+        except (ConnectionClosed, OSError) as exc:
+            self.closed = self.hung_up = True
+            raise CallGone(f"connection lost: {exc}") from None
+
+    def _note(self, msg: Message) -> None:
+        """Remember what an unsolicited message tells us about the channel."""
+        ctype = msg.content_type
+        if ctype == "text/disconnect-notice":
+            self.hung_up = True
+            if msg.headers.get("Content-Disposition", "disconnect") != "linger":
+                self.closed = True
+            return
+        if ctype != "text/event-plain":
+            return
+        event = msg.event()
+        name = event.get("Event-Name", "")
+        if name == "CHANNEL_EXECUTE_COMPLETE" and event.get("Application-UUID"):
+            self.completed[event["Application-UUID"]] = event
+        elif name in ("CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE"):
+            self.hung_up = True
+
+    def request(self, data: bytes, timeout: float = REPLY_TIMEOUT) -> Message:
+        """Send one command and return its command/reply; events read meanwhile are noted."""
+        if self.closed:
+            raise CallGone("connection closed")
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.closed = self.hung_up = True
+            raise CallGone(f"send failed: {exc}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._next(deadline)
+            if msg.content_type in ("command/reply", "api/response"):
+                return msg
+            self._note(msg)
+            if self.closed:
+                raise CallGone("switch closed the session")
+
+    # -- session ----------------------------------------------------------------------
+
+    def connect(self) -> dict[str, str]:
+        reply = self.request(command("connect"))
+        if reply.content_type != "command/reply" or not reply.reply_text.startswith("+OK"):
+            raise ProtocolError(f"connect refused: {reply.reply_text!r}")
+        channel = reply.event()
+        self.request(command("myevents"))
+        self.request(command(f"linger {LINGER_SECONDS}"))
+        return channel
+
+    def execute(self, app: str, arg: str = "", timeout: float = MEDIA_TIMEOUT,
+                stop_on_hangup: bool = True) -> dict[str, str]:
+        """Run one dialplan application and wait for its CHANNEL_EXECUTE_COMPLETE."""
+        if self.hung_up and stop_on_hangup:
+            raise CallGone("caller hung up")
+        event_uuid = str(uuid.uuid4())
+        headers = {"call-command": "execute", "execute-app-name": app}
+        if arg:
+            headers["execute-app-arg"] = arg
+        headers["Event-UUID"] = event_uuid
+        reply = self.request(command("sendmsg", headers))
+        if not reply.reply_text.startswith("+OK"):
+            raise CallGone(f"{app} refused: {reply.reply_text}")
+        deadline = time.monotonic() + timeout
+        while event_uuid not in self.completed:
+            if self.hung_up and stop_on_hangup:
+                raise CallGone("caller hung up")
+            if self.closed:
+                raise CallGone("switch closed the session")
+            msg = self._next(deadline)
+            if msg.content_type in ("command/reply", "api/response"):
+                continue  # a late reply; nothing is waiting for it
+            self._note(msg)
+        return self.completed.pop(event_uuid)
+
+    def finish(self) -> None:
+        """Send ``exit`` (bounded) and close; FreeSWITCH then continues or ends the call."""
+        if not self.closed:
+            try:
+                self.request(command("exit"), timeout=2.0)
+            except (CallGone, TimeoutError, ProtocolError, OSError):
+                pass
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def run_script(call: EslCall, script: CallScript) -> Outcome:
+    """Drive a call script: execute each action, send back its result, relay hang-ups."""
+    try:
+        action: Action = next(script)
+        while True:
+            try:
+                result = _perform(call, action)
+            except (CallGone, TimeoutError, ProtocolError) as exc:
+                # Hung up, switch gone, stuck channel or garbage: no more media either way.
+                log.info("call ends early: %s", exc)
+                call.hung_up = True
+                action = script.throw(CallerHungUp(str(exc)))
+            else:
+                action = script.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _perform(call: EslCall, action: Action) -> str | None:
+    if isinstance(action, Answer):
+        call.execute("answer")
+        return None
+    if isinstance(action, Collect):
+        timeout = action.timeout_ms / 1000 + MEDIA_TIMEOUT
+        event = call.execute("play_and_get_digits",
+                             pagd_args(action.prompt, action.max_digits, action.timeout_ms),
+                             timeout=timeout)
+        if event.get("variable_read_result", "") == "failure":
+            return ""
+        return event.get(f"variable_{PIN_VARIABLE}", "")
+    if isinstance(action, Play):
+        call.execute("playback", action.prompt)
+        return None
+    if isinstance(action, SetVar):
+        call.execute("set", f"{action.name}={action.value}")
+        return None
+    if isinstance(action, Hangup):
+        try:
+            call.execute("hangup", "NORMAL_CLEARING", timeout=HANGUP_TIMEOUT,
+                         stop_on_hangup=False)
+        except (CallGone, TimeoutError):
+            pass  # the channel is gone either way
+        call.hung_up = True
+        return None
+    raise TypeError(f"unknown call action {action!r}")
+
+
+VerifierFactory = Callable[[CallContext], PinVerifier | None]
+
+
+def handle_call(sock: socket.socket, runtime: Runtime,
+                verifier_for: VerifierFactory | None = None) -> CallResult:
+    """Serve one connection from FreeSWITCH's ``socket`` application."""
+    call = EslCall(sock)
+    config: Config = runtime.config
+    prompts = config.prompts("freeswitch")
+    peer = _peer(sock)
+    call_id = ""
+    try:
+        try:
+            channel = call.connect()
+        except (CallGone, TimeoutError, ProtocolError) as exc:
+            log.warning("Event Socket connection from %s dropped before the call started: %s",
+                        peer, exc)
+            return CallResult(None, "")
+        ctx = call_context(channel)
+        call_id = ctx.call_id
+        with logctx.call_context(call_id):
+            action = channel.get("variable_hotdesk_action", "")
+            extension = channel.get("variable_hotdesk_ext", "")
+            log.info("%s call from %s (%s, domain %s)", action or "unknown", ctx.endpoint,
+                     ctx.source or "no source", ctx.domain or "-")
+            if action == "logout":
+                script = logout_call(runtime.service, ctx, prompts)
+            else:
+                if action != "login":
+                    log.warning("variable hotdesk_action is %r; treating the call as a login "
+                                "(set hotdesk_action=login|logout in the dialplan)", action)
+                verifier = verifier_for(ctx) if verifier_for else None
+                script = login_call(runtime.service, ctx, extension, prompts, config.policy,
+                                    pin_verifier=verifier)
+            outcome = run_script(call, script)
+            log.info("call finished: %s", outcome.value)
+            return CallResult(outcome, call_id)
+    finally:
+        call.finish()
+        _release_db(runtime)
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+
+
+def _release_db(runtime: Runtime) -> None:
+    """Close this thread's database connection (peewee connections are per thread)."""
+    try:
+        if not runtime.db.is_closed():
+            runtime.db.close()
+    except Exception:  # noqa: BLE001 - closing must never take a call thread down
+        log.debug("closing the database connection failed", exc_info=True)
+
+
+class EslServer:
+    """Accepts FreeSWITCH's outbound connections; one thread per call, bounded in number."""
+
+    def __init__(self, runtime: Runtime, listen: str | None = None,
+                 verifier_for: VerifierFactory | None = None, max_calls: int = 500) -> None:
+        self.runtime = runtime
+        self.host, self.port = parse_listen(listen or runtime.config.esl.listen)
+        self.verifier_for = verifier_for
+        self.max_calls = max_calls
+        self._sock: socket.socket | None = None
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._acceptor: threading.Thread | None = None
+        self.calls_served = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._sock is not None
+        return self._sock.getsockname()[:2]
+
+    def start(self) -> None:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        sock.settimeout(0.2)
+        self._sock = sock
+        self._acceptor = threading.Thread(target=self._accept_loop, name="esl-accept",
+                                          daemon=True)
+        self._acceptor.start()
+        log.info("outbound Event Socket server listening on %s:%d", *self.address)
+
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.1)
+                continue
+            with self._lock:
+                busy = len(self._threads)
+            if busy >= self.max_calls:
+                log.warning("%d calls in progress; refusing a new Event Socket connection "
+                            "(FreeSWITCH continues its dialplan)", busy)
+                conn.close()
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), name="esl-call",
+                                      daemon=True)
+            with self._lock:
+                self._threads.add(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            handle_call(conn, self.runtime, self.verifier_for)
+        except Exception:
+            log.exception("unexpected error in an Event Socket call")
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+                self.calls_served += 1
+
+    def active_calls(self) -> int:
+        with self._lock:
+            return len(self._threads)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._sock is not None:
+            self._sock.close()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout)
+        with self._lock:
+            threads = list(self._threads)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,45 @@
+"""Everything ``hotdesk esl`` runs, wired from one Runtime: call server, inbound link, drain."""
+
+from __future__ import annotations
+
+import logging
+
+from esl_handlers.inbound import InboundConnection
+from esl_handlers.notify import DrainLoop, EslNotifySender
+from esl_handlers.outbound import EslServer
+from esl_handlers.pins import directory_verifier
+from hotdesk.runtime import Runtime
+from hotdesk.service import CallContext, PinVerifier
+
+log = logging.getLogger(__name__)
+
+
+class EslService:
+    def __init__(self, runtime: Runtime, listen: str | None = None) -> None:
+        cfg = runtime.config
+        self.runtime = runtime
+        self.inbound = InboundConnection(cfg.esl.host, cfg.esl.port, cfg.esl.password,
+                                         reconnect_max=cfg.esl.reconnect_max_seconds)
+        self.sender = EslNotifySender(self.inbound, cfg.esl.profile)
+        self.drain: DrainLoop | None = None
+        if cfg.switch.type == "freeswitch":
+            self.drain = DrainLoop(runtime.db, self.sender, cfg.notify)
+        verifier = self._verifier if cfg.esl.pin_source == "directory" else None
+        self.server = EslServer(runtime, listen, verifier_for=verifier)
+
+    def _verifier(self, ctx: CallContext) -> PinVerifier:
+        return directory_verifier(self.inbound, ctx)
+
+    def start(self) -> None:
+        self.inbound.start()
+        self.server.start()
+        if self.drain is not None:
+            self.drain.start()
+        else:
+            log.info("[switch] type is not freeswitch: this process sends no NOTIFYs")
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.drain is not None:
+            self.drain.stop()
+        self.inbound.stop()

@@ -1,0 +1,88 @@
+"""One snapshot of the whole installation, for ``hotdesk status`` and the web admin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from hotdesk import health, reconcile
+from hotdesk.mac import format_mac
+from hotdesk.models import Session, utcnow
+
+# A heartbeat older than this is shown as stale: its process may have died without
+# saying so (kill -9, power loss).
+STALE_SECONDS = 300
+
+
+@dataclass
+class Status:
+    now: datetime
+    beats: list[health.Beat]
+    active_sessions: int
+    outbox: dict[str, int]
+    oldest_pending_seconds: float
+    provisioning: dict[str, int]
+    pending_devices: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+
+    @property
+    def last_worker_run(self) -> datetime | None:
+        runs = [b.updated_at for b in self.beats if b.component == "worker"]
+        return max(runs) if runs else None
+
+
+def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
+    now = now or utcnow()
+    pending = []
+    for device in reconcile.pending_devices()[:pending_limit]:
+        pending.append((format_mac(device.mac), device.display_name or device.idle_extension,
+                        device.config_version, device.fetched_version,
+                        reconcile.device_provisioning_state(device)))
+    return Status(
+        now=now,
+        beats=health.read_all(),
+        active_sessions=Session.select().where(Session.ended_at.is_null()).count(),
+        outbox=reconcile.outbox_counts(),
+        oldest_pending_seconds=reconcile.oldest_pending_age(now),
+        provisioning=reconcile.provisioning_state_counts(),
+        pending_devices=pending,
+    )
+
+
+def _ago(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def render(status: Status) -> str:
+    """The one-screen text of ``hotdesk status``."""
+    lines = [f"hotdesk status at {status.now.isoformat(timespec='seconds')}Z", "",
+             "Connections and processes:"]
+    if not status.beats:
+        lines.append("  (no process has reported yet)")
+    for b in status.beats:
+        age = (status.now - b.updated_at).total_seconds()
+        stale = " STALE" if age > STALE_SECONDS and b.state == "up" else ""
+        lines.append(f"  {b.component:<8} {b.node:<24} {b.state.upper():<5}{stale} since "
+                     f"{b.since.isoformat(timespec='seconds')}Z (reported {_ago(age)} ago)"
+                     + (f"  {b.detail}" if b.detail else ""))
+    lines += ["", f"Active sessions: {status.active_sessions}", ""]
+    depth = ", ".join(f"{k} {status.outbox.get(k, 0)}"
+                      for k in ("pending", "sent", "failed", "superseded"))
+    lines.append(f"Outbox: {depth}")
+    oldest = (f"{_ago(status.oldest_pending_seconds)}" if status.outbox.get("pending")
+              else "-")
+    lines.append(f"  oldest pending: {oldest}")
+    prov = status.provisioning
+    lines += ["", f"Phones: {prov.get('ok', 0)} ok, {prov.get('pending', 0)} pending config, "
+              f"{prov.get('failed', 0)} failed"]
+    for mac, name, want, have, state in status.pending_devices:
+        lines.append(f"  {mac}  {name:<16} wants v{want}, fetched v{have}  {state}")
+    last = status.last_worker_run
+    lines += ["", "Last worker run: " + (
+        f"{last.isoformat(timespec='seconds')}Z ({_ago((status.now - last).total_seconds())} "
+        "ago)" if last else "never")]
+    return "\n".join(lines) + "\n"

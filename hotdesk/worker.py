@@ -1,0 +1,165 @@
+"""``hotdesk worker``: the background jobs no call triggers.
+
+Each tick ends sessions past their maximum login time or their daily logout time,
+re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.reconcile`), tidies
+expired outbox claims and records a heartbeat. Every job decides from the database
+alone and re-checks under the service's write lock, so a worker that was down
+catches up on start, and several workers on several nodes never do a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from peewee import InterfaceError, OperationalError
+
+from hotdesk import health, metrics, reconcile
+from hotdesk.config import Config, parse_hhmm
+from hotdesk.drain import drain_round
+from hotdesk.models import Session, Tenant, database_proxy
+from hotdesk.outbox import NotifySender, worker_id
+from hotdesk.service import HotdeskService, Outcome
+
+log = logging.getLogger(__name__)
+
+
+def last_cutoff(now: datetime, hhmm: str, tz_name: str) -> datetime | None:
+    """The most recent daily logout moment at or before ``now`` (both naive UTC).
+
+    Looking back to the last cut-off, instead of firing "at" the time, is what makes
+    the daily logout survive worker downtime: a worker started at 02:00 still finds
+    the sessions that began before yesterday's 00:00 cut-off.
+    """
+    parsed = parse_hhmm(hhmm) if hhmm else None
+    if parsed is None:
+        return None
+    zone = zoneinfo.ZoneInfo(tz_name)
+    local_now = now.replace(tzinfo=UTC).astimezone(zone)
+    for days_back in (0, 1, 2):
+        day = (local_now - timedelta(days=days_back)).date()
+        local_cut = datetime(day.year, day.month, day.day, parsed[0], parsed[1], tzinfo=zone)
+        cut = local_cut.astimezone(UTC).replace(tzinfo=None)
+        if cut <= now:
+            return cut
+    return None  # pragma: no cover - two days back is always in the past
+
+
+def daily_logout_time(tenant: Tenant, config: Config) -> str:
+    return tenant.daily_logout_time or config.policy.daily_logout_time
+
+
+def daily_logout(service: HotdeskService, config: Config, now: datetime | None = None) -> int:
+    """End every session that started before its tenant's most recent daily cut-off."""
+    now = now or service.clock()
+    ended = 0
+    for tenant in Tenant.select():
+        cutoff = last_cutoff(now, daily_logout_time(tenant, config), config.policy.timezone)
+        if cutoff is None:
+            continue
+        due = [(s.device_id, s.id) for s in Session.select(Session.id, Session.device)
+               .where((Session.tenant == tenant) & Session.ended_at.is_null()
+                      & (Session.started_at < cutoff))]
+        for device_id, session_id in due:
+            outcome = service.logout(device_id, reason="daily_logout", actor="worker",
+                                     session_id=session_id)
+            if outcome is Outcome.LOGGED_OUT:
+                ended += 1
+                log.info("session %d on device %d ended: daily logout at %s %s", session_id,
+                         device_id, daily_logout_time(tenant, config), config.policy.timezone)
+    return ended
+
+
+def expire_sessions(service: HotdeskService) -> int:
+    """Max login time: the service ends the sessions; this only logs and counts."""
+    ended = service.expire_sessions()
+    if ended:
+        log.info("%d session(s) ended: maximum login time reached", ended)
+    return ended
+
+
+@dataclass
+class TickResult:
+    expired: int = 0
+    daily: int = 0
+    requeued: int = 0
+    flagged: int = 0
+    released: int = 0
+    drained: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"expired={self.expired}", f"daily_logout={self.daily}",
+                 f"requeued={self.requeued}", f"flagged_pending={self.flagged}",
+                 f"claims_released={self.released}"]
+        if self.drained:
+            parts.append("notify " + ",".join(f"{k}={v}" for k, v in self.drained.items() if v))
+        return " ".join(parts)
+
+
+def tick(service: HotdeskService, config: Config, sender: NotifySender | None = None,
+         owner: str | None = None, now: datetime | None = None) -> TickResult:
+    """One pass over every job; database errors propagate to :func:`run_worker`."""
+    result = TickResult()
+    result.expired = expire_sessions(service)
+    result.daily = daily_logout(service, config, now)
+    result.released = reconcile.release_expired_claims(now)
+    rec = reconcile.reconcile(config, now or service.clock())
+    result.requeued, result.flagged = rec.requeued, rec.flagged
+    if sender is not None:
+        result.drained = drain_round(sender, config, owner or worker_id())
+    for action, n in (("expired", result.expired), ("daily_logout", result.daily),
+                      ("requeued", result.requeued), ("flagged_pending", result.flagged),
+                      ("claims_released", result.released)):
+        if n:
+            metrics.WORKER_ACTIONS.labels(action=action).inc(n)
+    return result
+
+
+def run_worker(service: HotdeskService, config: Config, stop_event: threading.Event,
+               sender: NotifySender | None = None, max_ticks: int | None = None,
+               on_tick: Callable[[TickResult], None] | None = None) -> int:
+    """Tick every ``[worker] interval_seconds`` until ``stop_event``; returns ticks run.
+
+    With a sender the worker also drains the outbox between ticks, every
+    ``[notify] poll_seconds``. A locked or restarted database is logged and retried
+    on the next tick; the loop itself never raises for it.
+    """
+    owner = worker_id()
+    ticks = 0
+    next_tick = 0.0
+    clock = time.monotonic
+    while not stop_event.is_set() and (max_ticks is None or ticks < max_ticks):
+        try:
+            if clock() >= next_tick:
+                ticks += 1
+                result = tick(service, config, sender, owner)
+                next_tick = clock() + config.worker.interval_seconds
+                log.info("worker tick %d: %s", ticks, result.summary())
+                health.report("worker", "up", result.summary(), node=config.metrics.node)
+                if on_tick is not None:
+                    on_tick(result)
+            elif sender is not None:
+                drain_round(sender, config, owner)
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("worker: database unavailable, retrying next tick: %s", exc)
+            next_tick = clock() + min(config.worker.interval_seconds, 5.0)
+            _reset(database_proxy)
+        if max_ticks is not None and ticks >= max_ticks:
+            break
+        wait = config.notify.poll_seconds if sender is not None else next_tick - clock()
+        stop_event.wait(max(min(wait, config.worker.interval_seconds), 0.05))
+    health.report("worker", "down", "stopped", node=config.metrics.node)
+    return ticks
+
+
+def _reset(db) -> None:  # type: ignore[no-untyped-def]
+    try:
+        if not db.is_closed():
+            db.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; reconnect anyway
+        log.debug("closing the broken database connection failed", exc_info=True)

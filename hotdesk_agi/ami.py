@@ -1,0 +1,206 @@
+"""A small asyncio AMI client that stays connected, and the NOTIFY sender built on it.
+
+Not panoramisk's ``Manager``: it retries every ``reconnect_timeout`` seconds forever
+with no backoff, logs a warning on every failed retry, silently keeps running
+unauthenticated after a refused Login, and re-sends queued actions after a reconnect
+(for NOTIFYs the durable outbox already owns retries, so that could double-send).
+Here: exponential backoff up to ``[ami] reconnect_max_seconds``, one log line per
+state change, and an action sent while disconnected fails at once (SwitchDown), so
+the outbox row stays pending without losing an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+from hotdesk.config import AmiConfig
+from hotdesk.outbox import NotifyError, NotifyTarget, SwitchDown
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+MAX_MESSAGE = 64 * 1024
+
+
+def encode_action(headers: list[tuple[str, str]]) -> bytes:
+    """``Key: value`` lines, CR LF, a blank line ends the action; no line breaks in values."""
+    lines = [f"{k}: {v.replace(chr(13), ' ').replace(chr(10), ' ')}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def parse_message(block: bytes) -> Message:
+    msg: Message = {}
+    for line in block.decode("utf-8", "replace").split("\r\n"):
+        key, sep, value = line.partition(":")
+        if sep and key not in msg:
+            msg[key.strip()] = value.strip()
+    return msg
+
+
+class AmiError(Exception):
+    pass
+
+
+class AmiClient:
+    """One logged-in AMI connection, re-established in the background."""
+
+    def __init__(self, config: AmiConfig, action_timeout: float = 10.0,
+                 min_backoff: float = 0.5) -> None:
+        self.config = config
+        self.action_timeout = action_timeout
+        self.min_backoff = min_backoff
+        self.connected = asyncio.Event()
+        self.state = "starting"
+        self.on_connected: Callable[[], None] = lambda: None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._ids = itertools.count(1)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ami-client")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._writer is not None:
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+        if state != self.state:
+            self.state = state
+            log.log(level, message)
+
+    async def _run(self) -> None:
+        delay = self.min_backoff
+        while not self._closing:
+            try:
+                await self._session()
+            except AmiError as exc:
+                self._set_state("refused", f"AMI {self.address} refused login: {exc}; retrying",
+                                logging.ERROR)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError, ValueError) as exc:
+                if self.state == "connected":
+                    message = f"AMI {self.address} connection lost ({exc or 'closed'}), retrying"
+                else:
+                    message = f"AMI {self.address} unreachable, retrying"
+                self._set_state("down", message, logging.WARNING)
+            finally:
+                if self.connected.is_set():
+                    # A session that got logged in ends with an exception too (the
+                    # socket closed): reconnect quickly, the backoff starts over.
+                    delay = self.min_backoff
+                self.connected.clear()
+                self._writer = None
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(SwitchDown(f"AMI {self.address} connection lost"))
+                self._pending.clear()
+            if self._closing:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max(self.config.reconnect_max_seconds, self.min_backoff))
+
+    async def _session(self) -> None:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.config.host, self.config.port, limit=MAX_MESSAGE),
+            self.action_timeout)
+        try:
+            banner = await asyncio.wait_for(reader.readuntil(b"\r\n"), self.action_timeout)
+            if not banner.startswith(b"Asterisk Call Manager/"):
+                raise ValueError(f"not an AMI server (banner {banner[:40]!r})")
+            writer.write(encode_action([("Action", "Login"), ("ActionID", "hotdesk-login"),
+                                        ("Username", self.config.username),
+                                        ("Secret", self.config.secret), ("Events", "off")]))
+            while True:
+                msg = await self._read(reader)
+                if msg.get("ActionID") == "hotdesk-login" and "Response" in msg:
+                    break
+            if msg.get("Response") != "Success":
+                raise AmiError(msg.get("Message", "login failed"))
+            self._writer = writer
+            self.connected.set()
+            self._set_state("connected", f"AMI {self.address} connected")
+            self.on_connected()
+            while True:
+                msg = await self._read(reader)
+                if msg.get("Event") == "Shutdown":
+                    log.warning("AMI %s: Asterisk is shutting down (%s)", self.address,
+                                msg.get("Shutdown", "?"))
+                    raise ConnectionResetError("Asterisk shut down")
+                fut = self._pending.pop(msg.get("ActionID", ""), None)
+                if fut is not None and "Response" in msg and not fut.done():
+                    fut.set_result(msg)
+        finally:
+            writer.close()
+
+    async def _read(self, reader: asyncio.StreamReader) -> Message:
+        return parse_message((await reader.readuntil(b"\r\n\r\n"))[:-4])
+
+    async def action(self, headers: list[tuple[str, str]]) -> Message:
+        """Send one action and wait for its Response; SwitchDown when not connected."""
+        writer = self._writer
+        if writer is None or not self.connected.is_set():
+            raise SwitchDown(f"AMI {self.address} not connected")
+        action_id = f"hotdesk-{next(self._ids)}"
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[action_id] = fut
+        writer.write(encode_action([headers[0], ("ActionID", action_id), *headers[1:]]))
+        try:
+            return await asyncio.wait_for(fut, self.action_timeout)
+        except TimeoutError:
+            raise NotifyError(
+                f"AMI {headers[0][1]}: no response in {self.action_timeout:g} s") from None
+        finally:
+            self._pending.pop(action_id, None)
+
+
+def notify_action(target: NotifyTarget, kind: str) -> list[tuple[str, str]]:
+    """PJSIPNotify to exactly this phone (its contact URI when known), or chan_sip SIPnotify."""
+    if kind == "sip":
+        return [("Action", "SIPnotify"), ("Channel", target.endpoint),
+                ("Variable", f"Event={target.event}")]
+    where = ("URI", target.contact_uri) if target.contact_uri else ("Endpoint", target.endpoint)
+    return [("Action", "PJSIPNotify"), where, ("Variable", f"Event={target.event}")]
+
+
+class AmiNotifySender:
+    """``hotdesk.outbox.NotifySender`` over AMI, callable from a worker thread.
+
+    ``Response: Success`` only means Asterisk took the request: PJSIPNotify answers it
+    even when the endpoint has no contact and nothing is sent. Delivery is confirmed
+    by the phone fetching its config, which is recorded elsewhere.
+    """
+
+    def __init__(self, client: AmiClient, loop: asyncio.AbstractEventLoop,
+                 timeout: float = 15.0) -> None:
+        self.client = client
+        self.loop = loop
+        self.timeout = timeout
+
+    async def send_async(self, target: NotifyTarget) -> None:
+        headers = notify_action(target, self.client.config.notify_action)
+        reply = await self.client.action(headers)
+        if reply.get("Response") != "Success":
+            raise NotifyError(reply.get("Message", "refused by Asterisk"))
+        log.debug("NOTIFY %s for %s handed to the switch", target.event,
+                  target.contact_uri or target.endpoint)
+
+    def send(self, target: NotifyTarget) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self.send_async(target), self.loop)
+        try:
+            fut.result(self.timeout)
+        except TimeoutError:
+            fut.cancel()
+            raise NotifyError("AMI send timed out") from None

@@ -1,0 +1,100 @@
+"""The ``hotdesk agi`` process: FastAGI server + AMI client + NOTIFY drain loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from hotdesk.config import parse_listen
+from hotdesk.outbox import drain_once, worker_id
+from hotdesk.runtime import Runtime
+from hotdesk_agi.ami import AmiClient, AmiNotifySender
+from hotdesk_agi.server import AgiServer
+
+log = logging.getLogger(__name__)
+
+
+async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
+                     stop: asyncio.Event, executor: Executor | None = None) -> None:
+    """Send due outbox rows whenever woken (a call changed something, AMI came back)
+    or every ``[notify] poll_seconds``. While AMI is down nothing is claimed, so rows
+    stay pending with no attempt used, and go out after the reconnect."""
+    sender = AmiNotifySender(client, asyncio.get_running_loop())
+    owner = worker_id()
+    policy = runtime.config.notify
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(wake.wait(), policy.poll_seconds)
+        except TimeoutError:
+            pass
+        wake.clear()
+        if not client.connected.is_set():
+            continue
+        try:
+            while True:
+                counts = await asyncio.get_running_loop().run_in_executor(
+                    executor, drain_once, sender, policy, owner)
+                if sum(counts.values()) < 50 or counts["switch_down"]:
+                    break
+        except Exception:
+            # A locked or unreachable database: log it, the rows wait for the next round.
+            log.exception("NOTIFY outbox drain failed; retrying in %g s", policy.poll_seconds)
+
+
+@dataclass
+class AgiApp:
+    server: AgiServer
+    client: AmiClient | None
+    address: tuple[str, int]
+    wake: asyncio.Event
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]]
+
+    async def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.server.close()
+        if self.client is not None:
+            await self.client.close()
+
+
+async def start_app(runtime: Runtime, listen: str | None = None,
+                    ami_min_backoff: float = 0.5) -> AgiApp:
+    """Start everything on the running loop; ``listen`` overrides ``[agi] listen``."""
+    wake = asyncio.Event()
+    stop = asyncio.Event()
+    server = AgiServer(runtime, on_decided=wake.set)
+    host, port = parse_listen(listen or runtime.config.agi.listen)
+    address = await server.start(host, port)
+    client = None
+    tasks: list[asyncio.Task[None]] = []
+    if runtime.config.switch.type == "asterisk":
+        client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
+        client.on_connected = wake.set
+        client.start()
+        tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop,
+                                                    server.executor)))
+    else:
+        log.info("[switch] type is %s: this process sends no NOTIFYs",
+                 runtime.config.switch.type)
+    return AgiApp(server, client, address, wake, stop, tasks)
+
+
+async def serve_forever(runtime: Runtime) -> None:
+    """Run until SIGTERM/SIGINT; calls in progress are cancelled, queued NOTIFYs stay."""
+    app = await start_app(runtime)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+        log.info("stopping")
+    finally:
+        await app.close()

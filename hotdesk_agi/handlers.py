@@ -1,0 +1,54 @@
+"""What a FastAGI request asks for: the parsed environment, handed to one handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hotdesk.callflow import RESULT_VARIABLE, Answer, CallScript, Hangup, Play, SetVar
+from hotdesk.runtime import Runtime
+from hotdesk.service import CallContext, Outcome
+from hotdesk_agi.protocol import args_of, script_name
+
+
+@dataclass(frozen=True)
+class AgiRequest:
+    env: dict[str, str]
+
+    @property
+    def script(self) -> str:
+        return script_name(self.env)
+
+    @property
+    def args(self) -> list[str]:
+        return args_of(self.env)
+
+    @property
+    def call_id(self) -> str:
+        return self.env.get("agi_uniqueid", "")
+
+    def arg(self, n: int) -> str:
+        args = self.args
+        return args[n - 1].strip() if len(args) >= n else ""
+
+    def call_context(self) -> CallContext:
+        """Dialplan args: 1 = extension, 2 = phone ip:port, 3 = PJSIP endpoint name.
+        Without arg 3 the caller id number is the best guess of the endpoint."""
+        endpoint = self.arg(3) or self.env.get("agi_callerid", "").strip()
+        if endpoint == "unknown":
+            endpoint = ""
+        return CallContext(switch="asterisk", call_id=self.call_id, endpoint=endpoint,
+                           source=self.arg(2))
+
+
+Handler = Callable[[Runtime, AgiRequest], CallScript]
+
+
+def error_call(runtime: Runtime, reason: str) -> CallScript:
+    """The caller still hears something when the request cannot be served at all."""
+    prompts = runtime.config.prompts("asterisk")
+    yield Answer()
+    yield SetVar(RESULT_VARIABLE, Outcome.ERROR.value)
+    yield Play(prompts["error"])
+    yield Hangup()
+    return Outcome.ERROR

@@ -1,0 +1,573 @@
+"""A wire-level fake FreeSWITCH, replaying real captures (shared/reference/freeswitch-*).
+
+Every byte the fake sends comes from a capture of FreeSWITCH 1.11.3 (gzip copies in
+``tests/fakes/freeswitch_captures``): event bodies are the captured events with only
+the per-call values substituted (channel UUID, Application-UUID, application data,
+calling user/domain/source, dialed number, PIN digits), and Content-Length recomputed.
+With the captured values as parameters the output equals the capture byte for byte
+(``tests/test_fake_freeswitch.py`` proves it).
+
+Outbound side: :class:`FakeCall` connects to an ESL server as ``socket ... async full``
+would. Inbound side: :class:`FakeInboundServer` is FreeSWITCH's event socket (auth, api,
+sendevent NOTIFY, event, bgapi, shutdown). Both record everything they receive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+CAPTURES = Path(__file__).resolve().parent / "freeswitch_captures"
+
+# Values of the captured calls (8001 dials *70101 from 127.0.0.1:5072, domain 127.0.0.1).
+CAP_ENDPOINT = "8001"
+CAP_DOMAIN = "127.0.0.1"
+CAP_IP, CAP_PORT = "127.0.0.1", "5072"
+CAP_EXT = "101"
+LOGIN_OK_UUID = "61040ec1-a1d3-492f-bd6c-09a55ab9a4a5"
+
+DOMAIN_HEADERS = {"variable_sip_from_host", "variable_domain_name", "variable_sip_auth_realm",
+                  "variable_requested_domain_name", "variable_sip_to_host",
+                  "variable_sip_req_host"}
+IP_HEADERS = {"Channel-Network-Addr", "Caller-Network-Addr", "variable_sip_network_ip",
+              "variable_sip_received_ip", "variable_sip_via_host", "variable_sip_contact_host"}
+PORT_HEADERS = {"variable_sip_network_port", "variable_sip_received_port",
+                "variable_sip_via_port", "variable_sip_via_rport", "variable_sip_contact_port"}
+DISCONNECT_BODY = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+SHUTDOWN_BODY = b"The system is being shut down.\n"
+
+
+def fs_encode(value: str) -> str:
+    """switch_url_encode as seen in the captures: '/ , * ( ) - _ .' stay as they are."""
+    return quote(value, safe="/,*()-_.")
+
+
+def split_messages(data: bytes) -> list[tuple[list[bytes], bytes]]:
+    """A captured s2c stream -> [(envelope header lines, body)]."""
+    out = []
+    i = 0
+    while i < len(data):
+        j = data.index(b"\n\n", i)
+        lines = data[i:j].split(b"\n")
+        size = 0
+        for line in lines:
+            if line.startswith(b"Content-Length: "):
+                size = int(line.split(b": ", 1)[1])
+        out.append((lines, data[j + 2:j + 2 + size]))
+        i = j + 2 + size
+    return out
+
+
+def _load(name: str) -> list[tuple[list[bytes], bytes]]:
+    return split_messages(gzip.decompress((CAPTURES / f"{name}.s2c.bin.gz").read_bytes()))
+
+
+LOGIN_OK = _load("freeswitch-outbound-login-ok")
+HANGUP_MID_PIN = _load("freeswitch-outbound-hangup-mid-pin")
+INBOUND = _load("freeswitch-inbound-session")
+HANGUP_MID_PIN_UUID = re.search(rb"\nUnique-ID: ([0-9a-f-]+)\n",
+                                b"\n" + b"\n".join(HANGUP_MID_PIN[0][0]) + b"\n").group(1).decode()
+
+
+def _header(lines: list[bytes], name: bytes) -> bytes:
+    for line in lines:
+        if line.startswith(name + b": "):
+            return line.split(b": ", 1)[1]
+    return b""
+
+
+def reply(text: str, extra: Sequence[tuple[str, str]] = ()) -> bytes:
+    lines = ["Content-Type: command/reply", f"Reply-Text: {text}"]
+    lines += [f"{k}: {v}" for k, v in extra]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def api_response(body: bytes) -> bytes:
+    return b"Content-Type: api/response\nContent-Length: %d\n\n" % len(body) + body
+
+
+def disconnect_notice(body: bytes, session_uuid: str = "", disposition: str = "") -> bytes:
+    head = [b"Content-Type: text/disconnect-notice"]
+    if session_uuid:
+        head.append(b"Controlled-Session-UUID: " + session_uuid.encode())
+    if disposition:
+        head.append(b"Content-Disposition: " + disposition.encode())
+    head.append(b"Content-Length: %d" % len(body))
+    return b"\n".join(head) + b"\n\n" + body
+
+
+def event_envelope(body: bytes) -> bytes:
+    return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body
+
+
+@dataclass
+class CallSpec:
+    """What the phone and the caller do in one fake call."""
+
+    endpoint: str = CAP_ENDPOINT
+    extension: str = CAP_EXT
+    action: str = "login"
+    domain: str = CAP_DOMAIN
+    source: str = f"{CAP_IP}:{CAP_PORT}"
+    digits: Sequence[str] = ("1234",)
+    hangup_at: str | None = None  # None | "collect" | "disconnect"
+    uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    dialed: str = ""
+    capture: str = "login-ok"  # whose connect/answer templates to use
+    linger_scale: float = 0.01  # real seconds per linger second
+
+
+class FakeCall:
+    """One channel that FreeSWITCH hands to an outbound ESL server."""
+
+    def __init__(self, spec: CallSpec) -> None:
+        self.spec = spec
+        self.commands: list[tuple[str, dict[str, str]]] = []
+        self.sent = bytearray()
+        self.hung_up = False
+        self.lingering = False
+        self.linger_time = 0
+        self.app_data: dict[str, tuple[str, str]] = {}  # app -> (captured enc, actual enc)
+        self.pin: str | None = None
+        self.read_result: str | None = None
+        self.var_set: tuple[str, str] | None = None
+        self.pin_var = "hotdesk_pin"
+        self.collects = 0
+        self.sock: socket.socket | None = None
+        self.error: BaseException | None = None
+        ip, _, port = spec.source.rpartition(":")
+        self.ip, self.port = ip, port
+        self.dialed = spec.dialed or (f"*70{spec.extension}" if spec.action == "login" else "*71")
+
+    # -- rendering --------------------------------------------------------------------
+
+    def _value(self, name: str, value: str, cap_uuid: str, app_uuid: str | None) -> str | None:
+        s = self.spec
+        value = value.replace(cap_uuid, s.uuid)
+        if name == "Application-UUID" and app_uuid is not None:
+            return app_uuid
+        if name in ("Application-Data", "variable_current_application_data"):
+            for captured, actual in self.app_data.values():
+                if value == captured:
+                    return actual
+            return value
+        if name == "variable_hotdesk_ext":
+            return fs_encode(s.extension) if s.extension else None
+        if name == "variable_hotdesk_action":
+            return fs_encode(s.action)
+        if name == "variable_read_result":
+            return self.read_result
+        if name in DOMAIN_HEADERS and value == CAP_DOMAIN:
+            return fs_encode(s.domain)
+        if name in IP_HEADERS and value == CAP_IP:
+            return fs_encode(self.ip)
+        if name in PORT_HEADERS and value == CAP_PORT:
+            return self.port
+        if s.endpoint != CAP_ENDPOINT:
+            value = re.sub(r"(?<![0-9])8001(?![0-9])", fs_encode(s.endpoint), value)
+        value = value.replace(f"%40{CAP_DOMAIN}%3A{CAP_PORT}",
+                              f"%40{fs_encode(self.ip)}%3A{self.port}")
+        value = re.sub(r"%40127\.0\.0\.1(?!%3A)", "%40" + fs_encode(s.domain), value)
+        value = value.replace("*70101", fs_encode(self.dialed))
+        if name == "variable_DP_MATCH":
+            value = value.replace("%7C%3A101", f"%7C%3A{s.extension}" if s.extension else "")
+        return value
+
+    def _render_lines(self, lines: list[bytes], cap_uuid: str, app_uuid: str | None = None,
+                      digit: str | None = None) -> list[bytes]:
+        out: list[bytes] = []
+        for raw in lines:
+            name, _, value = raw.decode().partition(": ")
+            if name == "variable_hotdesk_pin":
+                if self.pin is None:
+                    continue
+                out.append(f"variable_{self.pin_var}: {fs_encode(self.pin)}".encode())
+                continue
+            if name == "variable_hotdesk_result":
+                if self.var_set is None:
+                    continue
+                out.append(f"variable_{self.var_set[0]}: {fs_encode(self.var_set[1])}".encode())
+                continue
+            if name == "DTMF-Digit" and digit is not None:
+                out.append(f"DTMF-Digit: {fs_encode(digit)}".encode())
+                continue
+            new = self._value(name, value, cap_uuid, app_uuid)
+            if new is not None:
+                out.append(f"{name}: {new}".encode())
+        return out
+
+    def _event(self, template: tuple[list[bytes], bytes], cap_uuid: str,
+               app_uuid: str | None = None, digit: str | None = None,
+               app: str | None = None) -> bytes:
+        lines = template[1].rstrip(b"\n").split(b"\n")
+        if app is not None:  # an application the captures do not have: borrow set's events
+            lines = [b"Application: " + app.encode() if ln.startswith(b"Application: ") else
+                     b"variable_current_application: " + app.encode()
+                     if ln.startswith(b"variable_current_application: ") else ln
+                     for ln in lines]
+        body = b"\n".join(self._render_lines(lines, cap_uuid, app_uuid, digit)) + b"\n\n"
+        return event_envelope(body)
+
+    def connect_reply(self) -> bytes:
+        cap, cap_uuid = self._capture()
+        return b"\n".join(self._render_lines(cap[0][0], cap_uuid)) + b"\n\n"
+
+    def _capture(self) -> tuple[list[tuple[list[bytes], bytes]], str]:
+        if self.spec.capture == "hangup-mid-pin":
+            return HANGUP_MID_PIN, HANGUP_MID_PIN_UUID
+        return LOGIN_OK, LOGIN_OK_UUID
+
+    def linger_notice(self) -> bytes:
+        s = self.spec
+        return (b"Content-Type: text/disconnect-notice\nControlled-Session-UUID: %s\n"
+                b"Content-Disposition: linger\nChannel-Name: sofia/internal/%s@%s\n"
+                b"Linger-Time: %d\nContent-Length: 0\n\n"
+                % (s.uuid.encode(), s.endpoint.encode(), s.domain.encode(), self.linger_time))
+
+    # -- behaviour --------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        assert self.sock is not None
+        self.sent += data
+        self.sock.sendall(data)
+
+    def _execute(self, headers: dict[str, str]) -> bool:
+        """Run one sendmsg execute; False when the fake dropped the connection."""
+        app = headers.get("execute-app-name", "")
+        arg = headers.get("execute-app-arg", "")
+        app_uuid = headers.get("Event-UUID", "")
+        cap, cap_uuid = self._capture()
+        known = {"answer": (4, 6), "play_and_get_digits": (8, 13), "set": (15, 16),
+                 "playback": (18, 19), "hangup": (21, 23)}
+        ex_i, done_i = known.get(app, (15, 16))
+        source = cap if app in ("answer", "play_and_get_digits") else LOGIN_OK
+        src_uuid = cap_uuid if source is cap else LOGIN_OK_UUID
+        captured = unquote(_header(source[ex_i][1].split(b"\n"), b"Application-Data").decode())
+        self.app_data[app] = (fs_encode(captured), fs_encode(arg))
+        other = None if app in known else app
+        if app == "set" and "=" in arg:
+            self.var_set = tuple(arg.split("=", 1))  # type: ignore[assignment]
+        self._send(self._event(source[ex_i], src_uuid, app_uuid, app=other))
+        if app == "answer":
+            self._send(self._event(source[5], src_uuid))
+        if app == "play_and_get_digits":
+            return self._collect(arg, app_uuid, source, src_uuid)
+        if app == "hangup":
+            self._send(self._event(LOGIN_OK[21 + 1], LOGIN_OK_UUID))
+            self._send(self._event(LOGIN_OK[23], LOGIN_OK_UUID, app_uuid))
+            self._hangup_tail(LOGIN_OK, LOGIN_OK_UUID, 24)
+            return True
+        self._send(self._event(source[done_i], src_uuid, app_uuid, app=other))
+        return True
+
+    def _collect(self, arg: str, app_uuid: str, cap: list, cap_uuid: str) -> bool:
+        parts = arg.split(" ")
+        if len(parts) > 7:
+            self.pin_var = parts[7]
+        self.collects += 1
+        if self.spec.hangup_at == "disconnect" and self.collects == 1:
+            assert self.sock is not None
+            self.sock.close()
+            return False
+        if self.spec.hangup_at == "collect" and self.collects == 1:
+            self.read_result = "failure"
+            self._send(self._event(HANGUP_MID_PIN[9], HANGUP_MID_PIN_UUID))
+            self._send(self._event(HANGUP_MID_PIN[10], HANGUP_MID_PIN_UUID, app_uuid))
+            self._hangup_tail(HANGUP_MID_PIN, HANGUP_MID_PIN_UUID, 11)
+            return True
+        keyed = self.spec.digits[self.collects - 1] if self.collects <= len(self.spec.digits) \
+            else ""
+        for n, digit in enumerate(keyed):
+            self._send(self._event(LOGIN_OK[9 + min(n, 3)], LOGIN_OK_UUID, digit=digit))
+        pin = keyed.rstrip("#")
+        self.pin = pin or None
+        self.read_result = "success" if pin else "failure"
+        self._send(self._event(LOGIN_OK[13], LOGIN_OK_UUID, app_uuid))
+        return True
+
+    def _hangup_tail(self, cap: list, cap_uuid: str, first: int) -> None:
+        """UNPARK, EXECUTE_COMPLETE socket, 2 x STATE, HANGUP_COMPLETE, linger notice."""
+        for i in range(first, first + 5):
+            self._send(self._event(cap[i], cap_uuid))
+        self.hung_up = True
+        self.hangup_at = time.monotonic()
+        if self.lingering:
+            self._send(self.linger_notice())
+
+    def run(self, address: tuple[str, int], timeout: float = 10.0) -> None:
+        """Connect to the ESL server and play the call until either side closes."""
+        try:
+            self.sock = socket.create_connection(address, timeout=timeout)
+            self._serve(timeout)
+        except (OSError, ValueError) as exc:
+            self.error = exc
+        finally:
+            if self.sock is not None:
+                self.sock.close()
+
+    def _serve(self, timeout: float) -> None:
+        assert self.sock is not None
+        buf = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.hung_up:
+                end = (self.hangup_at + self.linger_time * self.spec.linger_scale
+                       if self.lingering else time.monotonic())
+                if time.monotonic() >= end:
+                    self._send(disconnect_notice(DISCONNECT_BODY, self.spec.uuid, "disconnect"))
+                    return
+                self.sock.settimeout(max(0.001, end - time.monotonic()))
+            else:
+                self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+            while b"\n\n" not in buf:
+                try:
+                    chunk = self.sock.recv(65536)
+                except TimeoutError:
+                    chunk = None
+                if chunk is None:
+                    break
+                if not chunk:
+                    return
+                buf += chunk
+            if b"\n\n" not in buf:
+                continue
+            block, buf = buf.split(b"\n\n", 1)
+            lines = block.decode().split("\n")
+            cmd = lines[0].strip()
+            headers = dict(ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+            self.commands.append((cmd, headers))
+            if not self._command(cmd, headers):
+                return
+
+    def _command(self, cmd: str, headers: dict[str, str]) -> bool:
+        if cmd == "connect":
+            self._send(self.connect_reply())
+        elif cmd == "myevents":
+            self._send(reply("+OK Events Enabled"))
+        elif cmd.startswith("linger"):
+            parts = cmd.split()
+            self.lingering = True
+            self.linger_time = int(parts[1]) if len(parts) > 1 else 600
+            self._send(reply(f"+OK will linger {self.linger_time} seconds"))
+        elif cmd == "sendmsg":
+            self._send(reply("+OK"))
+            if not self.hung_up and headers.get("call-command") == "execute":
+                return self._execute(headers)
+        elif cmd == "exit":
+            self._send(reply("+OK bye"))
+            self._send(disconnect_notice(DISCONNECT_BODY, self.spec.uuid, "disconnect"))
+            return False
+        else:
+            self._send(reply("-ERR command not found"))
+        return True
+
+    # -- what the adapter did -----------------------------------------------------------
+
+    def executed(self) -> list[tuple[str, str]]:
+        return [(h.get("execute-app-name", ""), h.get("execute-app-arg", ""))
+                for c, h in self.commands if c == "sendmsg"]
+
+
+def place_call(address: tuple[str, int], spec: CallSpec, timeout: float = 10.0) -> FakeCall:
+    call = FakeCall(spec)
+    call.run(address, timeout)
+    return call
+
+
+# ---------------------------------------------------------------------------------------
+# Inbound side: FreeSWITCH's event socket (mod_event_socket listening on 8021)
+# ---------------------------------------------------------------------------------------
+
+INBOUND_REGISTER = INBOUND[5][1]
+INBOUND_SOFIA_REG = INBOUND[6][1]
+INBOUND_UNREGISTER = INBOUND[9][1]
+INBOUND_BGJOB = INBOUND[12][1]
+BGJOB_UUID = "a909ecdb-f8f4-4c4d-9e15-9b8f48e53fa1"
+
+
+class FakeInboundServer:
+    """FreeSWITCH's event socket: auth, api, sendevent NOTIFY, event, bgapi, shutdown."""
+
+    def __init__(self, password: str = "ClueCon", host: str = "127.0.0.1", port: int = 0) -> None:
+        self.password = password
+        self.directory: dict[str, str] = {}  # "user@domain" -> vm-password
+        self.notifies: list[list[tuple[str, str]]] = []
+        self.commands: list[str] = []
+        self.auth_failures = 0
+        self.uuids: list[str] = []  # handed out (in order) as sendevent / bgapi UUIDs
+        self.silent = False  # accept commands but never answer (a hung switch)
+        self._host, self._port = host, port
+        self._lsock: socket.socket | None = None
+        self._conns: list[tuple[socket.socket, set[str]]] = []
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._running = False
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._host, self._port
+
+    def start(self) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self._host, self._port))
+        self._port = sock.getsockname()[1]
+        sock.listen(16)
+        sock.settimeout(0.1)
+        self._lsock = sock
+        self._running = True
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept(self) -> None:
+        lsock = self._lsock
+        assert lsock is not None
+        while self._running:
+            try:
+                conn, _ = lsock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._running:
+                conn.close()
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        """Stop listening and drop every connection (FreeSWITCH gone)."""
+        self._running = False
+        if self._lsock is not None:
+            self._lsock.close()
+        with self._lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for conn, _ in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        for t in self._threads:
+            t.join(2.0)
+        self._threads.clear()
+
+    def shutdown(self) -> None:
+        """FreeSWITCH shuts down: notice to every client, close, stop listening."""
+        with self._lock:
+            conns = list(self._conns)
+        for conn, _ in conns:
+            try:
+                conn.sendall(disconnect_notice(SHUTDOWN_BODY))
+            except OSError:
+                pass
+        self.stop()
+
+    def push_event(self, body: bytes, subclass: str = "") -> None:
+        """Send an event to every client subscribed to it."""
+        with self._lock:
+            conns = list(self._conns)
+        for conn, subs in conns:
+            if subclass in subs or "CUSTOM" in subs and subclass.startswith("sofia::"):
+                conn.sendall(event_envelope(body))
+
+    def _serve(self, conn: socket.socket) -> None:
+        subs: set[str] = set()
+        with self._lock:
+            self._conns.append((conn, subs))
+        conn.settimeout(30.0)
+        buf = b""
+        authed = False
+        try:
+            conn.sendall(b"Content-Type: auth/request\n\n")
+            while True:
+                while b"\n\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                block, buf = buf.split(b"\n\n", 1)
+                lines = block.decode("utf-8", "replace").split("\n")
+                cmd = lines[0]
+                if not authed:
+                    if cmd == f"auth {self.password}":
+                        authed = True
+                        conn.sendall(reply("+OK accepted"))
+                        continue
+                    self.auth_failures += 1
+                    conn.sendall(reply("-ERR invalid"))
+                    conn.sendall(disconnect_notice(DISCONNECT_BODY))
+                    return
+                with self._cond:
+                    self.commands.append(cmd)
+                    self._cond.notify_all()
+                if self.silent:
+                    continue
+                if not self._command(conn, cmd, lines[1:], subs):
+                    return
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._conns[:] = [c for c in self._conns if c[0] is not conn]
+            conn.close()
+
+    def _next_uuid(self) -> str:
+        return self.uuids.pop(0) if self.uuids else str(uuid.uuid4())
+
+    def _command(self, conn: socket.socket, cmd: str, lines: list[str], subs: set[str]) -> bool:
+        if cmd.startswith("api "):
+            conn.sendall(api_response(self._api(cmd[4:])))
+        elif cmd.startswith("sendevent "):
+            headers = [tuple(ln.split(": ", 1)) for ln in lines if ": " in ln]
+            with self._cond:
+                self.notifies.append(headers)  # type: ignore[arg-type]
+                self._cond.notify_all()
+            conn.sendall(reply(f"+OK {self._next_uuid()}"))
+        elif cmd.startswith("event plain"):
+            subs.update(cmd.split()[2:])
+            conn.sendall(reply("+OK event listener enabled plain"))
+        elif cmd.startswith("bgapi "):
+            job = self._next_uuid()
+            conn.sendall(reply(f"+OK Job-UUID: {job}", [("Job-UUID", job)]))
+            if "BACKGROUND_JOB" in subs:
+                conn.sendall(event_envelope(INBOUND_BGJOB.replace(BGJOB_UUID.encode(),
+                                                                  job.encode())))
+        elif cmd == "exit":
+            conn.sendall(reply("+OK bye"))
+            conn.sendall(disconnect_notice(DISCONNECT_BODY))
+            return False
+        else:
+            conn.sendall(reply("-ERR command not found"))
+        return True
+
+    def _api(self, cmd: str) -> bytes:
+        parts = cmd.split()
+        if len(parts) == 4 and parts[0] == "user_data" and parts[2] == "param":
+            value = self.directory.get(parts[1], "") if parts[3] == "vm-password" else ""
+            return value.encode() if value else b"-ERR no reply\n"
+        if cmd.startswith("sofia status profile") and cmd.endswith(" reg"):
+            return INBOUND_SOFIA_REG
+        return f"-ERR {parts[0] if parts else ''} Command not found!\n".encode()
+
+    def wait_notifies(self, count: int, timeout: float = 5.0) -> list[list[tuple[str, str]]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.notifies) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return list(self.notifies)

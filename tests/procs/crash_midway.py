@@ -1,0 +1,48 @@
+"""Runs one login or logout in a real process and stops at a chosen point to be SIGKILLed.
+
+Usage: python -m tests.procs.crash_midway MODE MARKER_FILE
+  login-in-tx / logout-in-tx: pause inside the write transaction, after the outbox
+      row was written but before COMMIT (``hotdesk.outbox.enqueue`` is wrapped).
+  login-committed / logout-committed: pause after the commit, before any drain.
+The database comes from HOTDESK_DATABASE_URL. The marker file appears when the
+process has reached its pause point.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from hotdesk import outbox
+from hotdesk.config import load_config
+from hotdesk.runtime import start
+from hotdesk.service import CallContext
+
+
+def main() -> None:
+    mode, marker = sys.argv[1], Path(sys.argv[2])
+    rt = start(load_config())
+    real_enqueue = outbox.enqueue
+
+    def enqueue_then_hang(*args, **kw):  # type: ignore[no-untyped-def]
+        row = real_enqueue(*args, **kw)
+        marker.write_text("in-transaction")
+        time.sleep(120)
+        return row
+
+    if mode.endswith("-in-tx"):
+        outbox.enqueue = enqueue_then_hang  # type: ignore[assignment]
+    ctx = CallContext(switch="asterisk", call_id="crash-1", endpoint="8001",
+                      source="192.0.2.10:5060")
+    device = rt.service.identify_device(ctx)
+    if mode.startswith("login"):
+        rt.service.login(device.id, "101", "1234", ctx)
+    else:
+        rt.service.logout(device.id, reason="logout", actor="caller:101", call_id="crash-1")
+    marker.write_text("committed")
+    time.sleep(120)
+
+
+if __name__ == "__main__":
+    main()

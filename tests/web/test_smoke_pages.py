@@ -1,0 +1,28 @@
+"""Every page renders for a signed-in admin, and redirects to sign-in without one."""
+
+from __future__ import annotations
+
+import pytest
+
+from hotdesk.service import CallContext
+
+PAGES = ["/", "/phones", "/phones/new", "/discovered", "/users", "/users/new",
+         "/users/import", "/sessions", "/notify", "/audit", "/settings"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_needs_sign_in(app, path):
+    response = app.test_client().get(path)
+    assert response.status_code == 302
+    assert "/signin" in response.headers["Location"]
+
+
+def test_every_page_renders_with_data(runtime, root_client, alice, desk):
+    ctx = CallContext(switch="asterisk", call_id="c1", endpoint="8001", source="192.0.2.1:5060")
+    assert runtime.service.login(desk.id, "101", "1234", ctx).value == "ok"
+    runtime.service.login(desk.id, "101", "0000", ctx)
+    for path in PAGES + [f"/phones/{desk.id}", f"/phones/{desk.id}/edit",
+                         f"/users/{alice.id}"]:
+        response = root_client.get(path)
+        assert response.status_code == 200, (path, response.get_data(as_text=True)[:2000])
+        assert "hotdesk" in response.get_data(as_text=True)

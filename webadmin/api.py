@@ -1,0 +1,359 @@
+"""REST API under /api/v1: bearer tokens per admin, the same tenant scope as the pages,
+errors as ``{"error": "..."}``. The OpenAPI document (webadmin/openapi.py) describes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, g, jsonify, request
+from werkzeug.wrappers import Response
+
+from hotdesk import admins, inventory, reports
+from hotdesk.inventory import DeviceSpec, InventoryError
+from hotdesk.models import Device, DiscoveredPhone, Session, Tenant, User
+from hotdesk.provisioning import device_url
+from webadmin import actions
+from webadmin.auth import (
+    actor,
+    discovered_visible,
+    runtime,
+    scope,
+    scoped_or_404,
+    tenant_choice,
+)
+from webadmin.openapi import openapi_document
+from webadmin.pages import _date, _ids, _phone_key, offline_after
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp_docs = Blueprint("api_docs", __name__, url_prefix="/api/v1")
+PAGE_SIZE = 100
+MAX_ID = 2**31
+
+
+@bp_docs.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document())
+
+
+@bp.before_request
+def authenticate() -> Response | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    admin = admins.admin_for_token(token.strip()) if scheme.lower() == "bearer" else None
+    if admin is None:
+        response = jsonify(error="missing or invalid bearer token")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="hotdesk"'
+        return response
+    g.admin = admin
+    return None
+
+
+def body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        abort(400, "the request body must be a JSON object")
+    return data
+
+
+def text(data: dict[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        abort(400, f"{key} must be a string")
+    return str(value)
+
+
+def flag(data: dict[str, Any], key: str, default: bool | None = None) -> bool | None:
+    value = data.get(key, default)
+    if value is not None and not isinstance(value, bool):
+        abort(400, f"{key} must be true or false")
+    return value
+
+
+def tenant_from(data: dict[str, Any]) -> Tenant:
+    raw = data.get("tenant_id")
+    if raw is not None:
+        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw < MAX_ID:
+            abort(400, "tenant_id must be a positive integer")
+        scoped_or_404(Tenant, raw)
+        return tenant_choice(str(raw))
+    return tenant_choice(None)
+
+
+def phone_json(d: Device, status: reports.PhoneStatus | None = None) -> dict[str, Any]:
+    status = status or reports.phone_statuses([d], offline_after())[d.id]
+    return {
+        "id": d.id, "tenant_id": d.tenant_id, "mac": d.mac, "vendor": d.vendor,
+        "model": d.model, "name": d.display_name, "extension": d.idle_extension,
+        "method": d.method, "network": d.network, "sbc": d.sbc_address, "rps": d.rps_enabled,
+        "provisioning_url": device_url(runtime().config, d),
+        "config_version": d.config_version, "fetched_version": d.fetched_version,
+        "config_state": "fetched" if d.fetched_version >= d.config_version else "pending",
+        "last_address": d.last_address, "state": status.state,
+        "last_seen": iso(status.last_seen),
+        "user": status.user.extension if status.user else None,
+    }
+
+
+def user_json(u: User) -> dict[str, Any]:
+    phones = [s.device_id for s in Session.select(Session.device)
+              .where((Session.user == u) & Session.ended_at.is_null())]
+    return {"id": u.id, "tenant_id": u.tenant_id, "extension": u.extension,
+            "name": u.display_name, "sip_username": u.sip_username,
+            "hotdesk": u.hotdesk_enabled, "pin_set": bool(u.pin_hash),
+            "language": u.language, "logged_in_on": phones}
+
+
+def session_json(s: Session) -> dict[str, Any]:
+    return {"id": s.id, "tenant_id": s.tenant_id, "phone_id": s.device_id,
+            "user_id": s.user_id, "extension": s.user.extension,
+            "since": iso(s.started_at), "expires": iso(s.expires_at)}
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat(timespec="seconds") + "Z" if value else None
+
+
+def steps_json(steps: list[actions.Step]) -> list[dict[str, Any]]:
+    return [{"step": s.name, "ok": s.ok, "message": s.message} for s in steps]
+
+
+def _error(exc: Exception, status: int = 400) -> Response:
+    response = jsonify(error=str(exc))
+    response.status_code = status
+    return response
+
+
+# -- phones ---------------------------------------------------------------------------
+
+
+@bp.get("/phones")
+def phones_list() -> Response:
+    devices = list(reports.scoped(Device.select(), Device, scope()).order_by(Device.id))
+    statuses = reports.phone_statuses(devices, offline_after())
+    return jsonify(phones=[phone_json(d, statuses[d.id]) for d in devices])
+
+
+def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:
+    def pick(key: str, current: str) -> str:
+        return text(data, key, current)
+    d = device
+    method = pick("method", d.method if d else "pnp")
+    rps = flag(data, "rps", d.rps_enabled if d else False)
+    return DeviceSpec(mac=pick("mac", d.mac if d else ""),
+                      extension=pick("extension", d.idle_extension if d else ""),
+                      sip_password=pick("sip_password", d.idle_sip_password if d else ""),
+                      vendor=pick("vendor", d.vendor if d else "yealink"),
+                      model=pick("model", d.model if d else ""),
+                      name=pick("name", d.display_name if d else ""), method=method,
+                      network=pick("network", d.network if d else "lan"),
+                      sbc=pick("sbc", d.sbc_address if d else ""),
+                      rps=bool(rps) or method == "rps")
+
+
+def _conflict_status(exc: InventoryError) -> int:
+    return 409 if "already" in str(exc) or "belongs to" in str(exc) else 400
+
+
+@bp.post("/phones")
+def phones_create() -> Response:
+    data = body()
+    tenant = tenant_from(data)
+    try:
+        device = inventory.add_device(runtime().db, tenant, _spec(data), actor=actor())
+    except InventoryError as exc:
+        return _error(exc, _conflict_status(exc))
+    steps = actions.after_phone_saved(runtime(), device, actor())
+    device = Device.get_by_id(device.id)
+    response = jsonify(phone=phone_json(device), steps=steps_json(steps))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/phones/<int:phone_id>")
+def phones_get(phone_id: int) -> Response:
+    return jsonify(phone=phone_json(scoped_or_404(Device, phone_id)))
+
+
+@bp.put("/phones/<int:phone_id>")
+def phones_update(phone_id: int) -> Response:
+    device = scoped_or_404(Device, phone_id)
+    data = body()
+    try:
+        device = inventory.update_device(runtime().db, device, _spec(data, device),
+                                         actor=actor())
+    except InventoryError as exc:
+        return _error(exc, _conflict_status(exc))
+    steps = actions.after_phone_saved(runtime(), device, actor())
+    return jsonify(phone=phone_json(Device.get_by_id(device.id)), steps=steps_json(steps))
+
+
+@bp.delete("/phones/<int:phone_id>")
+def phones_delete(phone_id: int) -> Response:
+    device = scoped_or_404(Device, phone_id)
+    rt = runtime()
+    inventory.delete_device(rt.db, rt.service, device, actor=actor())
+    return jsonify(deleted=phone_id)
+
+
+@bp.post("/phones/<int:phone_id>/notify")
+def phones_notify(phone_id: int) -> Response:
+    device = scoped_or_404(Device, phone_id)
+    ids = actions.push_many(runtime(), [device], actor())
+    response = jsonify(notifies=actions.notify_rows(ids, scope()))
+    response.status_code = 202
+    return response
+
+
+# -- users ----------------------------------------------------------------------------
+
+
+@bp.get("/users")
+def users_list() -> Response:
+    query = reports.scoped(User.select(), User, scope()).order_by(User.id)
+    q = request.args.get("q", "").strip()[:64]
+    if q:
+        query = query.where(User.extension.contains(q) | User.display_name.contains(q))
+    return jsonify(users=[user_json(u) for u in query])
+
+
+@bp.post("/users")
+def users_create() -> Response:
+    data = body()
+    tenant = tenant_from(data)
+    try:
+        user = inventory.add_user(runtime().db, tenant, text(data, "extension"),
+                                  name=text(data, "name"), pin=text(data, "pin") or None,
+                                  sip_password=text(data, "sip_password"),
+                                  hotdesk=bool(flag(data, "hotdesk", False)), actor=actor())
+    except InventoryError as exc:
+        return _error(exc, _conflict_status(exc))
+    response = jsonify(user=user_json(user))
+    response.status_code = 201
+    return response
+
+
+@bp.get("/users/<int:user_id>")
+def users_get(user_id: int) -> Response:
+    return jsonify(user=user_json(scoped_or_404(User, user_id)))
+
+
+@bp.put("/users/<int:user_id>")
+def users_update(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    data = body()
+    try:
+        user = inventory.update_user(
+            runtime().db, user, name=text(data, "name") if "name" in data else None,
+            sip_password=text(data, "sip_password") or None, hotdesk=flag(data, "hotdesk"),
+            pin=text(data, "pin") or None,
+            language=text(data, "language") if "language" in data else None, actor=actor())
+    except InventoryError as exc:
+        return _error(exc)
+    return jsonify(user=user_json(user))
+
+
+@bp.delete("/users/<int:user_id>")
+def users_delete(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    rt = runtime()
+    inventory.delete_user(rt.db, rt.service, user, actor=actor())
+    return jsonify(deleted=user_id)
+
+
+@bp.put("/users/<int:user_id>/pin")
+def users_pin(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    try:
+        inventory.set_pin(runtime().db, user, text(body(), "pin"), actor=actor())
+    except InventoryError as exc:
+        return _error(exc)
+    return jsonify(user=user_json(User.get_by_id(user.id)))
+
+
+@bp.put("/users/<int:user_id>/hotdesk")
+def users_hotdesk(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    enabled = flag(body(), "enabled")
+    if enabled is None:
+        abort(400, "enabled must be true or false")
+    inventory.set_hotdesk(runtime().db, user, enabled, actor=actor())
+    return jsonify(user=user_json(User.get_by_id(user.id)))
+
+
+# -- sessions, discovered phones, notify, audit -----------------------------------------
+
+
+@bp.get("/sessions")
+def sessions_list() -> Response:
+    query = reports.scoped(Session.select().where(Session.ended_at.is_null()), Session,
+                           scope()).order_by(Session.id)
+    return jsonify(sessions=[session_json(s) for s in query])
+
+
+@bp.delete("/sessions/<int:session_id>")
+def sessions_logout(session_id: int) -> Response:
+    s = scoped_or_404(Session, session_id)
+    if s.ended_at is not None:
+        abort(409, "the session has already ended")
+    outcome = runtime().service.logout(s.device_id, reason="admin", actor=actor())
+    return jsonify(result=outcome.value)
+
+
+@bp.get("/discovered")
+def discovered_list() -> Response:
+    rows = [p for p in DiscoveredPhone.select().order_by(DiscoveredPhone.id)
+            if discovered_visible(p)]
+    return jsonify(discovered=[{
+        "id": p.id, "mac": p.mac, "vendor": p.vendor, "model": p.model,
+        "firmware": p.firmware, "address": p.address, "first_seen": iso(p.first_seen),
+        "last_seen": iso(p.last_seen), "adopted": p.adopted} for p in rows])
+
+
+@bp.post("/notify")
+def notify_push() -> Response:
+    data = body()
+    devices = list(reports.scoped(Device.select(), Device, scope()))
+    if "tenant_id" in data:
+        tenant = tenant_from(data)
+        chosen = [d for d in devices if d.tenant_id == tenant.id]
+    else:
+        wanted = data.get("phone_ids")
+        if not isinstance(wanted, list) or not wanted or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i < MAX_ID
+                for i in wanted):
+            abort(400, "give phone_ids (a non-empty list of ids) or tenant_id")
+        by_id = {d.id: d for d in devices}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            abort(404, f"no phone with id {missing[0]}")
+        chosen = [by_id[i] for i in dict.fromkeys(wanted)]
+    ids = actions.push_many(runtime(), chosen, actor())
+    response = jsonify(notifies=actions.notify_rows(ids, scope()))
+    response.status_code = 202
+    return response
+
+
+@bp.get("/notify")
+def notify_status() -> Response:
+    return jsonify(notifies=actions.notify_rows(_ids(request.args.get("ids", "")), scope()))
+
+
+@bp.get("/audit")
+def audit_list() -> Response:
+    args = request.args
+    flt = reports.AuditFilter(user=args.get("user", "")[:20], phone=_phone_key(
+        args.get("phone", "")), action=args.get("action", "")[:64],
+        since=_date(args.get("since")), until=_date(args.get("until"), end=True))
+    try:
+        page = max(int(args.get("page", "1")), 1)
+    except ValueError:
+        abort(400, "page must be a positive integer")
+    query = reports.audit_query(scope(), flt)
+    return jsonify(page=page, total=query.count(), events=[{
+        "id": e.id, "at": iso(e.at), "tenant_id": e.tenant_id, "actor": e.actor,
+        "action": e.action, "phone_id": e.device_id, "user_id": e.user_id,
+        "call_id": e.call_id, "detail": reports.audit_detail(e),
+    } for e in query.paginate(min(page, 100000), PAGE_SIZE)])

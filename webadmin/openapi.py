@@ -1,0 +1,265 @@
+"""The OpenAPI 3 description of /api/v1, written by hand next to the routes it describes;
+tests check the API against it with schemathesis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+S = "string"
+NULLABLE_S = {"type": [S, "null"]}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None,
+         extra: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props,
+                           "additionalProperties": extra}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERR = _ref("Error")
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Invalid input", 401: "Missing or invalid bearer token",
+            404: "No such object in your tenants", 409: "Conflicts with an existing object"}
+    return {str(c): _json(ERR, text[c]) for c in codes}
+
+
+def _id_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+PHONE = _obj({
+    "id": {"type": "integer"}, "tenant_id": {"type": "integer"},
+    "mac": {"type": S, "pattern": "^[0-9a-f]{12}$"}, "vendor": {"type": S},
+    "model": {"type": S}, "name": {"type": S}, "extension": {"type": S},
+    "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
+    "sbc": {"type": S}, "rps": {"type": "boolean"}, "provisioning_url": {"type": S},
+    "config_version": {"type": "integer"}, "fetched_version": {"type": "integer"},
+    "config_state": {"enum": ["fetched", "pending"]}, "last_address": {"type": S},
+    "state": {"enum": ["in_use", "idle", "offline"]}, "last_seen": NULLABLE_S,
+    "user": NULLABLE_S,
+}, required=["id", "mac", "extension", "state", "config_state", "provisioning_url"])
+
+PHONE_INPUT = _obj({
+    "mac": {"type": S, "description": "any common spelling; stored as 12 hex digits"},
+    "extension": {"type": S, "description": "the phone's own idle extension"},
+    "sip_password": {"type": S, "description": "SIP password of the idle extension"},
+    "vendor": {"type": S}, "model": {"type": S}, "name": {"type": S},
+    "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
+    "sbc": {"type": S, "description": "SBC HOST[:PORT], required with network sbc"},
+    "rps": {"type": "boolean", "description": "also write the URL to the vendor's RPS"},
+    "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
+                  "description": "system administrators only"},
+}, extra=True)
+
+USER = _obj({
+    "id": {"type": "integer"}, "tenant_id": {"type": "integer"}, "extension": {"type": S},
+    "name": {"type": S}, "sip_username": {"type": S}, "hotdesk": {"type": "boolean"},
+    "pin_set": {"type": "boolean"}, "language": {"type": S},
+    "logged_in_on": {"type": "array", "items": {"type": "integer"}},
+}, required=["id", "extension", "hotdesk", "pin_set", "logged_in_on"])
+
+USER_INPUT = _obj({
+    "extension": {"type": S}, "name": {"type": S},
+    "pin": {"type": S, "description": "4 to 8 digits; stored hashed"},
+    "sip_password": {"type": S}, "hotdesk": {"type": "boolean"}, "language": {"type": S},
+    "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+}, extra=True)
+
+SESSION = _obj({
+    "id": {"type": "integer"}, "tenant_id": {"type": "integer"},
+    "phone_id": {"type": "integer"}, "user_id": {"type": "integer"},
+    "extension": {"type": S}, "since": {"type": S}, "expires": NULLABLE_S,
+}, required=["id", "phone_id", "user_id", "since"])
+
+NOTIFY = _obj({
+    "id": {"type": "integer"}, "device_id": {"type": ["integer", "null"]},
+    "phone": {"type": S}, "mac": {"type": S}, "endpoint": {"type": S},
+    "status": {"enum": ["pending", "sent", "failed", "superseded"]},
+    "result": {"enum": ["queued", "sent", "failed", "superseded"]},
+    "detail": {"type": S}, "attempts": {"type": "integer"}, "sent_at": NULLABLE_S,
+}, required=["id", "status", "result"])
+
+DISCOVERED = _obj({
+    "id": {"type": "integer"}, "mac": {"type": S}, "vendor": {"type": S},
+    "model": {"type": S}, "firmware": {"type": S}, "address": {"type": S},
+    "first_seen": NULLABLE_S, "last_seen": NULLABLE_S, "adopted": {"type": "boolean"},
+})
+
+AUDIT = _obj({
+    "id": {"type": "integer"}, "at": {"type": S}, "tenant_id": {"type": ["integer", "null"]},
+    "actor": {"type": S}, "action": {"type": S}, "phone_id": {"type": ["integer", "null"]},
+    "user_id": {"type": ["integer", "null"]}, "call_id": {"type": S},
+    "detail": {"type": "object"},
+}, required=["id", "at", "action", "actor"])
+
+STEPS = {"type": "array", "items": _obj({"step": {"type": S},
+                                          "ok": {"type": ["boolean", "null"]},
+                                          "message": {"type": S}})}
+
+
+def _wrap(key: str, schema: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return _obj({key: schema, **more}, required=[key])
+
+
+def openapi_document() -> dict[str, Any]:
+    phone_id, user_id, session_id = (_id_param("phone_id"), _id_param("user_id"),
+                                     _id_param("session_id"))
+    q = {"in": "query", "required": False, "schema": {"type": S}}
+    paths: dict[str, Any] = {
+        "/phones": {
+            "get": {"summary": "List hot-desking phones", "operationId": "listPhones",
+                    "responses": {"200": _json(_wrap("phones", {"type": "array",
+                                                                "items": _ref("Phone")}),
+                                               "Phones"), **_errors(401)}},
+            "post": {"summary": "Add a phone; generates its config and queues a check-sync",
+                     "operationId": "createPhone", "requestBody": _body(_ref("PhoneInput")),
+                     "responses": {"201": _json(_wrap("phone", _ref("Phone"), steps=STEPS),
+                                                "Created"), **_errors(400, 401, 404, 409)}},
+        },
+        "/phones/{phone_id}": {
+            "parameters": [phone_id],
+            "get": {"summary": "One phone", "operationId": "getPhone",
+                    "responses": {"200": _json(_wrap("phone", _ref("Phone")), "The phone"),
+                                  **_errors(401, 404)}},
+            "put": {"summary": "Change a phone (fields left out keep their value)",
+                    "operationId": "updatePhone", "requestBody": _body(_ref("PhoneInput")),
+                    "responses": {"200": _json(_wrap("phone", _ref("Phone"), steps=STEPS),
+                                               "Saved"), **_errors(400, 401, 404, 409)}},
+            "delete": {"summary": "Delete a phone (a logged-in user is logged out first)",
+                       "operationId": "deletePhone",
+                       "responses": {"200": _json(_obj({"deleted": {"type": "integer"}}),
+                                                  "Deleted"), **_errors(401, 404)}},
+        },
+        "/phones/{phone_id}/notify": {
+            "parameters": [phone_id],
+            "post": {"summary": "Queue a check-sync NOTIFY for one phone",
+                     "operationId": "notifyPhone",
+                     "responses": {"202": _json(_wrap("notifies", {"type": "array",
+                                                                   "items": _ref("Notify")}),
+                                                "Queued"), **_errors(401, 404)}},
+        },
+        "/users": {
+            "get": {"summary": "List users", "operationId": "listUsers",
+                    "parameters": [{"name": "q", **q}],
+                    "responses": {"200": _json(_wrap("users", {"type": "array",
+                                                               "items": _ref("User")}),
+                                               "Users"), **_errors(401)}},
+            "post": {"summary": "Add a user", "operationId": "createUser",
+                     "requestBody": _body(_ref("UserInput")),
+                     "responses": {"201": _json(_wrap("user", _ref("User")), "Created"),
+                                   **_errors(400, 401, 404, 409)}},
+        },
+        "/users/{user_id}": {
+            "parameters": [user_id],
+            "get": {"summary": "One user", "operationId": "getUser",
+                    "responses": {"200": _json(_wrap("user", _ref("User")), "The user"),
+                                  **_errors(401, 404)}},
+            "put": {"summary": "Change a user (fields left out keep their value)",
+                    "operationId": "updateUser", "requestBody": _body(_ref("UserInput")),
+                    "responses": {"200": _json(_wrap("user", _ref("User")), "Saved"),
+                                  **_errors(400, 401, 404)}},
+            "delete": {"summary": "Delete a user (logged out of any phone first)",
+                       "operationId": "deleteUser",
+                       "responses": {"200": _json(_obj({"deleted": {"type": "integer"}}),
+                                                  "Deleted"), **_errors(401, 404)}},
+        },
+        "/users/{user_id}/pin": {
+            "parameters": [user_id],
+            "put": {"summary": "Set the user's PIN", "operationId": "setUserPin",
+                    "requestBody": _body(_obj({"pin": {"type": S}}, ["pin"], extra=True)),
+                    "responses": {"200": _json(_wrap("user", _ref("User")), "Saved"),
+                                  **_errors(400, 401, 404)}},
+        },
+        "/users/{user_id}/hotdesk": {
+            "parameters": [user_id],
+            "put": {"summary": "Enable or disable hot desking for the user",
+                    "operationId": "setUserHotdesk",
+                    "requestBody": _body(_obj({"enabled": {"type": "boolean"}}, ["enabled"],
+                                              extra=True)),
+                    "responses": {"200": _json(_wrap("user", _ref("User")), "Saved"),
+                                  **_errors(400, 401, 404)}},
+        },
+        "/sessions": {
+            "get": {"summary": "Active hot-desk sessions", "operationId": "listSessions",
+                    "responses": {"200": _json(_wrap("sessions", {"type": "array",
+                                                                  "items": _ref("Session")}),
+                                               "Sessions"), **_errors(401)}},
+        },
+        "/sessions/{session_id}": {
+            "parameters": [session_id],
+            "delete": {"summary": "Force logout: the phone returns to its idle profile",
+                       "operationId": "forceLogout",
+                       "responses": {"200": _json(_obj({"result": {"type": S}}), "Done"),
+                                     **_errors(401, 404, 409)}},
+        },
+        "/discovered": {
+            "get": {"summary": "Phones seen by PnP", "operationId": "listDiscovered",
+                    "responses": {"200": _json(_wrap("discovered", {
+                        "type": "array", "items": _ref("Discovered")}), "Phones"),
+                        **_errors(401)}},
+        },
+        "/notify": {
+            "get": {"summary": "Results of queued check-syncs", "operationId": "notifyStatus",
+                    "parameters": [{"name": "ids", **q,
+                                    "description": "comma-separated notify ids"}],
+                    "responses": {"200": _json(_wrap("notifies", {"type": "array",
+                                                                  "items": _ref("Notify")}),
+                                               "Results"), **_errors(401)}},
+            "post": {"summary": "Push check-sync to a selection or a whole tenant",
+                     "operationId": "pushNotify",
+                     "requestBody": _body(_obj({
+                         "phone_ids": {"type": "array", "items": {
+                             "type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
+                         "tenant_id": {"type": "integer", "minimum": 1,
+                                       "maximum": 2**31 - 1}}, extra=True)),
+                     "responses": {"202": _json(_wrap("notifies", {"type": "array",
+                                                                   "items": _ref("Notify")}),
+                                                "Queued"), **_errors(400, 401, 404)}},
+        },
+        "/audit": {
+            "get": {"summary": "Audit log, newest first, 100 per page",
+                    "operationId": "listAudit",
+                    "parameters": [{"name": n, **q} for n in
+                                   ("user", "phone", "action", "since", "until")]
+                    + [{"name": "page", "in": "query", "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],
+                    "responses": {"200": _json(_obj({
+                        "page": {"type": "integer"}, "total": {"type": "integer"},
+                        "events": {"type": "array", "items": _ref("AuditEvent")}},
+                        ["page", "total", "events"]), "Events"), **_errors(400, 401)}},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hotdesk admin API", "version": "1",
+                 "description": "Hot desking administration. Authenticate with "
+                                "'Authorization: Bearer <token>' (hotdesk admin token). "
+                                "A tenant administrator's token only sees its tenant."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _obj({"error": {"type": S}}, ["error"]),
+                        "Phone": PHONE, "PhoneInput": PHONE_INPUT, "User": USER,
+                        "UserInput": USER_INPUT, "Session": SESSION, "Notify": NOTIFY,
+                        "Discovered": DISCOVERED, "AuditEvent": AUDIT},
+        },
+    }

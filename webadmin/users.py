@@ -1,0 +1,188 @@
+"""Users pages: list and search, add, edit, PIN, hot-desking switch, delete, import."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.wrappers import Response
+
+from hotdesk import importers, inventory, reports
+from hotdesk.inventory import InventoryError
+from hotdesk.models import Session, User
+from webadmin.auth import (
+    actor,
+    current_admin,
+    login_required,
+    runtime,
+    scope,
+    scoped_or_404,
+    tenant_choice,
+)
+from webadmin.jobs import ImportJobs
+
+bp = Blueprint("users", __name__, url_prefix="/users")
+
+
+def logged_in_map(users: list[User]) -> dict[int, list[Session]]:
+    ids = [u.id for u in users]
+    out: dict[int, list[Session]] = {}
+    if ids:
+        for s in Session.select().where(Session.user.in_(ids) & Session.ended_at.is_null()):
+            out.setdefault(s.user_id, []).append(s)
+    return out
+
+
+@bp.get("")
+@login_required
+def index() -> str:
+    q = request.args.get("q", "").strip()[:64]
+    query = reports.scoped(User.select(), User, scope()).order_by(User.extension)
+    if q:
+        like = f"%{q}%"
+        query = query.where(User.extension.contains(q) | User.display_name ** like)
+    users = list(query.limit(2000))
+    return render_template("users.html", users=users, q=q, where=logged_in_map(users))
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@login_required
+def new() -> Response | str:
+    form = request.form
+    if request.method == "GET":
+        return render_template("user_form.html", form={}, user=None,
+                               tenants=reports.tenants(scope()))
+    try:
+        user = inventory.add_user(runtime().db, tenant_choice(form.get("tenant_id")),
+                                  form.get("extension", ""), name=form.get("name", ""),
+                                  pin=form.get("pin") or None,
+                                  sip_password=form.get("sip_password", ""),
+                                  hotdesk=form.get("hotdesk") == "on", actor=actor())
+    except InventoryError as exc:
+        flash(str(exc), "danger")
+        return render_template("user_form.html", form=form, user=None,
+                               tenants=reports.tenants(scope())), 400
+    flash(f"User {user.extension} added.", "success")
+    return redirect(url_for("users.edit", user_id=user.id))
+
+
+@bp.route("/<int:user_id>", methods=["GET", "POST"])
+@login_required
+def edit(user_id: int) -> Response | str:
+    user = scoped_or_404(User, user_id)
+    sessions = logged_in_map([user]).get(user.id, [])
+    if request.method == "GET":
+        form = {"name": user.display_name, "hotdesk": "on" if user.hotdesk_enabled else "",
+                "language": user.language}
+        return render_template("user_form.html", form=form, user=user, sessions=sessions)
+    try:
+        inventory.update_user(runtime().db, user, name=request.form.get("name", ""),
+                              sip_password=request.form.get("sip_password") or None,
+                              hotdesk=request.form.get("hotdesk") == "on",
+                              language=request.form.get("language") or None, actor=actor())
+    except InventoryError as exc:
+        flash(str(exc), "danger")
+        return render_template("user_form.html", form=request.form, user=user,
+                               sessions=sessions), 400
+    flash("User saved.", "success")
+    return redirect(url_for("users.edit", user_id=user.id))
+
+
+@bp.post("/<int:user_id>/pin")
+@login_required
+def pin(user_id: int) -> Response | str:
+    user = scoped_or_404(User, user_id)
+    try:
+        if request.form.get("action") == "reset":
+            new_pin = inventory.reset_pin(runtime().db, user, actor=actor())
+            flash(f"New PIN for {user.extension}: {new_pin} — tell the user; it is not "
+                  "shown again.", "warning")
+        else:
+            inventory.set_pin(runtime().db, user, request.form.get("pin", ""), actor=actor())
+            flash(f"PIN of {user.extension} changed.", "success")
+    except InventoryError as exc:
+        flash(str(exc), "danger")
+    return redirect(url_for("users.edit", user_id=user.id))
+
+
+@bp.post("/<int:user_id>/hotdesk")
+@login_required
+def hotdesk(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    enable = request.form.get("enable") == "1"
+    inventory.set_hotdesk(runtime().db, user, enable, actor=actor())
+    flash(f"Hot desking {'enabled' if enable else 'disabled'} for {user.extension}.", "success")
+    return redirect(request.form.get("back") == "list" and url_for("users.index")
+                    or url_for("users.edit", user_id=user.id))
+
+
+@bp.post("/<int:user_id>/delete")
+@login_required
+def delete(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    rt = runtime()
+    inventory.delete_user(rt.db, rt.service, user, actor=actor())
+    flash(f"User {user.extension} deleted.", "success")
+    return redirect(url_for("users.index"))
+
+
+def _read(field: str) -> str:
+    upload = request.files.get(field)
+    if upload is not None and upload.filename:
+        return upload.read(importers.MAX_INPUT_BYTES + 1).decode("utf-8", errors="replace")
+    return request.form.get(field + "_text", "")
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@login_required
+def import_users() -> Response | str:
+    tenants = reports.tenants(scope())
+    if request.method == "GET":
+        return render_template("import.html", parsers=importers.PARSERS, tenants=tenants,
+                               form={})
+    kind = request.form.get("kind", "csv")
+    if kind == "asterisk":
+        parsed = importers.parse_asterisk(_read("main"), _read("voicemail"))
+    elif kind == "freeswitch":
+        parsed = importers.parse_freeswitch(_read("main"))
+    elif kind == "csv":
+        parsed = importers.parse_csv(_read("main"))
+    else:
+        abort(400, "unknown import format")
+    if not parsed.records:
+        flash("Nothing to import: no users found in the file.", "danger")
+        return render_template("import.html", parsers=importers.PARSERS, tenants=tenants,
+                               form=request.form, problems=parsed.problems), 400
+    jobs: ImportJobs = current_app.config["HOTDESK_JOBS"]
+    admin = current_admin()
+    job = jobs.start(runtime(), tenant_choice(request.form.get("tenant_id")), admin.id,
+                     actor(), parsed, enable_hotdesk=request.form.get("hotdesk") == "on")
+    return redirect(url_for("users.import_job", job_id=job.id))
+
+
+def _job_or_404(job_id: str):  # type: ignore[no-untyped-def]
+    job = current_app.config["HOTDESK_JOBS"].get(job_id)
+    allowed = scope()
+    if job is None or (allowed is not None and job.tenant_id not in allowed):
+        abort(404)
+    return job
+
+
+@bp.get("/import/<job_id>")
+@login_required
+def import_job(job_id: str) -> str:
+    return render_template("import_job.html", job=_job_or_404(job_id).as_dict())
+
+
+@bp.get("/import/<job_id>.json")
+@login_required
+def import_job_json(job_id: str) -> Response:
+    return jsonify(_job_or_404(job_id).as_dict())
