@@ -254,7 +254,8 @@ class ConfigServer:
     # -- the read-only decision -------------------------------------------------------
 
     def lookup(self, token: str) -> DeviceRow | None:
-        if not token or len(token) > 128:
+        # PostgreSQL refuses NUL in a string: such a token is simply unknown, not an outage.
+        if not token or len(token) > 128 or "\x00" in token:
             return None
         row = self.db.execute_sql(self._lookup_sql, (token,)).fetchone()
         return DeviceRow(*row) if row else None

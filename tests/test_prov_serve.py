@@ -154,6 +154,7 @@ def test_refusals_token_network_auth(runtime, lean, desk):
     [row] = AuditEvent.select().where(AuditEvent.action == "config_denied")
     assert row.actor == "http:127.0.0.1"
     assert get(f"{base}/{desk.prov_token}/nothing.cfg").status_code == 404
+    assert get(f"{base}/%00{desk.prov_token}/{desk.mac}.cfg").status_code == 404
     assert get(base.removesuffix("/prov") + "/elsewhere").status_code == 404
     base, _srv = lean(auth="basic")
     url = f"{base}/{desk.prov_token}/{desk.mac}.cfg"
