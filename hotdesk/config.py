@@ -100,6 +100,13 @@ class ProvisioningConfig:
     # User name phones send with basic/digest: "mac" (the phone's MAC) or one fixed name.
     # The password is always the device's provisioning token.
     auth_username: str = "mac"
+    # A phone polling an unchanged config is recorded (config_fetch row, last_fetch_at) at
+    # most this often per file; a new version, address or User-Agent is recorded at once.
+    fetch_record_seconds: int = 300
+    # hotdesk prov-serve (optional lean config server): its HOST:PORT and worker
+    # processes (0 = one per CPU). Point base_url at it to use it.
+    listen: str = "127.0.0.1:8081"
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -382,6 +389,11 @@ def _validate(config: Config) -> None:
             parse_listen(value)
         except ConfigError as exc:
             raise ConfigError(f"[{section}] listen: {exc}") from None
+    if config.provisioning.listen:
+        try:
+            parse_listen(config.provisioning.listen)
+        except ConfigError as exc:
+            raise ConfigError(f"[provisioning] listen: {exc}") from None
     if config.pnp.listen:
         try:
             parse_listen(config.pnp.listen)

@@ -12,6 +12,7 @@ admin) and :class:`ConfigCache` keeps serving the last config that rendered.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -427,12 +428,34 @@ def remove_stale_devices(render_dir: Path, tokens: Iterable[str]) -> int:
 # -- serving cache ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """One served file, encoded once: the bytes, their ETag and the Content-Type."""
+
+    data: bytes
+    etag: str
+    content_type: str
+    # A file of this device (its fetch is recorded), not a vendor-wide common file.
+    per_device: bool
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
+
+    @classmethod
+    def of(cls, text: str, content_type: str, per_device: bool) -> Rendered:
+        data = text.encode("utf-8")
+        return cls(data, f'"{hashlib.blake2b(data, digest_size=12).hexdigest()}"',
+                   content_type, per_device)
+
+
 class ConfigCache:
     """Rendered files per device + config version, and the last good file per device.
 
-    Hit: same device, file, config_version and templates -> no render (fast serving).
-    A template error -> the last good content for that device and file, if any, with
-    the error logged; the render_dir copy serves as last good across restarts.
+    Hit: same device, file, config_version, templates and UTC offset -> no render and no
+    query beyond the caller's token lookup (fast serving). A template error -> the last
+    good content for that device and file, if any, with the error logged; the render_dir
+    copy serves as last good across restarts.
     """
 
     def __init__(self, config: Config, env: jinja2.Environment | None = None,
@@ -441,9 +464,11 @@ class ConfigCache:
         self.env = env or make_environment(config)
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: dict[tuple[int, str], tuple[tuple[int, float], str]] = {}
+        self._entries: dict[tuple[int, str], tuple[tuple[int, float, int], Rendered]] = {}
         self._stamp = 0.0
         self._stamp_checked = 0.0
+        self._offset = 0
+        self._offset_checked = -1e9
         self.last_error: TemplateError | None = None
 
     def templates_stamp(self) -> float:
@@ -466,22 +491,42 @@ class ConfigCache:
             self._stamp, self._stamp_checked = newest, now
         return self._stamp
 
+    def zone_offset(self) -> int:
+        """UTC offset of [provisioning] timezone, checked once a minute: a DST change
+        re-renders the configs that carry an offset."""
+        now = time.monotonic()
+        if now - self._offset_checked >= 60.0:
+            self._offset = utc_offset_minutes(self.config.provisioning.timezone)
+            self._offset_checked = now
+        return self._offset
+
     def get(self, device: Device, filename: str) -> str | None:
         """The file for the phone, or None if the vendor has no such file.
 
         Raises TemplateError only when the template is broken and nothing good is known.
         """
-        key = (device.id, filename)
-        version = (device.config_version, self.templates_stamp())
-        with self._lock:
-            hit = self._entries.get(key)
+        hit = self.rendered(device.id, device.config_version, filename, lambda: device)
+        return hit.text if hit is not None else None
+
+    def rendered(self, device_id: int, config_version: int, filename: str,
+                 load: Callable[[], Device]) -> Rendered | None:
+        """The file of device ``device_id`` at ``config_version``; ``load`` fetches the
+        device row only on a miss, so a hit costs no query at all."""
+        key = (device_id, filename)
+        version = (config_version, self.templates_stamp(), self.zone_offset())
+        hit = self._entries.get(key)  # a dict read is atomic; writes take the lock
         if hit is not None and hit[0] == version:
             return hit[1]
+        device = load()
         try:
             content = render_file(self.env, device, filename, self.config)
         except TemplateError as exc:
             self.last_error = exc
-            good = hit[1] if hit is not None else self._from_render_dir(device, filename)
+            good = hit[1] if hit is not None else None
+            if good is None:
+                text = self._from_render_dir(device, filename)
+                if text is not None:
+                    good = self._wrap(device, filename, text)
             log.error("phone %s %s: %s; serving the %s", device.mac, filename, exc,
                       "last good config" if good is not None else "nothing (no good config "
                       "known)")
@@ -490,11 +535,45 @@ class ConfigCache:
             return good
         if content is None:
             return None
+        entry = self._wrap(device, filename, content)
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[key] = (version, content)
-        return content
+            self._entries[key] = (version, entry)
+        return entry
+
+    def preload(self) -> int:
+        """Render every device's files now, in bulk (three queries in all).
+
+        A server that starts after a power cut meets every phone at once; with the
+        files ready, a first fetch costs a lookup instead of three queries and a render.
+        A device whose template fails is left to the per-request path (last good logic).
+        """
+        stamp, offset = self.templates_stamp(), self.zone_offset()
+        count = 0
+        for device, profile in all_profiles(self.config):
+            try:
+                vendor = get_vendor(device.vendor)
+                files = render_profile(self.env, vendor, profile)
+            except (TemplateError, ValueError) as exc:
+                log.error("phone %s: %s; not preloaded", device.mac, exc)
+                continue
+            specs = vendor.filenames(device.mac, device.model)
+            version = (device.config_version, stamp, offset)
+            with self._lock:
+                if len(self._entries) + len(files) > self.max_entries:
+                    break
+                for name, text in files.items():
+                    self._entries[(device.id, name)] = (
+                        version, Rendered.of(text, specs[name].content_type, True))
+            count += len(files)
+        return count
+
+    @staticmethod
+    def _wrap(device: Device, filename: str, text: str) -> Rendered:
+        vendor = get_vendor(device.vendor)
+        per_device = filename in vendor.filenames(device.mac, device.model)
+        return Rendered.of(text, content_type(device, filename), per_device)
 
     def _from_render_dir(self, device: Device, filename: str) -> str | None:
         if not self.config.provisioning.render_dir:

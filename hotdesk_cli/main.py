@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "hotdesk_cli.agi_commands",
     "hotdesk_cli.esl_commands",
     "hotdesk_cli.simulate_commands",
+    "hotdesk_cli.prov_commands",
 ]
 
 

@@ -21,9 +21,10 @@ from hotdesk.runtime import start
 log = logging.getLogger("hotdesk.run")
 
 DEFAULT_COMPONENTS = ("agi", "esl", "web", "worker")
-# Component name -> its sub-command. PnP is opt-in: it binds UDP 5060 on the multicast group.
+# Component name -> its sub-command. PnP is opt-in: it binds UDP 5060 on the multicast group;
+# prov (the lean config server) is opt-in: hotdesk web serves the same URLs.
 COMPONENT_ARGS = {"agi": ["agi"], "esl": ["esl"], "web": ["web"], "worker": ["worker"],
-                  "pnp": ["pnp", "listen"]}
+                  "pnp": ["pnp", "listen"], "prov": ["prov-serve"]}
 
 
 @dataclass

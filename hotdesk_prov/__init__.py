@@ -1,0 +1,1 @@
+"""``hotdesk prov-serve``: the optional lean HTTP server for phone configs."""
