@@ -229,11 +229,23 @@ def _perform(call: EslCall, action: Action) -> str | None:
         event = call.execute("play_and_get_digits",
                              pagd_args(action.prompt, action.max_digits, action.timeout_ms),
                              timeout=timeout)
-        if event.get("variable_read_result", "") == "failure":
+        result = event.get("variable_read_result")
+        if result is None:
+            # FreeSWITCH ends play_and_get_digits at once, reading nothing, when the
+            # prompt cannot be played: to the caller every PIN then "times out".
+            log.warning("play_and_get_digits read nothing and set no read_result: is the "
+                        "sound file %r installed (FreeSWITCH log: 'Error Opening File')?",
+                        action.prompt)
+            return ""
+        if result == "failure":
             return ""
         return event.get(f"variable_{PIN_VARIABLE}", "")
     if isinstance(action, Play):
-        call.execute("playback", action.prompt)
+        event = call.execute("playback", action.prompt)
+        if "NOT FOUND" in event.get("Application-Response", "").upper():
+            log.warning("playback of %r failed (%s): install the sound file or change "
+                        "[prompts.freeswitch]", action.prompt,
+                        event.get("Application-Response"))
         return None
     if isinstance(action, SetVar):
         call.execute("set", f"{action.name}={action.value}")

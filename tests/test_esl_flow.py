@@ -46,6 +46,30 @@ def test_login_ok(driver, alice, desk):
     assert Device.get_by_id(desk.id).last_address == "127.0.0.1:5072"
 
 
+def test_pin_keyed_without_pound_arrives_as_timeout_with_digits(driver, alice, desk):
+    # A real FreeSWITCH reports read_result=timeout (digits kept) when the caller stops
+    # keying before max digits, and success only when # or the maximum ended the entry.
+    rec = driver.call("login", "8001", "101", ["1234"])
+    assert (rec.result, driver.last.read_result) == ("ok", "timeout")
+    driver.call("logout", "101", source="127.0.0.1:5072")
+    rec = driver.call("login", "8001", "101", ["1234#"])
+    assert (rec.result, driver.last.read_result) == ("ok", "success")
+
+
+def test_missing_prompt_file_is_named_in_the_log(driver, alice, desk, caplog):
+    spec = CallSpec(endpoint="8001", extension="101", digits=["1234"] * 3,
+                    source="127.0.0.1:5072", domain="127.0.0.1", missing_prompt=True)
+    served = driver.service.server.calls_served
+    call = place_call(driver.service.server.address, spec)
+    deadline = time.monotonic() + 10
+    while driver.service.server.calls_served <= served and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert call.read_result is None
+    assert driver.record(call).result == "no_pin"
+    assert active(desk) == []
+    assert "is the sound file 'hotdesk/enter_pin.wav' installed" in caplog.text
+
+
 def test_wrong_pin_three_times(driver, alice, desk):
     rec = driver.call("login", "8001", "101", ["1111", "2222", "3333"])
     assert rec.result == "wrong_pin"

@@ -122,6 +122,9 @@ class CallSpec:
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     dialed: str = ""
     capture: str = "login-ok"  # whose connect/answer templates to use
+    # The prompt file does not exist: a real FreeSWITCH then ends play_and_get_digits at
+    # once, collects nothing and leaves variable_read_result unset.
+    missing_prompt: bool = False
     linger_scale: float = 0.01  # real seconds per linger second
 
 
@@ -285,11 +288,21 @@ class FakeCall:
             return True
         keyed = self.spec.digits[self.collects - 1] if self.collects <= len(self.spec.digits) \
             else ""
+        if self.spec.missing_prompt:
+            keyed = ""
         for n, digit in enumerate(keyed):
             self._send(self._event(LOGIN_OK[9 + min(n, 3)], LOGIN_OK_UUID, digit=digit))
         pin = keyed.rstrip("#")
         self.pin = pin or None
-        self.read_result = "success" if pin else "failure"
+        max_digits = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        # As a real FreeSWITCH: "success" when # or the maximum ended the entry, "timeout"
+        # (with the digits) when the caller just stopped keying, "failure" for nothing.
+        if self.spec.missing_prompt:
+            self.read_result = None
+        elif pin and (keyed.endswith("#") or len(pin) == max_digits):
+            self.read_result = "success"
+        else:
+            self.read_result = "timeout" if pin else "failure"
         self._send(self._event(LOGIN_OK[13], LOGIN_OK_UUID, app_uuid))
         return True
 
