@@ -65,3 +65,11 @@ def test_mac_parser_never_crashes_and_output_is_canonical(text):
     else:
         assert len(mac) == 12 and mac == mac.lower()
         assert normalise_mac(format_mac(mac)) == mac
+
+
+def test_configuration_reference_matches_the_code():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    block = doc.split("```ini\n", 1)[1].split("```", 1)[0]
+    assert block == example_ini(), "regenerate docs/configuration.md (hotdesk config example)"
