@@ -318,6 +318,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except configparser.Error as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
         values = {s: dict(parser.items(s)) for s in parser.sections()}
     return _build(values, environ, source=str(path or "defaults"))
 
