@@ -280,7 +280,7 @@ _PROMPT_SECTIONS = {
 def parse_listen(value: str) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port`` too) into a host and an int port."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"listen address {value!r} must be HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -414,7 +414,7 @@ def _validate_daily_logout(policy: PolicyConfig) -> None:
 def parse_hhmm(value: str) -> tuple[int, int] | None:
     """``"23:30"`` -> (23, 30); None when it is not a valid time of day."""
     hh, sep, mm = value.strip().partition(":")
-    if not sep or not (hh.isdigit() and mm.isdigit()) or len(mm) != 2:
+    if not sep or not (hh + mm).isascii() or not (hh.isdigit() and mm.isdigit()) or len(mm) != 2:
         return None
     h, m = int(hh), int(mm)
     return (h, m) if 0 <= h < 24 and 0 <= m < 60 else None
