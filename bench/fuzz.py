@@ -140,7 +140,7 @@ def worker(parser: str, cases: int, engine: str, out: Path, max_len: int) -> Non
     seeds = _seeds(parser)
     strategy = st.binary(max_size=max_len)
     if seeds:
-        strategy = st.one_of(strategy, st.sampled_from(seeds).flatmap(_mutations))
+        strategy = st.one_of(strategy, st.sampled_from(seeds).flatmap(mutations))
 
     @settings(max_examples=cases, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
@@ -152,7 +152,7 @@ def worker(parser: str, cases: int, engine: str, out: Path, max_len: int) -> Non
     recorder.write_stats(out / f"{parser}.stats")
 
 
-def _mutations(seed: bytes):  # type: ignore[no-untyped-def]
+def mutations(seed: bytes):  # type: ignore[no-untyped-def]
     """Hypothesis stand-in for libFuzzer's mutators: flip, insert, delete, truncate."""
     from hypothesis import strategies as st
 
