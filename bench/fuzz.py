@@ -78,6 +78,8 @@ class Recorder:
         folder.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9]+", "-", site).strip("-")
         name = f"{slug}-{hashlib.sha1(data).hexdigest()[:10]}"  # noqa: S324 - a file name
+        if (folder / name).exists():  # the same input found again
+            return
         (folder / name).write_bytes(data)
         with self.log_path.open("a") as fh:
             fh.write(json.dumps({"site": site, "file": f"tests/fuzz_regressions/{self.parser}/"

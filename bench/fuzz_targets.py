@@ -365,7 +365,8 @@ def prov_auth(data: bytes) -> None:
         assert all(n.num_addresses >= 1 for n in nets)
     new_address(address, nonce)
     # Round-trips: the right credentials in either scheme are accepted.
-    user = header if header and ":" not in header and "\x00" not in header else "0015651234ab"
+    # a fixed user name from the input ("mac" is the setting that means "the phone's MAC")
+    user = header if header and ":" not in header and header != "mac" else "0015651234ab"
     fixed = _prov_config(user)
     good = base64.b64encode(f"{user}:{_DEVICE.prov_token}".encode()).decode()
     assert check_basic(fixed, _DEVICE, f"Basic {good}")  # type: ignore[arg-type]
