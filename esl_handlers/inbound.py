@@ -13,6 +13,7 @@ import logging
 import queue
 import socket
 import threading
+from collections.abc import Callable
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
 
@@ -33,7 +34,8 @@ _LOST = object()
 class InboundConnection:
     def __init__(self, host: str, port: int, password: str, reconnect_max: float = 30.0,
                  connect_timeout: float = 3.0, reply_timeout: float = 5.0,
-                 backoff_start: float = 0.5) -> None:
+                 backoff_start: float = 0.5,
+                 on_state: Callable[[bool, str], None] | None = None) -> None:
         self.host = host
         self.port = port
         self.password = password
@@ -48,6 +50,8 @@ class InboundConnection:
         self._up = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = "new"
+        # Told (up, detail) on every state change: the heartbeat and the drain wake-up.
+        self.on_state = on_state or (lambda up, detail: None)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -75,6 +79,11 @@ class InboundConnection:
             return
         self.state = state
         where = f"{self.host}:{self.port}"
+        try:
+            self.on_state(state == "connected",
+                          "password refused" if state == "auth_failed" else detail)
+        except Exception:  # noqa: BLE001 - a reporting hook must not end the connection
+            log.exception("Event Socket state hook failed")
         if state == "connected":
             log.info("Event Socket connected to FreeSWITCH at %s", where)
         elif state == "auth_failed":
@@ -95,8 +104,8 @@ class InboundConnection:
                 self._set_state("down", str(exc) or type(exc).__name__)
             else:
                 delay = self.backoff_start
-                self._set_state("connected")
                 self._up.set()
+                self._set_state("connected")
                 reason = self._read_loop(reader)
                 self._up.clear()
                 self._drop()

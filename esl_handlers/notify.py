@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from peewee import Database
-
 from esl_handlers.inbound import EslUnavailable, InboundConnection
-from hotdesk import outbox
-from hotdesk.config import NotifyConfig
+from hotdesk.config import Config
+from hotdesk.drain import run_drain
 from hotdesk.outbox import NotifyError, NotifyTarget, SwitchDown
 
 log = logging.getLogger(__name__)
@@ -53,20 +51,21 @@ class EslNotifySender:
 
 
 class DrainLoop:
-    """Sends due outbox rows every ``poll_seconds`` until stopped."""
+    """The core's outbox drain (:func:`hotdesk.drain.run_drain`) in a thread of its own."""
 
-    def __init__(self, db: Database, sender: EslNotifySender, policy: NotifyConfig,
+    def __init__(self, sender: EslNotifySender, config: Config,
                  owner: str | None = None) -> None:
-        self.db = db
         self.sender = sender
-        self.policy = policy
-        self.owner = owner or outbox.worker_id()
+        self.config = config
+        self.owner = owner
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="esl-outbox", daemon=True)
+        self._thread = threading.Thread(
+            target=run_drain, args=(self.sender, self.config, self._stop),
+            kwargs={"owner": self.owner, "wake": self._wake}, name="esl-outbox", daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
@@ -77,22 +76,3 @@ class DrainLoop:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5.0)
-
-    def _run(self) -> None:
-        failing = False
-        while not self._stop.is_set():
-            try:
-                outbox.drain_once(self.sender, self.policy, self.owner)
-                if failing:
-                    log.info("outbox drain works again")
-                failing = False
-            except Exception as exc:  # noqa: BLE001 - a locked/absent DB must not end the loop
-                if not failing:
-                    log.warning("outbox drain failed, retrying: %s", exc)
-                failing = True
-            self._wake.wait(self.policy.poll_seconds)
-            self._wake.clear()
-        try:
-            self.db.close()
-        except Exception:  # noqa: BLE001
-            pass

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
-from hotdesk import logctx
+from hotdesk import logctx, metrics
 from hotdesk.callflow import (
     Action,
     Answer,
@@ -283,7 +283,9 @@ def handle_call(sock: socket.socket, runtime: Runtime,
                 verifier = verifier_for(ctx) if verifier_for else None
                 script = login_call(runtime.service, ctx, extension, prompts, config.policy,
                                     pin_verifier=verifier)
-            outcome = run_script(call, script)
+            feature = "logout" if action == "logout" else "login"
+            outcome = run_script(call, metrics.measured(script, "freeswitch", feature,
+                                                        call_id))
             log.info("call finished: %s", outcome.value)
             return CallResult(outcome, call_id)
     finally:

@@ -8,6 +8,7 @@ from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
 from esl_handlers.pins import directory_verifier
+from hotdesk.health import ConnectionReporter
 from hotdesk.runtime import Runtime
 from hotdesk.service import CallContext, PinVerifier
 
@@ -18,19 +19,28 @@ class EslService:
     def __init__(self, runtime: Runtime, listen: str | None = None) -> None:
         cfg = runtime.config
         self.runtime = runtime
+        self.health = ConnectionReporter("esl-inbound", f"{cfg.esl.host}:{cfg.esl.port}",
+                                         node=cfg.metrics.node)
         self.inbound = InboundConnection(cfg.esl.host, cfg.esl.port, cfg.esl.password,
-                                         reconnect_max=cfg.esl.reconnect_max_seconds)
+                                         reconnect_max=cfg.esl.reconnect_max_seconds,
+                                         on_state=self._on_state)
         self.sender = EslNotifySender(self.inbound, cfg.esl.profile)
         self.drain: DrainLoop | None = None
         if cfg.switch.type == "freeswitch":
-            self.drain = DrainLoop(runtime.db, self.sender, cfg.notify)
+            self.drain = DrainLoop(self.sender, cfg)
         verifier = self._verifier if cfg.esl.pin_source == "directory" else None
         self.server = EslServer(runtime, listen, verifier_for=verifier)
+
+    def _on_state(self, up: bool, detail: str) -> None:
+        self.health.set(up, detail)
+        if up and self.drain is not None:
+            self.drain.wake()  # NOTIFYs queued while FreeSWITCH was away go out now
 
     def _verifier(self, ctx: CallContext) -> PinVerifier:
         return directory_verifier(self.inbound, ctx)
 
     def start(self) -> None:
+        self.health.start()
         self.inbound.start()
         self.server.start()
         if self.drain is not None:
@@ -43,3 +53,4 @@ class EslService:
         if self.drain is not None:
             self.drain.stop()
         self.inbound.stop()
+        self.health.stop()

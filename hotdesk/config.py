@@ -128,6 +128,9 @@ class NotifyConfig:
     backoff_seconds: float = 2.0
     backoff_max_seconds: float = 300.0
     poll_seconds: float = 1.0
+    # A NOTIFY caused by a call (*70/*71) waits this long, so the phone is not
+    # re-provisioned while the caller still hears the confirmation prompt.
+    call_grace_seconds: float = 2.0
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
     # drains), log, or a registered name / "module:factory" (see hotdesk.drain).
     sender: str = "none"

@@ -6,8 +6,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from peewee import Database, PostgresqlDatabase, SqliteDatabase
-from playhouse.db_url import connect
+from peewee import (
+    Database,
+    InterfaceError,
+    OperationalError,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
+from playhouse.db_url import connect, parse
 
 from hotdesk.models import (
     ALL_MODELS,
@@ -29,12 +35,62 @@ SQLITE_PRAGMAS = {
 }
 
 
+class RecoveringPostgresqlDatabase(PostgresqlDatabase):
+    """A PostgreSQL database whose dead connections are replaced between transactions.
+
+    Each thread keeps its connection for its whole life (FastAGI step threads, Event
+    Socket call threads). When the server restarts or the backend is terminated,
+    psycopg only notices on the next statement; without this, every later statement
+    on that thread would fail ("connection already closed") until the process
+    restarts. A statement (or BEGIN) that fails outside a transaction on a connection
+    that turns out dead is retried once on a fresh connection. Never inside a
+    transaction: a silent reconnect there would lose its writes, so that caller gets
+    the error (and hears the error prompt) and the transaction is rolled back.
+    """
+
+    def execute_sql(self, sql, params=None):  # type: ignore[no-untyped-def]
+        return self._recovering(super().execute_sql, sql, params)
+
+    def begin(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self._recovering(super().begin, *args, **kwargs)
+
+    def _recovering(self, run, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self.is_closed() and not self.in_transaction() and not self._usable():
+            self._drop("database connection found dead")
+        try:
+            return run(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if self.in_transaction() or self._usable():
+                raise
+            self._drop(f"database connection lost ({str(exc).strip()})")
+            return run(*args, **kwargs)
+
+    def _drop(self, why: str) -> None:
+        log.warning("%s; reconnecting", why)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection may fail
+            self._state.reset()
+
+    def _usable(self) -> bool:
+        if self.is_closed():
+            return True  # nothing to replace: the next statement connects
+        try:
+            conn = self._state.conn
+            return not getattr(conn, "closed", 0) and self.is_connection_usable()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to say so
+            return False
+
+
 def open_database(url: str) -> Database:
     """Connect to ``sqlite:///file`` or ``postgresql://…`` and bind the models to it."""
     if url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgresql", "postgres")):
-        db = connect(url.replace("postgresql://", "postgres://", 1))
+        params = parse(url)
+        if not params.get("database"):
+            raise ValueError("the PostgreSQL database URL names no database")
+        db = RecoveringPostgresqlDatabase(**params)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://…")
     database_proxy.initialize(db)

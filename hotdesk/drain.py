@@ -78,6 +78,54 @@ class MeasuredSender:
             metrics.NOTIFY_QUEUE_DELAY_SECONDS.observe(max(delay, 0.0))
 
 
+class RenderingSender:
+    """Writes the phone's files into ``[provisioning] render_dir`` right before its NOTIFY.
+
+    The NOTIFY is what makes the phone fetch, so this is the moment its files must
+    be current; every drain loop (agi, esl, worker) goes through here, so files are
+    written in one place. A template error is logged and the NOTIFY still goes: the
+    HTTP server renders live and falls back to the last good file.
+    """
+
+    def __init__(self, inner: NotifySender, config: Config) -> None:
+        self.inner = inner
+        self.config = config
+
+    def send(self, target: NotifyTarget) -> None:
+        if self.config.provisioning.render_dir:
+            self._render(target.outbox_id)
+        self.inner.send(target)
+
+    def _render(self, outbox_id: int) -> None:
+        from hotdesk import provisioning
+        from hotdesk.models import Device
+
+        row = (OutboxNotify.select(OutboxNotify.device).where(OutboxNotify.id == outbox_id)
+               .first())
+        device = Device.get_or_none(Device.id == row.device_id) if row is not None else None
+        if device is None:
+            return
+        try:
+            env = _environment(self.config.provisioning.templates_dir, self.config)
+            provisioning.write_device_files(env, device, self.config)
+        except (provisioning.TemplateError, OSError) as exc:
+            log.error("could not write the files of phone %s into render_dir: %s",
+                      device.mac, exc)
+
+
+_ENVIRONMENTS: dict[str, object] = {}
+
+
+def _environment(templates_dir: str, config: Config):  # type: ignore[no-untyped-def]
+    """One Jinja2 environment per template directory: templates compile once."""
+    from hotdesk import provisioning
+
+    env = _ENVIRONMENTS.get(templates_dir)
+    if env is None:
+        env = _ENVIRONMENTS[templates_dir] = provisioning.make_environment(config)
+    return env
+
+
 @dataclass
 class DrainTotals:
     rounds: int = 0
@@ -88,43 +136,87 @@ class DrainTotals:
 
 def drain_round(sender: NotifySender, config: Config, owner: str,
                 batch: int = 50) -> dict[str, int]:
-    """One ``drain_once`` with metrics; database errors propagate to the loop."""
-    counts = outbox.drain_once(MeasuredSender(sender), config.notify, owner, limit=batch)
+    """One ``drain_once`` with metrics and render_dir files; database errors propagate."""
+    counts = outbox.drain_once(MeasuredSender(RenderingSender(sender, config)), config.notify,
+                               owner, limit=batch)
     for result, n in counts.items():
         if n:
             metrics.NOTIFY_RESULTS.labels(result=result).inc(n)
     return counts
 
 
+class Drainer:
+    """Drain rounds for one loop, whatever runs the loop (a thread, an asyncio task).
+
+    A locked or restarted database is logged once when it starts failing and once
+    when it works again, never once per round; the broken connection is dropped in
+    the thread that owns it so the next round opens a fresh one.
+    """
+
+    def __init__(self, sender: NotifySender, config: Config, owner: str | None = None,
+                 batch: int = 50) -> None:
+        self.sender = sender
+        self.config = config
+        self.owner = owner or outbox.worker_id()
+        self.batch = batch
+        self.failing = False
+
+    def round(self) -> dict[str, int] | None:
+        """Counts by result, or None when the database failed (retry next round)."""
+        from hotdesk.models import database_proxy
+
+        try:
+            counts = drain_round(self.sender, self.config, self.owner, self.batch)
+        except (OperationalError, InterfaceError) as exc:
+            if not self.failing:
+                log.warning("outbox drain: database error, retrying every %gs: %s",
+                            self.config.notify.poll_seconds, exc)
+            self.failing = True
+            _reset_connection(database_proxy)
+            return None
+        if self.failing:
+            log.info("outbox drain works again")
+            self.failing = False
+        return counts
+
+    def busy(self, counts: dict[str, int]) -> bool:
+        """A full batch went out: run the next round at once."""
+        return sum(counts.values()) >= self.batch and not counts["switch_down"]
+
+
 def run_drain(sender: NotifySender, config: Config, stop_event: threading.Event,
               owner: str | None = None, batch: int = 50,
-              max_rounds: int | None = None) -> DrainTotals:
+              max_rounds: int | None = None,
+              wake: threading.Event | None = None) -> DrainTotals:
     """Drain until ``stop_event`` is set (or ``max_rounds``): bounded sleeps, never raises.
 
     A full batch is followed at once by the next round; otherwise the loop waits
-    ``[notify] poll_seconds``. A locked or restarted database is logged and retried
-    on the next round, so a flapping database never kills the process.
+    ``[notify] poll_seconds``, or until ``wake`` is set (a call queued a NOTIFY; the
+    caller sets ``wake`` too when it sets ``stop_event``). A locked or restarted
+    database is logged and retried on the next round.
     """
-    owner = owner or outbox.worker_id()
-    totals = DrainTotals()
     from hotdesk.models import database_proxy
 
-    while not stop_event.is_set() and (max_rounds is None or totals.rounds < max_rounds):
-        totals.rounds += 1
-        try:
-            counts = drain_round(sender, config, owner, batch)
-        except (OperationalError, InterfaceError) as exc:
-            totals.errors += 1
-            log.warning("outbox drain: database error, retrying in %.1fs: %s",
-                        config.notify.poll_seconds, exc)
-            _reset_connection(database_proxy)
-            stop_event.wait(config.notify.poll_seconds)
-            continue
-        for key, n in counts.items():
-            totals.counts[key] += n
-        busy = sum(counts.values()) >= batch and not counts["switch_down"]
-        if not busy:
-            stop_event.wait(config.notify.poll_seconds)
+    drainer = Drainer(sender, config, owner, batch)
+    totals = DrainTotals()
+    try:
+        while not stop_event.is_set() and (max_rounds is None or totals.rounds < max_rounds):
+            totals.rounds += 1
+            counts = drainer.round()
+            if counts is None:
+                totals.errors += 1
+            else:
+                for key, n in counts.items():
+                    totals.counts[key] += n
+                if drainer.busy(counts):
+                    continue
+            if wake is None:
+                stop_event.wait(config.notify.poll_seconds)
+            else:
+                wake.wait(config.notify.poll_seconds)
+                wake.clear()
+    finally:
+        _reset_connection(database_proxy)  # this thread's connection ends with the loop
     return totals
 
 

@@ -285,3 +285,9 @@ def set_tenant_policy(db: Database, tenant: Tenant, multiple_login: str,
                      multiple_login=multiple_login, max_login_minutes=max_login_minutes,
                      daily_logout_time=daily_logout_time)
     return Tenant.get_by_id(tenant.id)
+
+
+def registered_endpoint(device: Device) -> str:
+    """What the phone is registered as right now: the logged-in user, else its idle account."""
+    session = Session.get_or_none((Session.device == device) & Session.ended_at.is_null())
+    return session.user.sip_username if session else device.idle_sip_username

@@ -14,12 +14,14 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from peewee import PeeweeException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hotdesk.callflow import CallScript, Collect
 from hotdesk.config import parse_listen
-from hotdesk.models import LoginAttempt, Session, utcnow
+from hotdesk.models import AuditEvent, LoginAttempt, Session, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ CONFIG_FETCHES = Counter("hotdesk_config_fetches", "Provisioning files served, b
 SWITCH_CONNECTION = Gauge("hotdesk_switch_connection_up",
                           "1 while this process is connected to the switch (AMI/ESL)",
                           ["component"])
+CALLS = Counter("hotdesk_calls", "*70/*71 calls handled, by switch, feature and result",
+                ["switch", "feature", "result"])
 WORKER_ACTIONS = Counter("hotdesk_worker_actions", "Things the worker did, by action",
                          ["action"])
 
@@ -69,6 +73,66 @@ def record_notify_queued(reason: str) -> None:
     NOTIFY_QUEUED.labels(reason=reason).inc()
 
 
+def record_call_outcome(switch: str, feature: str, outcome: str, pin_failures: int = 0,
+                        lockout: bool = False) -> None:
+    """Count one finished call: the one place both switch adapters feed call metrics."""
+    CALLS.labels(switch=switch, feature=feature, result=str(outcome)).inc()
+    if feature == "login":
+        LOGINS.labels(result=str(outcome)).inc()
+    elif str(outcome) == "logged_out":
+        LOGOUTS.labels(reason="logout").inc()
+    if pin_failures:
+        PIN_FAILURES.inc(pin_failures)
+    if lockout:
+        LOCKOUTS.inc()
+
+
+def measured(script: CallScript, switch: str, feature: str, call_id: str = "") -> CallScript:
+    """Run ``script`` unchanged and record its outcome once it ends.
+
+    Wraps the call script rather than the adapters' runners, so both switches count
+    the same way. PIN failures: every PIN keyed goes to the service, and all but the
+    last one were wrong unless the call ended ``wrong_pin``. A lockout is read back
+    from the audit row the service wrote for this call.
+    """
+    keyed = 0
+    outcome = "error"
+    try:
+        action = next(script)
+        while True:
+            try:
+                value = yield action
+            except GeneratorExit:
+                script.close()  # abandoned (process stopping): not a call outcome
+                outcome = ""
+                raise
+            except BaseException as exc:  # CallerHungUp and friends go to the script
+                action = script.throw(exc)
+                continue
+            if isinstance(action, Collect) and (value or "").strip().rstrip("#"):
+                keyed += 1
+            action = script.send(value)
+    except StopIteration as stop:
+        outcome = str(stop.value)
+        return stop.value  # type: ignore[no-any-return]
+    finally:
+        if outcome:
+            failures = keyed if outcome == "wrong_pin" else max(keyed - 1, 0)
+            record_call_outcome(switch, feature, outcome, failures,
+                                bool(failures) and _locked_out(call_id))
+
+
+def _locked_out(call_id: str) -> bool:
+    if not call_id:
+        return False
+    try:
+        return AuditEvent.select().where((AuditEvent.action == "lockout")
+                                         & (AuditEvent.call_id == call_id)).exists()
+    except PeeweeException as exc:
+        log.warning("could not read the lockout of call %s: %s", call_id, exc)
+        return False
+
+
 def record_config_fetch(result: str) -> None:
     CONFIG_FETCHES.labels(result=result).inc()
 
@@ -80,12 +144,19 @@ def set_connection(component: str, up: bool) -> None:
 def serve_process_metrics(listen: str):  # type: ignore[no-untyped-def]
     """Start this process's own /metrics port when ``[metrics] listen`` is set.
 
-    Returns the HTTP server (``shutdown()`` stops it) or None when off.
+    Returns the HTTP server (``shutdown()`` stops it) or None when off or the port is taken.
     """
     if not listen:
         return None
     host, port = parse_listen(listen)
-    server, _thread = start_http_server(port, addr=host)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        # Several processes on one node (``hotdesk run``) share the config file: give
+        # each its own port (HOTDESK_METRICS_LISTEN); the process itself keeps working.
+        log.warning("process metrics not served: cannot listen on %s (%s); give each "
+                    "process its own [metrics] listen", listen, exc)
+        return None
     log.info("process metrics on http://%s:%d/metrics", host, server.server_port)
     return server
 

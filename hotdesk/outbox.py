@@ -53,8 +53,9 @@ def contact_uri_for(endpoint: str, address: str) -> str:
 
 
 def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
-            now: datetime | None = None) -> OutboxNotify:
-    """Queue a check-sync for ``device``, addressed to the registration it has right now."""
+            now: datetime | None = None, delay_seconds: float = 0.0) -> OutboxNotify:
+    """Queue a check-sync for ``device``, addressed to the registration it has right now,
+    due after ``delay_seconds``."""
     now = now or utcnow()
     # Earlier pending rows for the phone stay: each targets the registration the phone
     # had then, and an extra check-sync costs the phone one fetch.
@@ -62,7 +63,7 @@ def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
         tenant=tenant, device=device, switch=switch, endpoint=endpoint,
         domain=tenant.sip_domain, contact_uri=contact_uri_for(endpoint, device.last_address),
         event=get_vendor(device.vendor).notify_event, config_version=device.config_version,
-        next_attempt_at=now, created_at=now,
+        next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now,
     )
 
 

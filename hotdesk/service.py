@@ -17,7 +17,7 @@ from peewee import Database
 
 from hotdesk import audit, outbox
 from hotdesk.config import Config
-from hotdesk.db import for_update, write_transaction
+from hotdesk.db import for_update, is_sqlite, write_transaction
 from hotdesk.hashing import verify_pin
 from hotdesk.models import Device, LoginAttempt, Session, Tenant, User, utcnow
 
@@ -200,6 +200,12 @@ class HotdeskService:
         """Check the PIN and, if right, make ``device`` the user's phone."""
         verifier = pin_verifier or _hash_verifier
         actor = f"caller:{extension}"
+        # The PIN is checked before the write lock: argon2 (or a directory look-up over
+        # the Event Socket) must not hold up every other login of the tenant. The lock
+        # then decides with that answer, so the lockout count stays exact under races.
+        seen = (User.select(User, Device.id).join(Device, on=(Device.tenant == User.tenant))
+                .where((Device.id == device_id) & (User.extension == extension)).first())
+        pin_ok = bool(seen and seen.hotdesk_enabled and verifier(seen, pin))
         with write_transaction(self.db):
             device = self._lock_device(device_id)
             if device is None:
@@ -210,6 +216,8 @@ class HotdeskService:
                 return Outcome.UNKNOWN_EXTENSION
             if not user.hotdesk_enabled:
                 return Outcome.NOT_ENABLED
+            if seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
+                pin_ok = verifier(user, pin)  # the PIN changed meanwhile: check again
             policy = self.policy_for(tenant, user)
             now = self.clock()
             until = self.locked_until(user, policy)
@@ -218,7 +226,7 @@ class HotdeskService:
                 audit.record("login_refused_locked", tenant=tenant, actor=actor, device=device,
                              user=user, call_id=ctx.call_id, locked_until=until.isoformat())
                 return Outcome.LOCKED
-            if not verifier(user, pin):
+            if not pin_ok:
                 self._attempt(tenant, user, device, extension, "wrong_pin", ctx)
                 audit.record("pin_failed", tenant=tenant, actor=actor, device=device,
                              user=user, call_id=ctx.call_id, source=ctx.source)
@@ -231,9 +239,12 @@ class HotdeskService:
                                 extension, until.isoformat(timespec="seconds"),
                                 policy.lockout_failures)
                 return Outcome.WRONG_PIN
-            others = list(Session.select().where((Session.user == user)
-                                                 & Session.ended_at.is_null()
-                                                 & (Session.device != device)))
+            # The user's sessions elsewhere and whoever is on this phone, in one query.
+            active = list(Session.select(Session, User).join(User)
+                          .where(Session.ended_at.is_null()
+                                 & ((Session.user == user) | (Session.device == device))))
+            others = [s for s in active if s.user_id == user.id and s.device_id != device.id]
+            current = next((s for s in active if s.device_id == device.id), None)
             if others and policy.multiple_login == "deny":
                 self._attempt(tenant, user, device, extension, "already_logged_in", ctx)
                 audit.record("login_denied_elsewhere", tenant=tenant, actor=actor,
@@ -243,23 +254,24 @@ class HotdeskService:
             if policy.multiple_login == "auto_logout":
                 for other in others:
                     self._end_session(other, "moved", actor, ctx.call_id, now)
-            current = Session.get_or_none((Session.device == device)
-                                          & Session.ended_at.is_null())
             # What the phone is registered as right now: the NOTIFY must reach that.
             endpoint = current.user.sip_username if current else device.idle_sip_username
+            replaced = None
             if current is not None:
-                reason = "relogin" if current.user_id == user.id else "replaced"
-                self._close(current, reason, actor, ctx.call_id, now)
+                replaced = current.user.extension if current.user_id != user.id else None
+                self._close(current, "replaced" if replaced else "relogin", actor,
+                            ctx.call_id, now)
             expires = (now + timedelta(minutes=policy.max_login_minutes)
                        if policy.max_login_minutes > 0 else None)
             session = Session.create(tenant=tenant, device=device, user=user, started_at=now,
                                      expires_at=expires, call_id=ctx.call_id)
             self._attempt(tenant, user, device, extension, "ok", ctx)
-            self._reprovision(device, tenant, endpoint, now)
+            # The calling phone gets its NOTIFY once the confirmation prompt has played.
+            self._reprovision(device, tenant, endpoint, now,
+                              delay=self.config.notify.call_grace_seconds)
             audit.record("login", tenant=tenant, actor=actor, device=device, user=user,
                          call_id=ctx.call_id, session=session.id, source=ctx.source,
-                         replaced=current.user.extension if current and reason == "replaced"
-                         else None)
+                         replaced=replaced)
         log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension, device.mac,
                  device.display_name or device.idle_extension)
         return Outcome.LOGGED_IN
@@ -279,7 +291,9 @@ class HotdeskService:
                                           & Session.ended_at.is_null())
             if current is None or (session_id is not None and current.id != session_id):
                 return Outcome.NOT_LOGGED_IN
-            self._end_session(current, reason, actor, call_id, self.clock())
+            # *71 from the phone itself: NOTIFY once the caller has heard the prompt.
+            delay = self.config.notify.call_grace_seconds if reason == "logout" else 0.0
+            self._end_session(current, reason, actor, call_id, self.clock(), delay=delay)
         log.info("device %s logged out (%s by %s)", device.mac, reason, actor)
         return Outcome.LOGGED_OUT
 
@@ -306,22 +320,25 @@ class HotdeskService:
     # -- helpers ----------------------------------------------------------------------
 
     def _lock_device(self, device_id: int) -> Device | None:
-        """Load the device and serialise with every other change in its tenant.
+        """Load the device and its tenant, serialised with every other change in the tenant.
 
-        PostgreSQL: the tenant row is locked FOR UPDATE, the same role BEGIN IMMEDIATE
-        plays on SQLite, so concurrent logins in one tenant are decided one at a time.
+        SQLite: the surrounding BEGIN IMMEDIATE already holds the database's write lock.
+        PostgreSQL: the tenant row is locked FOR UPDATE, so concurrent logins in one
+        tenant are decided one at a time.
         """
-        device = Device.get_or_none(Device.id == device_id)
+        device = (Device.select(Device, Tenant).join(Tenant)
+                  .where(Device.id == device_id).first())
         if device is None:
             return None
-        for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
+        if not is_sqlite(self.db):
+            for_update(Tenant.select(Tenant.id).where(Tenant.id == device.tenant_id)).get()
         return device
 
     def _end_session(self, session: Session, reason: str, actor: str, call_id: str,
-                     now: datetime) -> None:
+                     now: datetime, delay: float = 0.0) -> None:
         device = session.device
         self._close(session, reason, actor, call_id, now)
-        self._reprovision(device, device.tenant, session.user.sip_username, now)
+        self._reprovision(device, device.tenant, session.user.sip_username, now, delay=delay)
 
     def _close(self, session: Session, reason: str, actor: str, call_id: str,
                now: datetime) -> None:
@@ -330,12 +347,13 @@ class HotdeskService:
                      user=session.user_id, call_id=call_id, reason=reason, session=session.id)
 
     def _reprovision(self, device: Device, tenant: Tenant, endpoint: str, now: datetime,
-                     bump: bool = True) -> None:
+                     bump: bool = True, delay: float = 0.0) -> None:
         if bump:
             Device.update(config_version=Device.config_version + 1).where(
                 Device.id == device.id).execute()
             device.config_version += 1
-        outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now)
+        outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now,
+                       delay_seconds=delay)
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
                  ctx: CallContext) -> None:

@@ -55,6 +55,8 @@ class AmiClient:
         self.connected = asyncio.Event()
         self.state = "starting"
         self.on_connected: Callable[[], None] = lambda: None
+        # Told (up, detail) on every state change: the heartbeat of this connection.
+        self.on_state: Callable[[bool, str], None] = lambda up, detail: None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._ids = itertools.count(1)
@@ -76,17 +78,19 @@ class AmiClient:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def _set_state(self, state: str, message: str, level: int = logging.INFO) -> None:
+    def _set_state(self, state: str, message: str, level: int = logging.INFO,
+                   detail: str = "") -> None:
         if state != self.state:
             self.state = state
             log.log(level, message)
+            self.on_state(state == "connected",
+                          detail or message.removeprefix(f"AMI {self.address} "))
 
     async def _run(self) -> None:
         delay = self.min_backoff
         while not self._closing:
             try:
                 await self._session()
-                delay = self.min_backoff  # was connected: start the backoff again
             except AmiError as exc:
                 self._set_state("refused", f"AMI {self.address} refused login: {exc}; retrying",
                                 logging.ERROR)
@@ -96,8 +100,14 @@ class AmiClient:
                     message = f"AMI {self.address} connection lost ({exc or 'closed'}), retrying"
                 else:
                     message = f"AMI {self.address} unreachable, retrying"
-                self._set_state("down", message, logging.WARNING)
+                self._set_state("down", message, logging.WARNING,
+                                f"{type(exc).__name__}: {exc}" if str(exc) else
+                                type(exc).__name__)
             finally:
+                if self.connected.is_set():
+                    # A session that got logged in ends with an exception too (the
+                    # socket closed): reconnect quickly, the backoff starts over.
+                    delay = self.min_backoff
                 self.connected.clear()
                 self._writer = None
                 for fut in self._pending.values():

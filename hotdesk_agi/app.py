@@ -9,7 +9,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from hotdesk.config import parse_listen
-from hotdesk.outbox import drain_once, worker_id
+from hotdesk.drain import Drainer
+from hotdesk.health import ConnectionReporter
 from hotdesk.runtime import Runtime
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from hotdesk_agi.server import AgiServer
@@ -21,27 +22,20 @@ async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
                      stop: asyncio.Event, executor: Executor | None = None) -> None:
     """Send due outbox rows whenever woken (a call changed something, AMI came back)
     or every ``[notify] poll_seconds``. While AMI is down nothing is claimed, so rows
-    stay pending with no attempt used, and go out after the reconnect."""
-    sender = AmiNotifySender(client, asyncio.get_running_loop())
-    owner = worker_id()
-    policy = runtime.config.notify
+    stay pending with no attempt used, and go out after the reconnect. The rounds
+    themselves are the core's (:class:`hotdesk.drain.Drainer`), run in a DB thread."""
+    drainer = Drainer(AmiNotifySender(client, asyncio.get_running_loop()), runtime.config)
+    loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await asyncio.wait_for(wake.wait(), policy.poll_seconds)
+            await asyncio.wait_for(wake.wait(), runtime.config.notify.poll_seconds)
         except TimeoutError:
             pass
         wake.clear()
-        if not client.connected.is_set():
-            continue
-        try:
-            while True:
-                counts = await asyncio.get_running_loop().run_in_executor(
-                    executor, drain_once, sender, policy, owner)
-                if sum(counts.values()) < 50 or counts["switch_down"]:
-                    break
-        except Exception:
-            # A locked or unreachable database: log it, the rows wait for the next round.
-            log.exception("NOTIFY outbox drain failed; retrying in %g s", policy.poll_seconds)
+        while client.connected.is_set() and not stop.is_set():
+            counts = await loop.run_in_executor(executor, drainer.round)
+            if counts is None or not drainer.busy(counts):
+                break
 
 
 @dataclass
@@ -52,6 +46,7 @@ class AgiApp:
     wake: asyncio.Event
     stop: asyncio.Event
     tasks: list[asyncio.Task[None]]
+    health: ConnectionReporter | None = None
 
     async def close(self) -> None:
         self.stop.set()
@@ -62,6 +57,8 @@ class AgiApp:
         await self.server.close()
         if self.client is not None:
             await self.client.close()
+        if self.health is not None:
+            await asyncio.to_thread(self.health.stop)
 
 
 async def start_app(runtime: Runtime, listen: str | None = None,
@@ -73,17 +70,21 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     host, port = parse_listen(listen or runtime.config.agi.listen)
     address = await server.start(host, port)
     client = None
+    health = None
     tasks: list[asyncio.Task[None]] = []
     if runtime.config.switch.type == "asterisk":
         client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
+        health = ConnectionReporter("ami", client.address, node=runtime.config.metrics.node)
+        health.start()
         client.on_connected = wake.set
+        client.on_state = health.set
         client.start()
         tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop,
                                                     server.executor)))
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks)
+    return AgiApp(server, client, address, wake, stop, tasks, health)
 
 
 async def serve_forever(runtime: Runtime) -> None:

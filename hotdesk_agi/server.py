@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
+from hotdesk import metrics
 from hotdesk.callflow import SetVar
 from hotdesk.logctx import call_context
 from hotdesk.runtime import Runtime
@@ -102,6 +103,8 @@ class AgiServer:
                 log.info("FastAGI %s from %s: args %s, channel %s", request.script,
                          request.arg(2) or peer, request.args, env.get("agi_channel", ""))
                 script = handler(self.runtime, request)
+            feature = request.script if handler is not None else "unknown"
+            script = metrics.measured(script, "asterisk", feature, request.call_id)
             session = AgiSession(lines, writer, cfg.command_timeout)
             step = thread_runner(self.executor)
 

@@ -10,20 +10,15 @@ import asyncio
 from collections.abc import Callable
 
 from hotdesk.config import Config, parse_listen
-from hotdesk.models import Device, Session
+from hotdesk.inventory import registered_endpoint
+from hotdesk.models import Device
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, Transcript, place_call
-
-
-def calling_endpoint(device: Device) -> str:
-    """What the phone is registered as right now."""
-    session = Session.get_or_none((Session.device == device) & Session.ended_at.is_null())
-    return session.user.sip_username if session else device.idle_sip_username
 
 
 def simulate(config: Config, device: Device, feature: str, extension: str = "",
              pin: str = "", source: str = "",
              echo: Callable[[str], None] = print) -> Transcript:
-    endpoint = calling_endpoint(device)
+    endpoint = registered_endpoint(device)
     source = source or device.last_address or "127.0.0.1:5060"
     dialed = f"*70{extension}" if feature == "login" else "*71"
     setup = CallSetup(script=feature, args=[extension, source, endpoint], endpoint=endpoint,

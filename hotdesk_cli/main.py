@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "hotdesk_cli.rps_commands",
     "hotdesk_cli.agi_commands",
     "hotdesk_cli.esl_commands",
+    "hotdesk_cli.simulate_commands",
 ]
 
 

@@ -51,8 +51,23 @@ def test_hotdesk_esl_process_with_simulate(config, runtime, alice, desk):
         assert dict(got[0])["event-string"] == "check-sync;reboot=false"
         runtime.db.close()
         assert Session.select().where(Session.ended_at.is_null()).count() == 1
-        assert simulate(("127.0.0.1", port), "logout", "101", domain="default",
-                        echo=lines.append) == "logged_out"
+        # The one ``hotdesk simulate`` command, FreeSWITCH flavour: the phone now calls as 101.
+        out = subprocess.run(
+            [sys.executable, "-m", "hotdesk_cli", "simulate", "logout", "--switch", "freeswitch",
+             "--device", "00:15:65:12:34:ab"], env=env, capture_output=True, text=True,
+            timeout=30)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"at 127.0.0.1:{port} as 101" in out.stdout
+        assert "HOTDESK_RESULT=logged_out" in out.stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "hotdesk_cli", "simulate", "login", "--switch", "freeswitch",
+             "--device", "00:15:65:12:34:ab", "--extension", "101", "--pin", "11111"],
+            env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert "HOTDESK_RESULT=wrong_pin" in out.stdout
+        assert "11111" not in out.stdout + out.stderr  # keyed PINs are never echoed
+        runtime.db.close()
+        assert Session.select().where(Session.ended_at.is_null()).count() == 0
     finally:
         proc.terminate()
         try:

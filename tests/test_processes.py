@@ -22,7 +22,7 @@ from .conftest import REPO
 def child_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOTDESK_")}
     env.update(HOTDESK_DATABASE_URL=database_url, HOTDESK_LOG_LEVEL="INFO",
-               PYTHONPATH=str(REPO), **extra)
+               HOTDESK_NOTIFY_CALL_GRACE_SECONDS="0", PYTHONPATH=str(REPO), **extra)
     return env
 
 

@@ -120,3 +120,21 @@ def test_database_refuses_two_active_sessions_on_one_device(runtime, alice, bob,
     Session.create(tenant=desk.tenant, device=desk, user=alice)
     with pytest.raises(IntegrityError), runtime.db.atomic():
         Session.create(tenant=desk.tenant, device=desk, user=bob)
+
+
+def test_notify_of_the_calling_phone_waits_for_the_confirmation_prompt(runtime, alice, desk,
+                                                                      desk2):
+    cfg = dataclasses.replace(runtime.config, notify=dataclasses.replace(
+        runtime.config.notify, call_grace_seconds=2.0))
+    now = runtime.service.clock()
+    svc = HotdeskService(runtime.db, cfg, clock=lambda: now)
+    svc.login(desk.id, "101", "1234", ctx())
+    svc.login(desk2.id, "101", "1234", ctx("8002"))
+    rows = {(r.device_id, r.endpoint): r.next_attempt_at for r in OutboxNotify.select()}
+    # The phones the caller is on wait out the prompt; the phone logged out elsewhere
+    # (nobody on a call there) is told at once.
+    assert rows[(desk.id, "8001")] == now + timedelta(seconds=2)
+    assert rows[(desk2.id, "8002")] == now + timedelta(seconds=2)
+    assert rows[(desk.id, "101")] == now
+    svc.logout(desk2.id, reason="admin")
+    assert OutboxNotify.select().order_by(OutboxNotify.id.desc()).get().next_attempt_at == now

@@ -29,7 +29,7 @@ def after_phone_saved(rt: Runtime, device: Device, actor: str) -> list[Step]:
         r = integrations.push_provisioning_url(rt.config, device)
         steps.append(Step("pnp", r.ok, r.message))
     if device.method == "rps" or device.rps_enabled:
-        r = integrations.save_to_rps(rt.config, device)
+        r = integrations.save_to_rps(rt.config, device, actor)
         steps.append(Step("rps", r.ok, r.message))
     return steps
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, abort, jsonify, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
@@ -62,6 +62,15 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.bp_docs)
     pages.install_template_helpers(app)
+
+    @app.before_request
+    def refuse_nul_characters() -> None:
+        """A NUL in a query or form value is invalid input (400): PostgreSQL text cannot
+        hold one, and the driver would raise deep inside a query (a 500)."""
+        for values in (request.args, request.form):
+            for key, value in values.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    abort(400, f"{key.replace(chr(0), '')!r}: NUL characters are not allowed")
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]

@@ -124,7 +124,7 @@ def delete(device_id: int) -> Response:
     device = scoped_or_404(Device, device_id)
     rt = runtime()
     if device.rps_enabled or device.method == "rps":
-        r = integrations.remove_from_rps(rt.config, device)
+        r = integrations.remove_from_rps(rt.config, device, actor())
         flash(r.message, {True: "success", False: "warning", None: "secondary"}[r.ok])
     inventory.delete_device(rt.db, rt.service, device, actor=actor())
     flash(f"Phone {device.display_name or device.idle_extension} deleted.", "success")

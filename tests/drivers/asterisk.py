@@ -51,7 +51,7 @@ def driver_runtime(runtime: Runtime, ami_port: int, secret: str = AMI_SECRET) ->
         ami=dataclasses.replace(cfg.ami, host="127.0.0.1", port=ami_port, username=AMI_USER,
                                 secret=secret, reconnect_max_seconds=0.3),
         policy=dataclasses.replace(cfg.policy, pin_timeout_ms=100),
-        notify=dataclasses.replace(cfg.notify, poll_seconds=0.2),
+        notify=dataclasses.replace(cfg.notify, poll_seconds=0.2, call_grace_seconds=0.0),
         switch=dataclasses.replace(cfg.switch, type="asterisk"),
         prompts_asterisk=unique_prompts(cfg.prompts_asterisk),
     )
@@ -105,6 +105,18 @@ class Driver:
                 prompts.append(self.sounds.get(words[2], words[2]))
         return CallRecord(result=transcript.variables.get("HOTDESK_RESULT"), prompts=prompts,
                           hung_up=transcript.closed_by_server, commands=transcript.commands)
+
+    def stop_switch_control(self) -> None:
+        """Asterisk's AMI goes away without a word (listener closed, sessions dropped)."""
+        self.loop.run(self.ami.stop())
+
+    def start_switch_control(self) -> None:
+        """AMI is back on the same port; the client reconnects on its own."""
+        self.loop.run(self.ami.start(port=self.ami.port))
+
+    def control_connected(self) -> bool:
+        client = self.app.client
+        return client is not None and client.connected.is_set()
 
     def notifies(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
         deadline = time.monotonic() + timeout

@@ -34,7 +34,8 @@ def driver_config(config: Config, inbound: tuple[str, int], **esl: str) -> Confi
         switch=SwitchConfig(type="freeswitch"),
         esl=dataclasses.replace(EslConfig(), listen="127.0.0.1:0", host=inbound[0],
                                 port=inbound[1], reconnect_max_seconds=0.5, **esl),
-        notify=dataclasses.replace(NotifyConfig(), poll_seconds=0.05, backoff_seconds=0.05,
+        notify=dataclasses.replace(NotifyConfig(), poll_seconds=0.05, call_grace_seconds=0.0,
+                                   backoff_seconds=0.05,
                                    backoff_max_seconds=0.2),
         policy=dataclasses.replace(config.policy, pin_timeout_ms=200)
         if isinstance(config.policy, PolicyConfig) else config.policy,
@@ -80,6 +81,17 @@ class Driver:
         hung_up = ("exit" in sent or any(app == "hangup" for app, _ in call.executed())
                    or call.spec.hangup_at == "disconnect")
         return CallRecord(result=result, prompts=prompts, hung_up=hung_up)
+
+    def stop_switch_control(self) -> None:
+        """FreeSWITCH's inbound event socket goes away (listener closed, sessions dropped)."""
+        self.fake.stop()
+
+    def start_switch_control(self) -> None:
+        """The event socket is back on the same port; the client reconnects on its own."""
+        self.fake.start()
+
+    def control_connected(self) -> bool:
+        return self.service.inbound.connected
 
     def notifies(self, count: int, timeout: float = 5.0) -> list[tuple[str, str, str]]:
         out = []

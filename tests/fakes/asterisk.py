@@ -128,12 +128,15 @@ class FakeAMI:
             await asyncio.sleep(0.01)
 
     async def shutdown(self) -> None:
-        """``core stop now``: Event: Shutdown to every logged-in connection, then close."""
+        """``core stop now``: Event: Shutdown to connections that asked for events (a real
+        Asterisk sends nothing to a session logged in with ``Events: off``), then close."""
         for conn in list(self._authed):
             w = self._writers.get(conn)
             if w is not None:
-                self._write(conn, self._event("Shutdown", "system,all",
-                                              [("Shutdown", "Cleanly"), ("Restart", "False")]))
+                if conn in self._events_on:
+                    self._write(conn, self._event("Shutdown", "system,all",
+                                                  [("Shutdown", "Cleanly"),
+                                                   ("Restart", "False")]))
                 w.close()
         await self.stop()
 

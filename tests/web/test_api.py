@@ -69,3 +69,11 @@ def test_notify_push_reports_each_phone(runtime, app, sysadmin, desk, desk2):
     status = client.get(f"/api/v1/notify?ids={ids}", headers=headers).json["notifies"]
     assert [n["result"] for n in status] == ["queued", "queued"]
     assert client.post("/api/v1/notify", json={}, headers=headers).status_code == 400
+
+
+def test_nul_in_a_query_value_is_400_not_500(runtime, app, sysadmin, root_client):
+    client, headers = app.test_client(), bearer(runtime, sysadmin)
+    response = client.get("/api/v1/audit?action=%00&user=101", headers=headers)
+    assert response.status_code == 400 and "NUL" in response.json["error"]
+    assert root_client.get("/audit?action=a%00b").status_code == 400
+    assert client.get("/api/v1/audit?action=login", headers=headers).status_code == 200
