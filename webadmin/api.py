@@ -213,7 +213,7 @@ def phones_notify(phone_id: int) -> Response:
 @bp.get("/users")
 def users_list() -> Response:
     query = reports.scoped(User.select(), User, scope()).order_by(User.id)
-    q = request.args.get("q", "").replace("\x00", "").strip()[:64]  # no NUL in PostgreSQL
+    q = request.args.get("q", "").strip()[:64]
     if q:
         query = query.where(User.extension.contains(q) | User.display_name.contains(q))
     return jsonify(users=[user_json(u) for u in query])

@@ -44,7 +44,7 @@ def logged_in_map(users: list[User]) -> dict[int, list[Session]]:
 @bp.get("")
 @login_required
 def index() -> str:
-    q = request.args.get("q", "").replace("\x00", "").strip()[:64]  # no NUL in PostgreSQL
+    q = request.args.get("q", "").strip()[:64]
     query = reports.scoped(User.select(), User, scope()).order_by(User.extension)
     if q:
         like = f"%{q}%"
