@@ -290,7 +290,7 @@ _PROMPT_SECTIONS = {
 def parse_listen(value: str) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port`` too) into a host and an int port."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"listen address {value!r} must be HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -328,6 +328,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except configparser.Error as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
         values = {s: dict(parser.items(s)) for s in parser.sections()}
     return _build(values, environ, source=str(path or "defaults"))
 
@@ -427,7 +429,7 @@ def _validate_daily_logout(policy: PolicyConfig) -> None:
 def parse_hhmm(value: str) -> tuple[int, int] | None:
     """``"23:30"`` -> (23, 30); None when it is not a valid time of day."""
     hh, sep, mm = value.strip().partition(":")
-    if not sep or not (hh.isdigit() and mm.isdigit()) or len(mm) != 2:
+    if not sep or not (hh + mm).isascii() or not (hh.isdigit() and mm.isdigit()) or len(mm) != 2:
         return None
     h, m = int(hh), int(mm)
     return (h, m) if 0 <= h < 24 and 0 <= m < 60 else None

@@ -17,7 +17,6 @@ off its loop.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -117,7 +116,7 @@ def check_basic(config: Config, mac: str, token: str, header: str) -> bool:
         return False
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, non-ASCII header text, UnicodeDecodeError
         return False
     # rpartition: a MAC user name may contain colons, the token never does
     username, sep, password = decoded.rpartition(":")
@@ -136,9 +135,9 @@ def make_nonce(key: bytes, now: float) -> str:
 
 def nonce_fresh(key: bytes, nonce: str, now: float) -> bool:
     stamp, _, _sig = nonce.partition(".")
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):  # int() would also take "²" or "٣"
         return False
-    return (hmac.compare_digest(make_nonce(key, int(stamp)), nonce)
+    return (hmac.compare_digest(make_nonce(key, int(stamp)).encode(), nonce.encode())
             and 0 <= now - int(stamp) <= NONCE_SECONDS)
 
 
@@ -167,7 +166,8 @@ def check_digest(config: Config, mac: str, token: str, header: str, method: str,
         expected = _md5(f"{ha1}:{params['nonce']}:{params['nc']}:{params['cnonce']}:auth:{ha2}")
     else:
         expected = _md5(f"{ha1}:{params['nonce']}:{ha2}")
-    return hmac.compare_digest(expected, params["response"].lower())
+    # bytes: compare_digest refuses non-ASCII str, and the header is the client's text
+    return hmac.compare_digest(expected.encode(), params["response"].lower().encode())
 
 
 def new_address(previous: str, source_ip: str) -> str:

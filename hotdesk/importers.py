@@ -134,7 +134,8 @@ def parse_pjsip(text: str) -> ParseResult:
         for parent in section["inherits"]:
             if parent not in templates:
                 result.problems.append(Problem(section["line"],
-                                               f"[{name}] inherits unknown template {parent!r}"))
+                                               f"[{name[:40]}] inherits unknown template "
+                                               f"{parent[:40]!r}"))
         if options.get("type") != "endpoint":
             continue
         display, number = "", ""
@@ -144,16 +145,16 @@ def parse_pjsip(text: str) -> ParseResult:
                 display, number = cid.group(1).strip(), (cid.group(2) or "").strip()
         extension = name if _EXTENSION.match(name) else number
         if not _EXTENSION.match(extension or ""):
-            result.problems.append(Problem(section["line"], f"endpoint [{name}] has no numeric "
-                                           "extension (name or callerid number)"))
+            result.problems.append(Problem(section["line"], f"endpoint [{name[:40]}] has no "
+                                           "numeric extension (name or callerid number)"))
             continue
         username, password = name, ""
         auth_name = options.get("auth", "").split(",")[0].strip()
         if auth_name:
             auth = auths.get(auth_name)
             if auth is None:
-                result.problems.append(Problem(section["line"], f"endpoint [{name}] uses "
-                                               f"unknown auth [{auth_name}]"))
+                result.problems.append(Problem(section["line"], f"endpoint [{name[:40]}] "
+                                               f"uses unknown auth [{auth_name[:40]}]"))
             else:
                 username = auth.get("username", name) or name
                 password = auth.get("password", "")

@@ -51,7 +51,7 @@ def _check_extension(value: str, field: str = "extension") -> str:
 
 
 def _check_sip_user(value: str) -> str:
-    if not _SIP_USER.match(value or ""):
+    if not _SIP_USER.fullmatch(value or ""):  # match() lets "$" accept a trailing newline
         raise InventoryError(f"SIP username {value!r} may use letters, digits and _ . + -")
     return value
 

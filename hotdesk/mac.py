@@ -22,13 +22,13 @@ def normalise_mac(value: str) -> str:
         raise InvalidMac("MAC address must be text")
     raw = value.strip()
     compact = _SEPARATORS.sub("", raw).lower()
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
     if not _HEX12.match(compact):
-        shown = raw if len(raw) <= 40 else raw[:40] + "…"
         raise InvalidMac(
             f"{shown!r} is not a MAC address: expected 12 hex digits such as 00:15:65:12:34:AB"
         )
     if compact == "000000000000" or int(compact[1], 16) & 1:
-        raise InvalidMac(f"{raw!r} is a multicast or all-zero address, not a phone's MAC")
+        raise InvalidMac(f"{shown!r} is a multicast or all-zero address, not a phone's MAC")
     return compact
 
 

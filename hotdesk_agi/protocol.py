@@ -46,7 +46,7 @@ class Reply:
         return self.data == "timeout"
 
 
-_REPLY = re.compile(r"^(\d{3})(?: result=(\S*)(?: \((.*)\))?(?: ?(.*))?)?")
+_REPLY = re.compile(r"^([0-9]{3})(?: result=(\S*)(?: \((.*)\))?(?: ?(.*))?)?")
 
 
 def parse_reply_line(line: str) -> Reply:
