@@ -2,7 +2,7 @@
 
 Adapters wrap each call in ``with call_context(call_id):``; the logging filter installed
 by ``install()`` adds ``call_id`` to every record (``-`` outside a call). A contextvar
-follows asyncio tasks and gevent greenlets alike.
+follows asyncio tasks; a thread serving one call sets its own.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``hotdesk run``: every hotdesk service in one command, each in its own process.
 
-Separate processes keep asyncio (FastAGI), gevent (Event Socket) and the WSGI server
+Separate processes keep asyncio (FastAGI), the Event Socket threads and the WSGI server
 apart, and are what a multi-node deployment runs anyway. A child that dies is
 restarted with backoff; SIGINT/SIGTERM stop them all.
 """
