@@ -138,7 +138,9 @@ async def bench(args: argparse.Namespace) -> None:
     agi_port, raw_port = free_port(), free_port()
     env = dict(os.environ, HOTDESK_DATABASE_URL=url, HOTDESK_AGI_LISTEN=f"127.0.0.1:{agi_port}",
                HOTDESK_AMI_PORT=str(ami_port), HOTDESK_AMI_SECRET="hotdesk-secret",
-               HOTDESK_LOG_LEVEL="WARNING", HOTDESK_SWITCH_TYPE="asterisk")
+               HOTDESK_LOG_LEVEL="WARNING", HOTDESK_SWITCH_TYPE="asterisk",
+               # measure the pipeline, not the deliberate wait for the confirmation prompt
+               HOTDESK_NOTIFY_CALL_GRACE_SECONDS="0")
     hot = subprocess.Popen([sys.executable, "-m", "hotdesk_cli", "agi"], env=env, cwd=ROOT,
                            stderr=subprocess.PIPE, text=True)
     raw = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(raw_port)],

@@ -7,6 +7,7 @@ a database dump never yields a usable token, and look-up stays a single indexed 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import threading
@@ -61,12 +62,16 @@ def check_password(username: str, password: str) -> Admin | None:
     """The admin if the password matches; verifies a dummy hash otherwise (same timing)."""
     admin = Admin.get_or_none(Admin.username == (username or "").strip())
     if admin is None:
-        verify_password(_DUMMY_HASH, password or "")
+        verify_password(_dummy_hash(), password or "")
         return None
     return admin if verify_password(admin.password_hash, password or "") else None
 
 
-_DUMMY_HASH = hash_password(secrets.token_hex(16))
+@functools.cache
+def _dummy_hash() -> str:
+    # Made on first use, not at import: argon2 takes 64 MiB for a moment, and every
+    # hotdesk process (FastAGI, Event Socket, worker) imports this module.
+    return hash_password(secrets.token_hex(16))
 
 
 def _digest(token: str) -> str:
