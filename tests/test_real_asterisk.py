@@ -9,6 +9,14 @@ The test registers a SIPp phone as that endpoint, sends check-sync through hotde
 sender in both forms (Endpoint and contact URI) and checks the phone really received
 them: PJSIPNotify answers Success even when nothing is sent, so that alone proves nothing.
 The URI form needs ``default_outbound_endpoint`` in pjsip.conf.
+
+Full calls (``*70``, ``*71``, a wrong PIN) through the switch's dialplan to a real
+``hotdesk agi`` process on a throw-away database also need:
+
+    HOTDESK_TEST_ASTERISK_USER=extension:password   a hot-desk user's PJSIP endpoint (101)
+    HOTDESK_TEST_AGI_LISTEN=host:port               where the dialplan's AGI() connects
+                                                    (default 127.0.0.1:4573; must be free)
+    HOTDESK_TEST_ASTERISK_DTMF=info|rfc2833         the phone endpoint's dtmf_mode (info)
 """
 
 from __future__ import annotations
@@ -24,8 +32,10 @@ from pathlib import Path
 import pytest
 
 from hotdesk.config import AmiConfig
+from hotdesk.models import LoginAttempt, Session
 from hotdesk.outbox import NotifyError, NotifyTarget
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
+from tests import realswitch
 
 AMI = os.environ.get("HOTDESK_TEST_AMI", "")
 SIP = os.environ.get("HOTDESK_TEST_ASTERISK_SIP", "")
@@ -95,3 +105,94 @@ def test_unknown_endpoint_is_a_notify_error():
             await sender.send_async(NotifyTarget(1, "hotdesk-no-such-endpoint", "", "",
                                                  "check-sync"))
     asyncio.run(with_sender(run))
+
+
+# --- full calls through the dialplan to a real ``hotdesk agi`` -------------------------------
+
+USER = os.environ.get("HOTDESK_TEST_ASTERISK_USER", "")
+AGI_LISTEN = os.environ.get("HOTDESK_TEST_AGI_LISTEN", "127.0.0.1:4573")
+DTMF = os.environ.get("HOTDESK_TEST_ASTERISK_DTMF", "info")
+needs_user = pytest.mark.skipif(
+    not USER, reason="set HOTDESK_TEST_ASTERISK_USER=extension:password (a hot-desk user's "
+                     "endpoint) for the full-call tests against a real Asterisk")
+
+
+@pytest.fixture
+def agi(database_url, tmp_path):
+    """``hotdesk agi`` on a fresh database holding the lab phone (idle extension =
+    HOTDESK_TEST_ASTERISK_PHONE) and the user (HOTDESK_TEST_ASTERISK_USER, PIN 1234)."""
+    ami = ami_config()
+    env = realswitch.clean_env(
+        HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="asterisk",
+        HOTDESK_AGI_LISTEN=AGI_LISTEN, HOTDESK_AMI_HOST=ami.host, HOTDESK_AMI_PORT=str(ami.port),
+        HOTDESK_AMI_USERNAME=ami.username, HOTDESK_AMI_SECRET=ami.secret,
+        HOTDESK_NOTIFY_POLL_SECONDS="0.2",
+        # One PIN try per call: a wrong PIN ends the call instead of prompting again.
+        HOTDESK_POLICY_PIN_TRIES_PER_CALL="1")
+    realswitch.prepare_database(env, realswitch.split_credentials(PHONE),
+                                realswitch.split_credentials(USER))
+    with realswitch.hotdesk_process("agi", env, AGI_LISTEN, tmp_path) as proc:
+        yield proc
+
+
+def phone(tmp_path: Path) -> realswitch.Phone:
+    return realswitch.Phone(switch=SIP, domain=SIP.rsplit(":", 1)[0],
+                            port=realswitch.free_udp_port(), log_dir=tmp_path)
+
+
+def notify_received(ph: realswitch.Phone, call: realswitch.SippRun, name: str) -> list[str]:
+    """The check-sync NOTIFY to the phone's contact: answered during the call (-aa), or,
+    if it is still to come, by a NOTIFY server on the same port afterwards."""
+    got = realswitch.notifies_to(call.trace, ph.port)
+    if not got:
+        uas = ph.wait_notify(name)
+        assert uas.returncode == 0, f"no NOTIFY reached the phone: {uas.stderr[-800:]}"
+        got = realswitch.notifies_to(uas.trace, ph.port)
+    return got
+
+
+def sessions(url: str) -> list[tuple[str, str, bool]]:
+    with realswitch.database(url):
+        return [(s.user.extension, s.device.mac, s.ended_at is None)
+                for s in Session.select().order_by(Session.id)]
+
+
+@needs_user
+def test_full_login_and_logout_calls(agi, database_url, tmp_path):
+    endpoint, password = realswitch.split_credentials(PHONE)
+    user, user_password = realswitch.split_credentials(USER)
+    ph = phone(tmp_path)
+    reg = ph.register(endpoint, password)
+    assert reg.returncode == 0, reg.stderr
+
+    call = ph.call("login", endpoint, password, f"*70{user}", realswitch.PIN + "#", DTMF)
+    assert call.returncode == 0, f"login call failed: {call.stderr[-800:]}\n{agi.log()[-2000:]}"
+    assert sessions(database_url) == [(user, realswitch.MAC, True)], agi.log()[-2000:]
+    got = notify_received(ph, call, "login-notify")
+    assert got and got[0].startswith(f"NOTIFY sip:{endpoint}@127.0.0.1:{ph.port}"), got
+
+    # Re-provisioned, the phone registers as the user from the same address and logs out.
+    reg = ph.register(user, user_password)
+    assert reg.returncode == 0, reg.stderr
+    call = ph.call("logout", user, user_password, "*71")
+    assert call.returncode == 0, f"logout call failed: {call.stderr[-800:]}\n{agi.log()[-2000:]}"
+    assert sessions(database_url) == [(user, realswitch.MAC, False)], agi.log()[-2000:]
+    assert notify_received(ph, call, "logout-notify"), "no check-sync after *71"
+    ph.register(user, user_password, expires=0)
+    ph.register(endpoint, password, expires=0)
+
+
+@needs_user
+def test_wrong_pin_call_makes_no_session(agi, database_url, tmp_path):
+    endpoint, password = realswitch.split_credentials(PHONE)
+    user, _ = realswitch.split_credentials(USER)
+    ph = phone(tmp_path)
+    assert ph.register(endpoint, password).returncode == 0
+    call = ph.call("wrong-pin", endpoint, password, f"*70{user}", "9876#", DTMF)
+    assert call.returncode == 0, f"wrong-PIN call failed: {call.stderr[-800:]}"
+    assert sessions(database_url) == []
+    with realswitch.database(database_url):
+        # The switch delivered the digits and hotdesk judged them: wrong_pin, not no_pin.
+        results = [a.result for a in LoginAttempt.select()]
+    assert results == ["wrong_pin"], (results, agi.log()[-2000:])
+    ph.register(endpoint, password, expires=0)
