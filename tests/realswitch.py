@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hotdesk.config import Config, DatabaseConfig
+from hotdesk.models import Session
 from hotdesk.runtime import Runtime, start
 
 SIPP_DIR = Path(__file__).parent / "sipp"
@@ -62,7 +63,8 @@ def split_credentials(value: str) -> tuple[str, str]:
 @dataclass
 class SippRun:
     returncode: int
-    stderr: str
+    stderr: str  # SIPp's errors, e.g. the message that broke the scenario
+    stdout: str  # the statistics screen
     trace: str  # the -trace_msg message log: every datagram sent and received
 
 
@@ -88,19 +90,25 @@ class Phone:
         proc = subprocess.run([*args, *extra], capture_output=True, text=True,
                               cwd=self.log_dir, timeout=timeout_s + 20)
         text = trace.read_text(errors="replace") if trace.exists() else ""
-        return SippRun(proc.returncode, proc.stderr + proc.stdout[-2000:], text)
+        return SippRun(proc.returncode, proc.stderr, proc.stdout, text)
 
     def register(self, user: str, password: str, expires: int = 120) -> SippRun:
         return self.run(f"register-{user}-{expires}", SIPP_DIR / "phone_register.xml",
                         {"user": user, "expires": str(expires)}, "-au", user, "-ap", password)
 
     def call(self, name: str, user: str, password: str, dialed: str, digits: str = "",
-             dtmf: str = "info") -> SippRun:
+             dtmf: str = "info", wait_notify: bool = True) -> SippRun:
         """Call ``dialed`` as ``user``; key ``digits`` (exactly 5, e.g. ``1234#``) with SIP
-        INFO or RFC 2833, then wait for the switch's BYE."""
+        INFO or RFC 2833, wait for the switch's BYE, then (``wait_notify``) stay on the
+        port until a NOTIFY has come. One SIPp process throughout: a phone port that is
+        closed even briefly makes the switch give up on the NOTIFY (FreeSWITCH does not
+        retransmit after the ICMP port-unreachable)."""
         keys = {"user": user}
         extra = ["-au", user, "-ap", password, "-s", dialed,
-                 "-mi", "127.0.0.1", "-mp", str(free_udp_port(even=True))]
+                 "-mi", "127.0.0.1", "-mp", str(free_udp_port(even=True)),
+                 "-oocsf", str(SIPP_DIR / "phone_notify_ooc.xml")]
+        if not wait_notify:
+            extra += ["-set", "no_wait", "1"]
         if not digits:
             scenario = SIPP_DIR / "phone_call_nodtmf.xml"
         elif dtmf == "info":
@@ -111,10 +119,6 @@ class Phone:
         else:
             raise ValueError(f"DTMF mode {dtmf!r}: use info or rfc2833")
         return self.run(name, scenario, keys, *extra)
-
-    def wait_notify(self, name: str) -> SippRun:
-        """Answer the next NOTIFY on this port (the switch retransmits an unanswered one)."""
-        return self.run(name, SIPP_DIR / "notify_uas.xml", {})
 
 
 def digits_of(digits: str) -> list[str]:
@@ -246,3 +250,10 @@ def database(url: str) -> Iterator[Runtime]:
         yield rt
     finally:
         rt.db.close()
+
+
+def sessions(url: str) -> list[tuple[str, str, bool]]:
+    """(user extension, device MAC, still active) of every session, oldest first."""
+    with database(url):
+        return [(s.user.extension, s.device.mac, s.ended_at is None)
+                for s in Session.select().order_by(Session.id)]

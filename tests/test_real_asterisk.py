@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from hotdesk.config import AmiConfig
-from hotdesk.models import LoginAttempt, Session
+from hotdesk.models import LoginAttempt, OutboxNotify
 from hotdesk.outbox import NotifyError, NotifyTarget
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from tests import realswitch
@@ -140,23 +140,6 @@ def phone(tmp_path: Path) -> realswitch.Phone:
                             port=realswitch.free_udp_port(), log_dir=tmp_path)
 
 
-def notify_received(ph: realswitch.Phone, call: realswitch.SippRun, name: str) -> list[str]:
-    """The check-sync NOTIFY to the phone's contact: answered during the call (-aa), or,
-    if it is still to come, by a NOTIFY server on the same port afterwards."""
-    got = realswitch.notifies_to(call.trace, ph.port)
-    if not got:
-        uas = ph.wait_notify(name)
-        assert uas.returncode == 0, f"no NOTIFY reached the phone: {uas.stderr[-800:]}"
-        got = realswitch.notifies_to(uas.trace, ph.port)
-    return got
-
-
-def sessions(url: str) -> list[tuple[str, str, bool]]:
-    with realswitch.database(url):
-        return [(s.user.extension, s.device.mac, s.ended_at is None)
-                for s in Session.select().order_by(Session.id)]
-
-
 @needs_user
 def test_full_login_and_logout_calls(agi, database_url, tmp_path):
     endpoint, password = realswitch.split_credentials(PHONE)
@@ -167,8 +150,8 @@ def test_full_login_and_logout_calls(agi, database_url, tmp_path):
 
     call = ph.call("login", endpoint, password, f"*70{user}", realswitch.PIN + "#", DTMF)
     assert call.returncode == 0, f"login call failed: {call.stderr[-800:]}\n{agi.log()[-2000:]}"
-    assert sessions(database_url) == [(user, realswitch.MAC, True)], agi.log()[-2000:]
-    got = notify_received(ph, call, "login-notify")
+    assert realswitch.sessions(database_url) == [(user, realswitch.MAC, True)], agi.log()[-2000:]
+    got = realswitch.notifies_to(call.trace, ph.port)
     assert got and got[0].startswith(f"NOTIFY sip:{endpoint}@127.0.0.1:{ph.port}"), got
 
     # Re-provisioned, the phone registers as the user from the same address and logs out.
@@ -176,8 +159,9 @@ def test_full_login_and_logout_calls(agi, database_url, tmp_path):
     assert reg.returncode == 0, reg.stderr
     call = ph.call("logout", user, user_password, "*71")
     assert call.returncode == 0, f"logout call failed: {call.stderr[-800:]}\n{agi.log()[-2000:]}"
-    assert sessions(database_url) == [(user, realswitch.MAC, False)], agi.log()[-2000:]
-    assert notify_received(ph, call, "logout-notify"), "no check-sync after *71"
+    assert realswitch.sessions(database_url) == [(user, realswitch.MAC, False)], agi.log()[-2000:]
+    got = realswitch.notifies_to(call.trace, ph.port)
+    assert got and got[0].startswith(f"NOTIFY sip:{user}@127.0.0.1:{ph.port}"), got
     ph.register(user, user_password, expires=0)
     ph.register(endpoint, password, expires=0)
 
@@ -188,11 +172,14 @@ def test_wrong_pin_call_makes_no_session(agi, database_url, tmp_path):
     user, _ = realswitch.split_credentials(USER)
     ph = phone(tmp_path)
     assert ph.register(endpoint, password).returncode == 0
-    call = ph.call("wrong-pin", endpoint, password, f"*70{user}", "9876#", DTMF)
+    call = ph.call("wrong-pin", endpoint, password, f"*70{user}", "9876#", DTMF,
+                   wait_notify=False)
     assert call.returncode == 0, f"wrong-PIN call failed: {call.stderr[-800:]}"
-    assert sessions(database_url) == []
+    assert realswitch.sessions(database_url) == []
     with realswitch.database(database_url):
         # The switch delivered the digits and hotdesk judged them: wrong_pin, not no_pin.
         results = [a.result for a in LoginAttempt.select()]
+        queued = OutboxNotify.select().count()
+    assert queued == 0, "a refused login re-provisions nothing"
     assert results == ["wrong_pin"], (results, agi.log()[-2000:])
     ph.register(endpoint, password, expires=0)
