@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hotdesk.config import Config, DatabaseConfig
-from hotdesk.models import Session
+from hotdesk.models import LoginAttempt, OutboxNotify, Session
 from hotdesk.runtime import Runtime, start
 
 SIPP_DIR = Path(__file__).parent / "sipp"
@@ -257,3 +257,72 @@ def sessions(url: str) -> list[tuple[str, str, bool]]:
     with database(url):
         return [(s.user.extension, s.device.mac, s.ended_at is None)
                 for s in Session.select().order_by(Session.id)]
+
+
+def switch_hung_up(run: SippRun) -> bool:
+    """Did the switch end the call (a BYE reached the phone)?"""
+    return any(m.startswith("BYE ") for m in sip_messages(run.trace))
+
+
+def check_call(run: SippRun, what: str, proc: HotdeskProcess) -> None:
+    """The switch ended the call after hotdesk's prompts, and every prompt could play."""
+    detail = f"{run.stderr[-800:]}\n--- hotdesk log:\n{proc.log()[-2500:]}"
+    assert switch_hung_up(run), f"{what}: the switch never hung up: {detail}"
+    assert "playback of" not in proc.log(), f"{what}: a prompt could not play: {detail}"
+
+
+def login_then_logout(phone: Phone, proc: HotdeskProcess, url: str, idle: tuple[str, str],
+                      user: tuple[str, str], dtmf: str) -> None:
+    """*70<user> + PIN from the idle phone, then *71 from the phone registered as the user:
+    a session that starts and ends, and a check-sync NOTIFY to the phone's contact after
+    each call."""
+    try:
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("login", *idle, f"*70{user[0]}", PIN + "#", dtmf)
+        check_call(call, "login", proc)
+        assert sessions(url) == [(user[0], MAC, True)], proc.log()[-2500:]
+        got = notifies_to(call.trace, phone.port)
+        assert got, f"no check-sync NOTIFY reached the phone: {call.stderr[-800:]}"
+        assert got[0].startswith(f"NOTIFY sip:{idle[0]}@127.0.0.1:{phone.port}"), got
+        assert call.returncode == 0, call.stderr[-800:]
+
+        # Re-provisioned, the phone registers as the user from the same address.
+        reg = phone.register(*user)
+        assert reg.returncode == 0, f"REGISTER {user[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("logout", *user, "*71")
+        check_call(call, "logout", proc)
+        assert sessions(url) == [(user[0], MAC, False)], proc.log()[-2500:]
+        got = notifies_to(call.trace, phone.port)
+        assert got, f"no check-sync NOTIFY after *71: {call.stderr[-800:]}"
+        assert got[0].startswith(f"NOTIFY sip:{user[0]}@127.0.0.1:{phone.port}"), got
+        assert call.returncode == 0, call.stderr[-800:]
+    finally:
+        unregister(phone, idle, user)
+
+
+def wrong_pin_call(phone: Phone, proc: HotdeskProcess, url: str, idle: tuple[str, str],
+                   user: tuple[str, str], dtmf: str) -> None:
+    """*70<user> with a wrong PIN: the caller is told, no session, nothing re-provisioned."""
+    try:
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("wrong-pin", *idle, f"*70{user[0]}", "9876#", dtmf,
+                          wait_notify=False)
+        check_call(call, "wrong PIN", proc)
+        assert call.returncode == 0, call.stderr[-800:]
+        assert sessions(url) == []
+        with database(url):
+            # The switch delivered the digits and hotdesk judged them: wrong_pin, not no_pin.
+            results = [a.result for a in LoginAttempt.select()]
+            queued = OutboxNotify.select().count()
+        assert results == ["wrong_pin"], (results, proc.log()[-2500:])
+        assert queued == 0, "a refused login queued a NOTIFY"
+    finally:
+        unregister(phone, idle)
+
+
+def unregister(phone: Phone, *accounts: tuple[str, str]) -> None:
+    """Remove the test phone's contacts again (best effort: the test's verdict stands)."""
+    for name, password in accounts:
+        phone.register(name, password, expires=0)

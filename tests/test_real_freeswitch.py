@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from esl_handlers.inbound import InboundConnection
-from hotdesk.models import LoginAttempt, OutboxNotify
 from tests import realswitch
 
 ESL = os.environ.get("HOTDESK_TEST_ESL", "")
@@ -101,45 +100,13 @@ def phone(tmp_path: Path) -> realswitch.Phone:
 
 @full_calls
 def test_full_login_and_logout_calls(esl, database_url, tmp_path):
-    endpoint, password = realswitch.split_credentials(PHONE)
-    user, user_password = realswitch.split_credentials(USER)
-    ph = phone(tmp_path)
-    reg = ph.register(endpoint, password)
-    assert reg.returncode == 0, reg.stderr
-
-    call = ph.call("login", endpoint, password, f"*70{user}", realswitch.PIN + "#", DTMF)
-    assert call.returncode == 0, f"login call failed: {call.stderr[-800:]}\n{esl.log()[-2000:]}"
-    assert realswitch.sessions(database_url) == [(user, realswitch.MAC, True)], esl.log()[-2000:]
-    got = realswitch.notifies_to(call.trace, ph.port)
-    assert got and got[0].startswith(f"NOTIFY sip:{endpoint}@127.0.0.1:{ph.port}"), got
-
-    # Re-provisioned, the phone registers as the user from the same address and logs out.
-    reg = ph.register(user, user_password)
-    assert reg.returncode == 0, reg.stderr
-    call = ph.call("logout", user, user_password, "*71")
-    assert call.returncode == 0, f"logout call failed: {call.stderr[-800:]}\n{esl.log()[-2000:]}"
-    assert realswitch.sessions(database_url) == [(user, realswitch.MAC, False)], \
-        esl.log()[-2000:]
-    got = realswitch.notifies_to(call.trace, ph.port)
-    assert got and got[0].startswith(f"NOTIFY sip:{user}@127.0.0.1:{ph.port}"), got
-    ph.register(user, user_password, expires=0)
-    ph.register(endpoint, password, expires=0)
+    realswitch.login_then_logout(phone(tmp_path), esl, database_url,
+                                 realswitch.split_credentials(PHONE),
+                                 realswitch.split_credentials(USER), DTMF)
 
 
 @full_calls
 def test_wrong_pin_call_makes_no_session(esl, database_url, tmp_path):
-    endpoint, password = realswitch.split_credentials(PHONE)
-    user, _ = realswitch.split_credentials(USER)
-    ph = phone(tmp_path)
-    assert ph.register(endpoint, password).returncode == 0
-    call = ph.call("wrong-pin", endpoint, password, f"*70{user}", "9876#", DTMF,
-                   wait_notify=False)
-    assert call.returncode == 0, f"wrong-PIN call failed: {call.stderr[-800:]}"
-    assert realswitch.sessions(database_url) == []
-    with realswitch.database(database_url):
-        # The switch delivered the digits and hotdesk judged them: wrong_pin, not no_pin.
-        results = [a.result for a in LoginAttempt.select()]
-        queued = OutboxNotify.select().count()
-    assert queued == 0, "a refused login re-provisions nothing"
-    assert results == ["wrong_pin"], (results, esl.log()[-2000:])
-    ph.register(endpoint, password, expires=0)
+    realswitch.wrong_pin_call(phone(tmp_path), esl, database_url,
+                              realswitch.split_credentials(PHONE),
+                              realswitch.split_credentials(USER), DTMF)
