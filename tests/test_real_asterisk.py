@@ -112,8 +112,9 @@ USER = os.environ.get("HOTDESK_TEST_ASTERISK_USER", "")
 AGI_LISTEN = os.environ.get("HOTDESK_TEST_AGI_LISTEN", "127.0.0.1:4573")
 DTMF = os.environ.get("HOTDESK_TEST_ASTERISK_DTMF", "info")
 needs_user = pytest.mark.skipif(
-    not USER, reason="set HOTDESK_TEST_ASTERISK_USER=extension:password (a hot-desk user's "
-                     "endpoint) for the full-call tests against a real Asterisk")
+    not USER, reason="full calls against a real Asterisk need HOTDESK_TEST_AMI, "
+                     "HOTDESK_TEST_ASTERISK_SIP, HOTDESK_TEST_ASTERISK_PHONE and "
+                     "HOTDESK_TEST_ASTERISK_USER=extension:password (a hot-desk user's endpoint)")
 
 
 @pytest.fixture
