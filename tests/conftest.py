@@ -4,6 +4,7 @@ HOTDESK_TEST_DATABASE_URL (CI runs the whole suite both ways)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,17 @@ def reference_bytes(name: str) -> bytes:
     if not path.exists():
         pytest.skip(f"reference transcript {name} not available")
     return path.read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging() -> Iterator[None]:
+    """Commands run in-process install their own log handler on the stream of the
+    moment; put the root logger back so later tests never write to a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
