@@ -9,6 +9,14 @@ The test registers a SIPp phone as that endpoint, sends check-sync through hotde
 sender in both forms (Endpoint and contact URI) and checks the phone really received
 them: PJSIPNotify answers Success even when nothing is sent, so that alone proves nothing.
 The URI form needs ``default_outbound_endpoint`` in pjsip.conf.
+
+Full calls (``*70``, ``*71``, a wrong PIN) through the switch's dialplan to a real
+``hotdesk agi`` process on a throw-away database also need:
+
+    HOTDESK_TEST_ASTERISK_USER=extension:password   a hot-desk user's PJSIP endpoint (101)
+    HOTDESK_TEST_AGI_LISTEN=host:port               where the dialplan's AGI() connects
+                                                    (default 127.0.0.1:4573; must be free)
+    HOTDESK_TEST_ASTERISK_DTMF=info|rfc2833         the phone endpoint's dtmf_mode (info)
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import pytest
 from hotdesk.config import AmiConfig
 from hotdesk.outbox import NotifyError, NotifyTarget
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
+from tests import realswitch
 
 AMI = os.environ.get("HOTDESK_TEST_AMI", "")
 SIP = os.environ.get("HOTDESK_TEST_ASTERISK_SIP", "")
@@ -95,3 +104,51 @@ def test_unknown_endpoint_is_a_notify_error():
             await sender.send_async(NotifyTarget(1, "hotdesk-no-such-endpoint", "", "",
                                                  "check-sync"))
     asyncio.run(with_sender(run))
+
+
+# --- full calls through the dialplan to a real ``hotdesk agi`` -------------------------------
+
+USER = os.environ.get("HOTDESK_TEST_ASTERISK_USER", "")
+AGI_LISTEN = os.environ.get("HOTDESK_TEST_AGI_LISTEN", "127.0.0.1:4573")
+DTMF = os.environ.get("HOTDESK_TEST_ASTERISK_DTMF", "info")
+needs_user = pytest.mark.skipif(
+    not USER, reason="full calls against a real Asterisk need HOTDESK_TEST_AMI, "
+                     "HOTDESK_TEST_ASTERISK_SIP, HOTDESK_TEST_ASTERISK_PHONE and "
+                     "HOTDESK_TEST_ASTERISK_USER=extension:password (a hot-desk user's endpoint)")
+
+
+@pytest.fixture
+def agi(database_url, tmp_path):
+    """``hotdesk agi`` on a fresh database holding the lab phone (idle extension =
+    HOTDESK_TEST_ASTERISK_PHONE) and the user (HOTDESK_TEST_ASTERISK_USER, PIN 1234)."""
+    ami = ami_config()
+    env = realswitch.clean_env(
+        HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="asterisk",
+        HOTDESK_AGI_LISTEN=AGI_LISTEN, HOTDESK_AMI_HOST=ami.host, HOTDESK_AMI_PORT=str(ami.port),
+        HOTDESK_AMI_USERNAME=ami.username, HOTDESK_AMI_SECRET=ami.secret,
+        HOTDESK_NOTIFY_POLL_SECONDS="0.2",
+        # One PIN try per call: a wrong PIN ends the call instead of prompting again.
+        HOTDESK_POLICY_PIN_TRIES_PER_CALL="1")
+    realswitch.prepare_database(env, realswitch.split_credentials(PHONE),
+                                realswitch.split_credentials(USER))
+    with realswitch.hotdesk_process("agi", env, AGI_LISTEN, tmp_path) as proc:
+        yield proc
+
+
+def phone(tmp_path: Path) -> realswitch.Phone:
+    return realswitch.Phone(switch=SIP, domain=SIP.rsplit(":", 1)[0],
+                            port=realswitch.free_udp_port(), log_dir=tmp_path)
+
+
+@needs_user
+def test_full_login_and_logout_calls(agi, database_url, tmp_path):
+    realswitch.login_then_logout(phone(tmp_path), agi, database_url,
+                                 realswitch.split_credentials(PHONE),
+                                 realswitch.split_credentials(USER), DTMF)
+
+
+@needs_user
+def test_wrong_pin_call_makes_no_session(agi, database_url, tmp_path):
+    realswitch.wrong_pin_call(phone(tmp_path), agi, database_url,
+                              realswitch.split_credentials(PHONE),
+                              realswitch.split_credentials(USER), DTMF)

@@ -1,0 +1,328 @@
+"""Helpers for the end-to-end tests against a real switch: a SIPp phone and a real
+``hotdesk agi`` / ``hotdesk esl`` process on a throw-away database.
+
+The phone is SIPp on one local UDP port for its whole life: it registers, calls from that
+port (the switch reports it as the phone's source address, which hotdesk uses to address
+the check-sync NOTIFY) and then answers the NOTIFY on the same port. Every SIPp run and
+every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hotdesk.config import Config, DatabaseConfig
+from hotdesk.models import LoginAttempt, OutboxNotify, Session
+from hotdesk.runtime import Runtime, start
+
+SIPP_DIR = Path(__file__).parent / "sipp"
+EVENT = "check-sync;reboot=false"
+PIN = "1234"
+MAC = "001565e2e001"  # as hotdesk stores it (hotdesk.mac.normalise_mac)
+# Where SIPp's package keeps its RFC 2833 DTMF captures (Debian sip-tester).
+DTMF_PCAP_DIR = Path(os.environ.get("HOTDESK_TEST_SIPP_PCAP_DIR", "/usr/share/sip-tester"))
+SIPP_TIMEOUT_S = 40
+
+
+def free_udp_port(even: bool = False) -> int:
+    """A free UDP port on 127.0.0.1 (even, with the next one free too, for RTP/RTCP)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not even:
+            return port
+        port -= port % 2
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free even UDP port pair on 127.0.0.1")
+
+
+def split_credentials(value: str) -> tuple[str, str]:
+    """``name:password`` from an env var."""
+    name, _, password = value.partition(":")
+    return name, password
+
+
+@dataclass
+class SippRun:
+    returncode: int
+    stderr: str  # SIPp's errors, e.g. the message that broke the scenario
+    stdout: str  # the statistics screen
+    trace: str  # the -trace_msg message log: every datagram sent and received
+
+
+@dataclass
+class Phone:
+    """One SIPp phone on one local port. ``switch`` is the switch's SIP host:port."""
+
+    switch: str
+    domain: str
+    port: int
+    log_dir: Path
+
+    def run(self, name: str, scenario: Path, keys: Mapping[str, str], *extra: str,
+            timeout_s: int = SIPP_TIMEOUT_S) -> SippRun:
+        """Run one SIPp scenario to its end (one call), answering stray NOTIFYs (-aa)."""
+        trace = self.log_dir / f"{name}.trace.log"
+        args = ["sipp", self.switch, "-sf", str(scenario), "-i", "127.0.0.1",
+                "-p", str(self.port), "-m", "1", "-nostdin", "-aa",
+                "-timeout", f"{timeout_s}s", "-timeout_error",
+                "-trace_msg", "-message_file", str(trace), "-key", "domain", self.domain]
+        for key, value in keys.items():
+            args += ["-key", key, value]
+        proc = subprocess.run([*args, *extra], capture_output=True, text=True,
+                              cwd=self.log_dir, timeout=timeout_s + 20)
+        text = trace.read_text(errors="replace") if trace.exists() else ""
+        return SippRun(proc.returncode, proc.stderr, proc.stdout, text)
+
+    def register(self, user: str, password: str, expires: int = 120) -> SippRun:
+        return self.run(f"register-{user}-{expires}", SIPP_DIR / "phone_register.xml",
+                        {"user": user, "expires": str(expires)}, "-au", user, "-ap", password)
+
+    def call(self, name: str, user: str, password: str, dialed: str, digits: str = "",
+             dtmf: str = "info", wait_notify: bool = True) -> SippRun:
+        """Call ``dialed`` as ``user``; key ``digits`` (exactly 5, e.g. ``1234#``) with SIP
+        INFO or RFC 2833, wait for the switch's BYE, then (``wait_notify``) stay on the
+        port until a NOTIFY has come. One SIPp process throughout: a phone port that is
+        closed even briefly makes the switch give up on the NOTIFY (FreeSWITCH does not
+        retransmit after the ICMP port-unreachable)."""
+        keys = {"user": user}
+        extra = ["-au", user, "-ap", password, "-s", dialed,
+                 "-mi", "127.0.0.1", "-mp", str(free_udp_port(even=True)),
+                 "-oocsf", str(SIPP_DIR / "phone_notify_ooc.xml")]
+        if not wait_notify:
+            extra += ["-set", "no_wait", "1"]
+        if not digits:
+            scenario = SIPP_DIR / "phone_call_nodtmf.xml"
+        elif dtmf == "info":
+            scenario = SIPP_DIR / "phone_call_info.xml"
+            keys.update({f"d{i}": d for i, d in enumerate(digits_of(digits), 1)})
+        elif dtmf == "rfc2833":
+            scenario = rfc2833_scenario(digits, self.log_dir / f"{name}.xml")
+        else:
+            raise ValueError(f"DTMF mode {dtmf!r}: use info or rfc2833")
+        return self.run(name, scenario, keys, *extra)
+
+
+def digits_of(digits: str) -> list[str]:
+    if len(digits) != 5:
+        raise ValueError("the call scenarios key exactly 5 digits, e.g. 1234#")
+    return list(digits)
+
+
+def rfc2833_scenario(digits: str, out: Path) -> Path:
+    """SIPp does not expand keywords in play_pcap_audio file names: write a copy of the
+    RFC 2833 scenario with the capture of each digit filled in."""
+    text = (SIPP_DIR / "phone_call_rfc2833.xml").read_text()
+    for i, digit in enumerate(digits_of(digits), 1):
+        name = {"#": "pound", "*": "star"}.get(digit, digit)
+        text = text.replace(f"@d{i}@", str(DTMF_PCAP_DIR / f"dtmf_2833_{name}.pcap"))
+    out.write_text(text)
+    return out
+
+
+def sip_messages(trace: str) -> list[str]:
+    """The SIP messages a SIPp -trace_msg log says were received."""
+    parts = re.split(r"^-{10,}.*$", trace, flags=re.M)
+    out = []
+    for part in parts:
+        head, _, body = part.partition("\n\n")
+        if "message received" in head:
+            out.append(body.lstrip("\n"))
+    return out
+
+
+def notifies_to(trace: str, port: int) -> list[str]:
+    """Received check-sync NOTIFYs whose request-URI is a contact at 127.0.0.1:``port``."""
+    request = re.compile(rf"^NOTIFY sip:[^@ ]+@127\.0\.0\.1:{port}(;[^ ]*)? SIP/2\.0\r?$",
+                         re.M)
+    return [m for m in sip_messages(trace)
+            if request.match(m) and re.search(rf"^Event: {re.escape(EVENT)}\r?$", m, re.M)]
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """The test's environment without any HOTDESK_* setting of the shell it runs in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTDESK_")}
+    env.update(settings)
+    return env
+
+
+def hotdesk(env: Mapping[str, str], *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "hotdesk_cli", *args], env=dict(env),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"hotdesk {' '.join(args[:2])}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def prepare_database(env: Mapping[str, str], phone: tuple[str, str],
+                     user: tuple[str, str]) -> None:
+    """Schema, one hot-desk user (PIN 1234) and one phone whose idle extension is the
+    lab's phone endpoint, all through the ``hotdesk`` command as an admin would."""
+    hotdesk(env, "db", "upgrade")
+    hotdesk(env, "user", "add", "--extension", user[0], "--name", f"User {user[0]}",
+            "--pin", PIN, "--sip-password", user[1], "--hotdesk")
+    hotdesk(env, "device", "add", "--mac", MAC, "--vendor", "yealink", "--model", "T46S",
+            "--extension", phone[0], "--sip-password", phone[1], "--name", "E2E desk")
+
+
+def wait_listening(proc: subprocess.Popen, address: str, log: Path,
+                   timeout_s: float = 20.0) -> None:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"hotdesk exited ({proc.returncode}) before listening on "
+                                     f"{address}:\n{log.read_text()[-3000:]}") from None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"hotdesk did not listen on {address}") from None
+            time.sleep(0.1)
+
+
+def address_free(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, int(port)))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class HotdeskProcess:
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def hotdesk_process(command: str, env: Mapping[str, str], listen: str,
+                    log_dir: Path) -> Iterator[HotdeskProcess]:
+    """``hotdesk agi`` or ``hotdesk esl`` as its own process, stopped with SIGTERM."""
+    assert address_free(listen), (
+        f"{listen} is in use: stop whatever listens there (another hotdesk?) so the switch's "
+        f"dialplan reaches the process under test")
+    log_path = log_dir / f"hotdesk-{command}.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "hotdesk_cli", command], env=dict(env),
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(proc, listen, log_path)
+        yield HotdeskProcess(proc, log_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextmanager
+def database(url: str) -> Iterator[Runtime]:
+    """The test's own view of the database hotdesk writes to."""
+    rt = start(Config(database=DatabaseConfig(url=url)))
+    try:
+        yield rt
+    finally:
+        rt.db.close()
+
+
+def sessions(url: str) -> list[tuple[str, str, bool]]:
+    """(user extension, device MAC, still active) of every session, oldest first."""
+    with database(url):
+        return [(s.user.extension, s.device.mac, s.ended_at is None)
+                for s in Session.select().order_by(Session.id)]
+
+
+def switch_hung_up(run: SippRun) -> bool:
+    """Did the switch end the call (a BYE reached the phone)?"""
+    return any(m.startswith("BYE ") for m in sip_messages(run.trace))
+
+
+def check_call(run: SippRun, what: str, proc: HotdeskProcess) -> None:
+    """The switch ended the call after hotdesk's prompts, and every prompt could play."""
+    detail = f"{run.stderr[-800:]}\n--- hotdesk log:\n{proc.log()[-2500:]}"
+    assert switch_hung_up(run), f"{what}: the switch never hung up: {detail}"
+    assert "playback of" not in proc.log(), f"{what}: a prompt could not play: {detail}"
+
+
+def login_then_logout(phone: Phone, proc: HotdeskProcess, url: str, idle: tuple[str, str],
+                      user: tuple[str, str], dtmf: str) -> None:
+    """*70<user> + PIN from the idle phone, then *71 from the phone registered as the user:
+    a session that starts and ends, and a check-sync NOTIFY to the phone's contact after
+    each call."""
+    try:
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("login", *idle, f"*70{user[0]}", PIN + "#", dtmf)
+        check_call(call, "login", proc)
+        assert sessions(url) == [(user[0], MAC, True)], proc.log()[-2500:]
+        got = notifies_to(call.trace, phone.port)
+        assert got, f"no check-sync NOTIFY reached the phone: {call.stderr[-800:]}"
+        assert got[0].startswith(f"NOTIFY sip:{idle[0]}@127.0.0.1:{phone.port}"), got
+        assert call.returncode == 0, call.stderr[-800:]
+
+        # Re-provisioned, the phone registers as the user from the same address.
+        reg = phone.register(*user)
+        assert reg.returncode == 0, f"REGISTER {user[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("logout", *user, "*71")
+        check_call(call, "logout", proc)
+        assert sessions(url) == [(user[0], MAC, False)], proc.log()[-2500:]
+        got = notifies_to(call.trace, phone.port)
+        assert got, f"no check-sync NOTIFY after *71: {call.stderr[-800:]}"
+        assert got[0].startswith(f"NOTIFY sip:{user[0]}@127.0.0.1:{phone.port}"), got
+        assert call.returncode == 0, call.stderr[-800:]
+    finally:
+        unregister(phone, idle, user)
+
+
+def wrong_pin_call(phone: Phone, proc: HotdeskProcess, url: str, idle: tuple[str, str],
+                   user: tuple[str, str], dtmf: str) -> None:
+    """*70<user> with a wrong PIN: the caller is told, no session, nothing re-provisioned."""
+    try:
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("wrong-pin", *idle, f"*70{user[0]}", "9876#", dtmf,
+                          wait_notify=False)
+        check_call(call, "wrong PIN", proc)
+        assert call.returncode == 0, call.stderr[-800:]
+        assert sessions(url) == []
+        with database(url):
+            # The switch delivered the digits and hotdesk judged them: wrong_pin, not no_pin.
+            results = [a.result for a in LoginAttempt.select()]
+            queued = OutboxNotify.select().count()
+        assert results == ["wrong_pin"], (results, proc.log()[-2500:])
+        assert queued == 0, "a refused login queued a NOTIFY"
+    finally:
+        unregister(phone, idle)
+
+
+def unregister(phone: Phone, *accounts: tuple[str, str]) -> None:
+    """Remove the test phone's contacts again (best effort: the test's verdict stands)."""
+    for name, password in accounts:
+        phone.register(name, password, expires=0)
