@@ -64,6 +64,8 @@ class EslConfig:
     # hotdesk -> PIN hashed in hotdesk's database; directory -> vm-password from the FS directory
     pin_source: str = "hotdesk"
     reconnect_max_seconds: float = 30.0
+    # Calls doing database work at the same moment (the rest wait their turn).
+    db_slots: int = 4
 
 
 @dataclass(frozen=True)

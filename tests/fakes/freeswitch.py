@@ -319,6 +319,8 @@ class FakeCall:
         """Connect to the ESL server and play the call until either side closes."""
         try:
             self.sock = socket.create_connection(address, timeout=timeout)
+            # FreeSWITCH writes each event as it happens; so do we, without Nagle's wait.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._serve(timeout)
         except (OSError, ValueError) as exc:
             self.error = exc
