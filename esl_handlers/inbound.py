@@ -119,6 +119,7 @@ class InboundConnection:
 
     def _connect(self) -> Reader:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = Reader(sock)
         try:
             hello = reader.read()
