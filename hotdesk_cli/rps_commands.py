@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from hotdesk import inventory
+from hotdesk.config import Config
 from hotdesk.mac import format_mac
 from hotdesk.models import Device
 from hotdesk.rps import RpsError, check_rps, remove_from_rps, save_to_rps
@@ -29,37 +31,28 @@ def cmd_rps_sync(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_rps_register(args: argparse.Namespace) -> int:
+def _one_phone(args: argparse.Namespace, call: Callable[[Config, Device], str]) -> int:
+    """Run one RPS call for the phone named by MAC; the service's answer is shown verbatim."""
     start(args.cfg)
     device = inventory.find_device(args.mac)
     try:
-        print(save_to_rps(args.cfg, device, actor="cli"))
+        print(call(args.cfg, device))
     except RpsError as exc:
         print(f"hotdesk: {format_mac(device.mac)}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_rps_register(args: argparse.Namespace) -> int:
+    return _one_phone(args, lambda cfg, device: save_to_rps(cfg, device, actor="cli"))
 
 
 def cmd_rps_deregister(args: argparse.Namespace) -> int:
-    start(args.cfg)
-    device = inventory.find_device(args.mac)
-    try:
-        print(remove_from_rps(args.cfg, device, actor="cli"))
-    except RpsError as exc:
-        print(f"hotdesk: {format_mac(device.mac)}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _one_phone(args, lambda cfg, device: remove_from_rps(cfg, device, actor="cli"))
 
 
 def cmd_rps_check(args: argparse.Namespace) -> int:
-    start(args.cfg)
-    device = inventory.find_device(args.mac)
-    try:
-        print(check_rps(args.cfg, device.mac, device.vendor))
-    except RpsError as exc:
-        print(f"hotdesk: {format_mac(device.mac)}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _one_phone(args, lambda cfg, device: check_rps(cfg, device.mac, device.vendor))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
