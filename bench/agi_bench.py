@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hotdesk.config import load_config  # noqa: E402
-from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
+from hotdesk.settings import load_config  # noqa: E402
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, place_call  # noqa: E402
 from tests.fakes.asterisk import FakeAMI  # noqa: E402
 

@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from esl_handlers.outbound import EslServer  # noqa: E402
-from hotdesk.config import Config, DatabaseConfig  # noqa: E402
-from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
+from hotdesk.settings import Config, DatabaseConfig  # noqa: E402
 from tests.fakes.freeswitch import CallSpec, FakeCall  # noqa: E402
 
 

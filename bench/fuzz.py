@@ -38,9 +38,9 @@ MAX_SAVED_PER_SITE = 3
 PROJECT_PACKAGES = ["hotdesk", "hotdesk_agi", "hotdesk_pnp", "esl_handlers", "webadmin"]
 # Modules the targets exercise, imported under atheris instrumentation.
 INSTRUMENTED = ["hotdesk_agi.protocol", "esl_handlers.wire", "hotdesk_pnp.sip", "hotdesk.mac",
-                "hotdesk.inventory", "hotdesk.hashing", "hotdesk.importers",
-                "webadmin.provisioning", "webadmin.app", "hotdesk.config", "hotdesk.provisioning",
-                "hotdesk.vendors"]
+                "hotdesk.admin.inventory", "hotdesk.hashing", "hotdesk.admin.importers",
+                "webadmin.provisioning", "webadmin.app", "hotdesk.settings",
+                "hotdesk.provisioning.render", "hotdesk.provisioning.vendors"]
 
 
 # -- worker side ----------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def build(ref: Path) -> dict[str, dict[str, bytes]]:
           b'uri="/prov/t/0015651234ab.cfg", response="00"' + SEP + b"Yealink",
         "traversal": b"\x00" + token + b"/../../etc/passwd",
     }
-    from hotdesk.config import example_ini
+    from hotdesk.settings import example_ini
 
     ini = example_ini().encode()
     seeds["config_ini"] = {

@@ -249,7 +249,7 @@ def mac(data: bytes) -> None:
     assert normalise_mac(canonical) == canonical
 
 
-# -- Form inputs (hotdesk.inventory, hotdesk.hashing) ---------------------------------------
+# -- Form inputs (hotdesk.admin.inventory, hotdesk.hashing) ---------------------------------------
 
 _SENTINEL = "Sentinel-Pw-7f3a"
 _SAFE_FIELD = re.compile(r"[^\x00-\x1f\x7f]*")
@@ -257,8 +257,8 @@ _SAFE_FIELD = re.compile(r"[^\x00-\x1f\x7f]*")
 
 def inventory(data: bytes) -> None:
     """A phone form / API body: InventoryError (never echoing the password) or a clean spec."""
+    from hotdesk.admin.inventory import DeviceSpec, InventoryError, normalise_device_spec
     from hotdesk.hashing import InvalidPin, validate_pin
-    from hotdesk.inventory import DeviceSpec, InventoryError, normalise_device_spec
 
     (mac_, ext, password, vendor, model, name, method, network, sbc,
      username, pin) = fields(data, 11)
@@ -292,7 +292,7 @@ def inventory(data: bytes) -> None:
         assert re.fullmatch(r"[0-9]{4,8}", good)
 
 
-# -- Importers (hotdesk.importers) ----------------------------------------------------------
+# -- Importers (hotdesk.admin.importers) ----------------------------------------------------------
 
 
 def _check_import(result) -> None:  # type: ignore[no-untyped-def]
@@ -309,7 +309,7 @@ def _check_import(result) -> None:  # type: ignore[no-untyped-def]
 
 def import_asterisk(data: bytes) -> None:
     """pjsip.conf + voicemail.conf: never raises, only valid records."""
-    from hotdesk.importers import parse_asterisk
+    from hotdesk.admin.importers import parse_asterisk
 
     pjsip, voicemail = fields(data, 2)
     _check_import(parse_asterisk(pjsip, voicemail))
@@ -317,19 +317,19 @@ def import_asterisk(data: bytes) -> None:
 
 def import_freeswitch(data: bytes) -> None:
     """A FreeSWITCH directory: never raises, only valid records."""
-    from hotdesk.importers import parse_freeswitch
+    from hotdesk.admin.importers import parse_freeswitch
 
     _check_import(parse_freeswitch(data.decode("utf-8", "replace")))
 
 
 def import_csv(data: bytes) -> None:
     """CSV rows: never raises, only valid records."""
-    from hotdesk.importers import parse_csv
+    from hotdesk.admin.importers import parse_csv
 
     _check_import(parse_csv(data.decode("utf-8", "replace")))
 
 
-# -- Provisioning HTTP auth (hotdesk.config_serving) ----------------------------------------
+# -- Provisioning HTTP auth (hotdesk.provisioning.serving) ----------------------------------------
 
 _MAC, _TOKEN = "0015651234ab", "Zq3vY0w9eFuzzTokenAbC"
 _KEY = b"k" * 32
@@ -341,7 +341,7 @@ def _prov_config(auth_username: str = "mac") -> types.SimpleNamespace:
 
 def prov_auth(data: bytes) -> None:
     """Authorization headers, nonces and allow-lists: booleans/ValueError, never a crash."""
-    from hotdesk.config_serving import (
+    from hotdesk.provisioning.serving import (
         REALM,
         check_basic,
         check_digest,
@@ -393,10 +393,10 @@ def _prov_apps() -> dict[str, object]:
     """One app per auth mode on a throw-away SQLite database with one known phone."""
     if _PROV_APPS:
         return _PROV_APPS
-    from hotdesk.config import Config, DatabaseConfig
-    from hotdesk.inventory import DeviceSpec, add_device, default_tenant
-    from hotdesk.models import Device
+    from hotdesk.admin.inventory import DeviceSpec, add_device, default_tenant
     from hotdesk.runtime import Runtime, start
+    from hotdesk.settings import Config, DatabaseConfig
+    from hotdesk.store.models import Device
     from webadmin.app import create_app
 
     tmp = Path(tempfile.mkdtemp(prefix="hotdesk-fuzz-"))
@@ -457,14 +457,14 @@ class _NullErrors:
         pass
 
 
-# -- INI configuration (hotdesk.config) -----------------------------------------------------
+# -- INI configuration (hotdesk.settings) -----------------------------------------------------
 
 _INI: Path | None = None
 
 
 def config_ini(data: bytes) -> None:
     """The config file as bytes plus HOTDESK_* overrides: ConfigError or a Config."""
-    from hotdesk.config import Config, ConfigError, load_config, parse_hhmm, parse_listen
+    from hotdesk.settings import Config, ConfigError, load_config, parse_hhmm, parse_listen
 
     global _INI
     if _INI is None:
@@ -515,12 +515,13 @@ MODULES: dict[str, str] = {
     "esl_frames": "esl_handlers/wire.py Reader, Message.event, parse_headers, url_encode",
     "pnp_sip": "hotdesk_pnp/sip.py parse_message, parse_via, extract_mac, build_response",
     "mac": "hotdesk/mac.py normalise_mac, format_mac",
-    "inventory": "hotdesk/inventory.py normalise_device_spec; hotdesk/hashing.py validate_pin",
-    "import_asterisk": "hotdesk/importers.py parse_asterisk (pjsip.conf + voicemail.conf)",
-    "import_freeswitch": "hotdesk/importers.py parse_freeswitch (directory XML)",
-    "import_csv": "hotdesk/importers.py parse_csv",
-    "prov_auth": "hotdesk/config_serving.py check_basic, check_digest, nonce_fresh, "
+    "inventory": "hotdesk/admin/inventory.py normalise_device_spec; "
+                 "hotdesk/hashing.py validate_pin",
+    "import_asterisk": "hotdesk/admin/importers.py parse_asterisk (pjsip.conf + voicemail.conf)",
+    "import_freeswitch": "hotdesk/admin/importers.py parse_freeswitch (directory XML)",
+    "import_csv": "hotdesk/admin/importers.py parse_csv",
+    "prov_auth": "hotdesk/provisioning/serving.py check_basic, check_digest, nonce_fresh, "
                  "parse_networks",
     "prov_http": "webadmin/provisioning.py fetch (path, Authorization, User-Agent) over WSGI",
-    "config_ini": "hotdesk/config.py load_config, parse_listen, parse_hhmm",
+    "config_ini": "hotdesk/settings.py load_config, parse_listen, parse_hhmm",
 }

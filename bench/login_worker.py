@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 import time
 
-from hotdesk.config import load_config
-from hotdesk.models import Device
+from hotdesk.calls.service import CallContext, Outcome
 from hotdesk.runtime import start
-from hotdesk.service import CallContext, Outcome
+from hotdesk.settings import load_config
+from hotdesk.store.models import Device
 
 
 def main() -> None:

@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hotdesk.config import load_config  # noqa: E402
-from hotdesk.db import open_database, upgrade  # noqa: E402
 from hotdesk.hashing import hash_pin  # noqa: E402
-from hotdesk.models import ALL_MODELS, Device, OutboxNotify, Tenant, User  # noqa: E402
+from hotdesk.settings import load_config  # noqa: E402
+from hotdesk.store.db import open_database, upgrade  # noqa: E402
+from hotdesk.store.models import ALL_MODELS, Device, OutboxNotify, Tenant, User  # noqa: E402
 
 
 def run_pg(argv: list[str]) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hotdesk.config import Config, DatabaseConfig, ProvisioningConfig  # noqa: E402
-from hotdesk.models import Device, Session, User, new_token  # noqa: E402
-from hotdesk.provisioning import all_profiles, make_environment, render_all, render_profile  # noqa: E402
+from hotdesk.provisioning.render import all_profiles, make_environment, render_all, render_profile  # noqa: E402
+from hotdesk.provisioning.vendors import VENDORS, get_vendor  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
-from hotdesk.vendors import VENDORS, get_vendor  # noqa: E402
+from hotdesk.settings import Config, DatabaseConfig, ProvisioningConfig  # noqa: E402
+from hotdesk.store.models import Device, Session, User, new_token  # noqa: E402
 
 
 def populate(rt, n: int) -> None:

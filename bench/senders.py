@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from hotdesk.config import Config
-from hotdesk.outbox import NotifyTarget, SwitchDown
+from hotdesk.notify.outbox import NotifyTarget, SwitchDown
+from hotdesk.settings import Config
 
 
 class BenchSender:

@@ -74,7 +74,7 @@ PORT=$(free_port)
 "$PY" - "$PORT" <<'PY' &
 import logging, sys
 from waitress import serve
-from hotdesk.config import load_config
+from hotdesk.settings import load_config
 from hotdesk.runtime import start
 from webadmin.app import create_app
 logging.basicConfig(level=logging.WARNING)

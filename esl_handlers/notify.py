@@ -13,9 +13,9 @@ import logging
 import threading
 
 from esl_handlers.inbound import EslUnavailable, InboundConnection
-from hotdesk.config import Config
-from hotdesk.drain import run_drain
-from hotdesk.outbox import NotifyError, NotifyTarget, SwitchDown
+from hotdesk.notify.drain import run_drain
+from hotdesk.notify.outbox import NotifyError, NotifyTarget, SwitchDown
+from hotdesk.settings import Config
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EslNotifySender:
 
 
 class DrainLoop:
-    """The core's outbox drain (:func:`hotdesk.drain.run_drain`) in a thread of its own."""
+    """The core's outbox drain (:func:`hotdesk.notify.drain.run_drain`) in a thread of its own."""
 
     def __init__(self, sender: EslNotifySender, config: Config,
                  owner: str | None = None) -> None:

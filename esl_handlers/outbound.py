@@ -1,6 +1,6 @@
 """The outbound Event Socket server: FreeSWITCH's ``socket`` app hands ``*70``/``*71`` calls here.
 
-Each call runs the core's call script (``hotdesk.callflow``) and only translates its
+Each call runs the core's call script (``hotdesk.calls.callflow``) and only translates its
 actions into ``sendmsg execute`` commands. In ``async full`` mode every sendmsg is
 answered ``+OK`` at once (even after the caller hung up, when nothing runs), so the
 result of an action is the CHANNEL_EXECUTE_COMPLETE whose ``Application-UUID`` is the
@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
-from hotdesk import logctx, metrics
-from hotdesk.callflow import (
+from hotdesk import logctx
+from hotdesk.calls.callflow import (
     Action,
     Answer,
     CallerHungUp,
@@ -36,9 +36,10 @@ from hotdesk.callflow import (
     login_call,
     logout_call,
 )
-from hotdesk.config import Config, parse_listen
+from hotdesk.calls.service import CallContext, Outcome, PinVerifier
+from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
-from hotdesk.service import CallContext, Outcome, PinVerifier
+from hotdesk.settings import Config, parse_listen
 
 log = logging.getLogger(__name__)
 

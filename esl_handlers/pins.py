@@ -9,8 +9,8 @@ import hmac
 import logging
 
 from esl_handlers.inbound import EslError, InboundConnection
-from hotdesk.models import User
-from hotdesk.service import CallContext, PinVerifier
+from hotdesk.calls.service import CallContext, PinVerifier
+from hotdesk.store.models import User
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
 from esl_handlers.pins import directory_verifier
-from hotdesk.health import ConnectionReporter
+from hotdesk.calls.service import CallContext, PinVerifier
+from hotdesk.ops.health import ConnectionReporter
 from hotdesk.runtime import Runtime
-from hotdesk.service import CallContext, PinVerifier
 
 log = logging.getLogger(__name__)
 

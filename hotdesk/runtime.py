@@ -11,10 +11,10 @@ from typing import TextIO
 from peewee import Database
 
 from hotdesk import logctx
-from hotdesk.config import Config
-from hotdesk.db import MIGRATIONS, open_database, schema_version, upgrade
+from hotdesk.calls.service import HotdeskService
 from hotdesk.redact import RedactFilter
-from hotdesk.service import HotdeskService
+from hotdesk.settings import Config
+from hotdesk.store.db import MIGRATIONS, open_database, schema_version, upgrade
 
 
 @dataclass

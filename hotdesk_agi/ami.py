@@ -16,8 +16,8 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from hotdesk.config import AmiConfig
-from hotdesk.outbox import NotifyError, NotifyTarget, SwitchDown
+from hotdesk.notify.outbox import NotifyError, NotifyTarget, SwitchDown
+from hotdesk.settings import AmiConfig
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def notify_action(target: NotifyTarget, kind: str) -> list[tuple[str, str]]:
 
 
 class AmiNotifySender:
-    """``hotdesk.outbox.NotifySender`` over AMI, callable from a worker thread.
+    """``hotdesk.notify.outbox.NotifySender`` over AMI, callable from a worker thread.
 
     ``Response: Success`` only means Asterisk took the request: PJSIPNotify answers it
     even when the endpoint has no contact and nothing is sent. Delivery is confirmed

@@ -8,10 +8,10 @@ import signal
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from hotdesk.config import parse_listen
-from hotdesk.drain import Drainer
-from hotdesk.health import ConnectionReporter
+from hotdesk.notify.drain import Drainer
+from hotdesk.ops.health import ConnectionReporter
 from hotdesk.runtime import Runtime
+from hotdesk.settings import parse_listen
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from hotdesk_agi.server import AgiServer
 
@@ -23,7 +23,7 @@ async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
     """Send due outbox rows whenever woken (a call changed something, AMI came back)
     or every ``[notify] poll_seconds``. While AMI is down nothing is claimed, so rows
     stay pending with no attempt used, and go out after the reconnect. The rounds
-    themselves are the core's (:class:`hotdesk.drain.Drainer`), run in a DB thread."""
+    themselves are the core's (:class:`hotdesk.notify.drain.Drainer`), run in a DB thread."""
     drainer = Drainer(AmiNotifySender(client, asyncio.get_running_loop()), runtime.config)
     loop = asyncio.get_running_loop()
     while not stop.is_set():

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hotdesk.callflow import RESULT_VARIABLE, Answer, CallScript, Hangup, Play, SetVar
+from hotdesk.calls.callflow import RESULT_VARIABLE, Answer, CallScript, Hangup, Play, SetVar
+from hotdesk.calls.service import CallContext, Outcome
 from hotdesk.runtime import Runtime
-from hotdesk.service import CallContext, Outcome
 from hotdesk_agi.protocol import args_of, script_name
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hotdesk.callflow import CallScript, logout_call
+from hotdesk.calls.callflow import CallScript, logout_call
 from hotdesk.runtime import Runtime
 from hotdesk_agi.handlers import AgiRequest
 

@@ -1,4 +1,4 @@
-"""Run a call script (hotdesk.callflow) over one FastAGI session.
+"""Run a call script (hotdesk.calls.callflow) over one FastAGI session.
 
 The script decides everything; this module only turns its actions into AGI commands
 and the replies back into values. The script touches the database, so every step of
@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotdesk.callflow import (
+from hotdesk.calls.callflow import (
     RESULT_VARIABLE,
     Action,
     Answer,
@@ -27,7 +27,7 @@ from hotdesk.callflow import (
     Play,
     SetVar,
 )
-from hotdesk.service import Outcome
+from hotdesk.calls.service import Outcome
 from hotdesk_agi.protocol import AgiProtocolError, LineReader, Reply, clean, quote
 
 log = logging.getLogger(__name__)

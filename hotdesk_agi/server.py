@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from hotdesk import metrics
-from hotdesk.callflow import SetVar
+from hotdesk.calls.callflow import SetVar
 from hotdesk.logctx import call_context
+from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
 from hotdesk_agi import login, logout
 from hotdesk_agi.handlers import AgiRequest, Handler, error_call

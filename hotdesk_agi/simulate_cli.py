@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from hotdesk.config import Config, parse_listen
-from hotdesk.inventory import registered_endpoint
-from hotdesk.models import Device
+from hotdesk.admin.inventory import registered_endpoint
+from hotdesk.settings import Config, parse_listen
+from hotdesk.store.models import Device
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, Transcript, place_call
 
 

@@ -6,9 +6,9 @@ import argparse
 import getpass
 import sys
 
-from hotdesk import admins
-from hotdesk.models import Admin, Tenant
+from hotdesk.admin import admins
 from hotdesk.runtime import start
+from hotdesk.store.models import Admin, Tenant
 
 
 def _fail(message: str) -> int:

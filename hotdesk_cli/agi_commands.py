@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 
-from hotdesk import metrics
+from hotdesk.ops import metrics
 from hotdesk.runtime import start
 
 

@@ -9,13 +9,13 @@ import argparse
 import getpass
 import sys
 
-from hotdesk import inventory
-from hotdesk.config import example_ini
-from hotdesk.inventory import DeviceSpec, InventoryError
+from hotdesk.admin import inventory
+from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.mac import format_mac
-from hotdesk.models import Device, Session, Tenant, User
-from hotdesk.provisioning import device_url
+from hotdesk.provisioning.render import device_url
 from hotdesk.runtime import Runtime, redact_url, start
+from hotdesk.settings import example_ini
+from hotdesk.store.models import Device, Session, Tenant, User
 
 
 def _fail(message: str) -> int:
@@ -44,7 +44,7 @@ def guarded(handler):  # type: ignore[no-untyped-def]
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     rt = start(args.cfg, migrate=True)
-    from hotdesk.db import schema_version
+    from hotdesk.store.db import schema_version
     print(f"database {redact_url(args.cfg.database.url)} at schema version "
           f"{schema_version(rt.db)}")
     return 0
@@ -106,7 +106,7 @@ def cmd_device_add(args: argparse.Namespace) -> int:
 
 def _rps_after_add(args: argparse.Namespace, device: Device) -> int:
     """--method rps: register the MAC with the vendor's redirect service when one is set up."""
-    from hotdesk.rps import RpsError, has_service, save_to_rps
+    from hotdesk.provisioning.rps import RpsError, has_service, save_to_rps
 
     if not has_service(args.cfg, device.vendor):
         print(f"RPS: no redirect service configured for {device.vendor}; register the URL "
@@ -121,7 +121,7 @@ def _rps_after_add(args: argparse.Namespace, device: Device) -> int:
 
 def _pnp_after_add(args: argparse.Namespace, device: Device) -> int:
     """--method pnp: a phone already seen on the LAN gets its URL right away."""
-    from hotdesk.discovery import phone_address
+    from hotdesk.provisioning.discovery import phone_address
 
     if phone_address(device.mac):
         from hotdesk_pnp import push_provisioning_url
@@ -134,7 +134,7 @@ def cmd_device_remove(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     device = inventory.find_device(args.mac)
     if device.rps_enabled:
-        from hotdesk.rps import RpsError, has_service, remove_from_rps
+        from hotdesk.provisioning.rps import RpsError, has_service, remove_from_rps
 
         if has_service(args.cfg, device.vendor):
             try:

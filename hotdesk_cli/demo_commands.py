@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import secrets
 
-from hotdesk import inventory
+from hotdesk.admin import inventory
+from hotdesk.admin.inventory import DeviceSpec
 from hotdesk.hashing import hash_password
-from hotdesk.inventory import DeviceSpec
-from hotdesk.models import Admin, Device, User
-from hotdesk.provisioning import device_url
+from hotdesk.provisioning.render import device_url
 from hotdesk.runtime import start
+from hotdesk.store.models import Admin, Device, User
 
 DEMO_USERS = [("101", "Alice Martin", "1234"), ("102", "Bob Nguyen", "2345"),
               ("103", "Chloe Okafor", "3456")]

@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 
-from hotdesk import metrics
+from hotdesk.ops import metrics
 from hotdesk.runtime import start
 
 log = logging.getLogger("hotdesk.esl")

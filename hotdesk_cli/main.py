@@ -11,9 +11,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from hotdesk.config import ConfigError, load_config
 from hotdesk.redact import config_secrets
 from hotdesk.runtime import SchemaOutOfDate, setup_logging
+from hotdesk.settings import ConfigError, load_config
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",

@@ -7,9 +7,9 @@ import asyncio
 import signal
 import sys
 
-from hotdesk import discovery
-from hotdesk.inventory import find_device
+from hotdesk.admin.inventory import find_device
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
+from hotdesk.provisioning import discovery
 from hotdesk.runtime import start
 from hotdesk_cli.core_commands import guarded
 

@@ -13,9 +13,9 @@ import secrets
 import sys
 import time
 
-from hotdesk.config import parse_listen
-from hotdesk.config_serving import AuditThrottle, ConfigServer
+from hotdesk.provisioning.serving import AuditThrottle, ConfigServer
 from hotdesk.runtime import start
+from hotdesk.settings import parse_listen
 from hotdesk_prov.server import listen_socket, prefork, run_worker
 
 log = logging.getLogger("hotdesk.prov")

@@ -6,17 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hotdesk import inventory
+from hotdesk.admin import inventory
 from hotdesk.mac import format_mac
-from hotdesk.provisioning import (
+from hotdesk.provisioning.render import (
     TemplateError,
     device_url,
     make_environment,
     render_all,
     render_device,
 )
+from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.runtime import start
-from hotdesk.vendors import get_vendor
 from hotdesk_cli.core_commands import guarded
 
 

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from hotdesk import inventory
-from hotdesk.config import Config
+from hotdesk.admin import inventory
 from hotdesk.mac import format_mac
-from hotdesk.models import Device
-from hotdesk.rps import RpsError, check_rps, remove_from_rps, save_to_rps
+from hotdesk.provisioning.rps import RpsError, check_rps, remove_from_rps, save_to_rps
 from hotdesk.runtime import start
+from hotdesk.settings import Config
+from hotdesk.store.models import Device
 from hotdesk_cli.core_commands import guarded
 
 

@@ -13,10 +13,10 @@ import argparse
 import dataclasses
 import sys
 
-from hotdesk.config import Config, parse_listen
-from hotdesk.inventory import InventoryError, find_device, registered_endpoint
-from hotdesk.models import Device
+from hotdesk.admin.inventory import InventoryError, find_device, registered_endpoint
 from hotdesk.runtime import start
+from hotdesk.settings import Config, parse_listen
+from hotdesk.store.models import Device
 
 SWITCHES = ("asterisk", "freeswitch")
 SUCCESS = ("ok", "logged_out")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hotdesk.config import parse_listen
 from hotdesk.runtime import start
+from hotdesk.settings import parse_listen
 
 log = logging.getLogger(__name__)
 

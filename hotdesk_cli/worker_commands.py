@@ -8,12 +8,12 @@ import signal
 import sys
 import threading
 
-from hotdesk import metrics, status
-from hotdesk.drain import make_sender, run_drain
+from hotdesk.notify.drain import make_sender, run_drain
+from hotdesk.ops import metrics, status
+from hotdesk.ops.worker import run_worker
 from hotdesk.runtime import start
-from hotdesk.worker import run_worker
 
-log = logging.getLogger("hotdesk.worker")
+log = logging.getLogger("hotdesk.ops.worker")
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from peewee import Database
 
-from hotdesk.config import Config, parse_listen
-from hotdesk.discovery import Sighting, record_sighting
-from hotdesk.provisioning import device_url
+from hotdesk.provisioning.discovery import Sighting, record_sighting
+from hotdesk.provisioning.render import device_url
+from hotdesk.settings import Config, parse_listen
 from hotdesk_pnp.ratelimit import LogLimiter, RateLimiter
 from hotdesk_pnp.sip import (
     MAX_DATAGRAM,

@@ -11,10 +11,10 @@ import logging
 import secrets
 import socket
 
-from hotdesk.config import Config
 from hotdesk.mac import format_mac
-from hotdesk.models import Device, DiscoveredPhone
-from hotdesk.provisioning import device_url, split_hostport
+from hotdesk.provisioning.render import device_url, split_hostport
+from hotdesk.settings import Config
+from hotdesk.store.models import Device, DiscoveredPhone
 from hotdesk_pnp.listener import local_address_towards
 from hotdesk_pnp.sip import build_notify, new_tag
 from hotdesk_pnp.transaction import retransmit_delays, send_and_wait

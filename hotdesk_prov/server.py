@@ -2,7 +2,7 @@
 
 Why not the web admin's WSGI server: phones poll, and a site of thousands of phones
 rebooting after a power cut asks for its configs at once. Each request here is parsed
-by a few string operations and answered by :class:`hotdesk.config_serving.ConfigServer`
+by a few string operations and answered by :class:`hotdesk.provisioning.serving.ConfigServer`
 (one indexed read, a cached pre-encoded file) on the event loop; database writes (fetch
 records, refusal audits) go to a one-thread executor before the reply is sent, so the
 loop never waits on a database lock. Several worker processes share one listening
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from hotdesk.config_serving import ConfigServer, FetchReply, FetchRequest
+from hotdesk.provisioning.serving import ConfigServer, FetchReply, FetchRequest
 from hotdesk_prov.http import (
     MAX_HEADER_BYTES,
     BadRequest,

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hotdesk.config import Config, DatabaseConfig
-from hotdesk.db import open_database
-from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant
-from hotdesk.models import ALL_MODELS, Device, User
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
 from hotdesk.runtime import Runtime, start
+from hotdesk.settings import Config, DatabaseConfig
+from hotdesk.store.db import open_database
+from hotdesk.store.models import ALL_MODELS, Device, User
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO.parent / "shared" / "reference"

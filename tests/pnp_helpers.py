@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hotdesk.config import Config
+from hotdesk.settings import Config
 from hotdesk_pnp.listener import PnpListener
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotdesk.config import Config, DatabaseConfig
-from hotdesk.models import LoginAttempt, OutboxNotify, Session
 from hotdesk.runtime import Runtime, start
+from hotdesk.settings import Config, DatabaseConfig
+from hotdesk.store.models import LoginAttempt, OutboxNotify, Session
 
 SIPP_DIR = Path(__file__).parent / "sipp"
 EVENT = "check-sync;reboot=false"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from hotdesk.inventory import add_user, default_tenant
-from hotdesk.models import Device, LoginAttempt, OutboxNotify, Session, Tenant
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.store.models import Device, LoginAttempt, OutboxNotify, Session, Tenant
 from tests.drivers.asterisk import make_driver
 
 EVENT = "check-sync;reboot=false"

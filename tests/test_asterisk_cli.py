@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from hotdesk.inventory import add_user, default_tenant
-from hotdesk.models import Session
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.store.models import Session
 from hotdesk_agi.simulate_cli import simulate
 from tests.drivers.asterisk import make_driver
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 
 import pytest
 
-from hotdesk.config import ASTERISK_PROMPTS
-from hotdesk.outbox import NotifyTarget
+from hotdesk.notify.outbox import NotifyTarget
+from hotdesk.settings import ASTERISK_PROMPTS
 from hotdesk_agi.ami import notify_action
 from hotdesk_agi.handlers import AgiRequest
 from hotdesk_agi.protocol import AgiProtocolError, LineReader, parse_reply_line, quote, read_env
@@ -114,4 +113,3 @@ def test_prompts_are_real_core_sounds():
             "cannot-complete-as-dialed", "agent-alreadyon", "vm-goodbye",
             "please-try-call-later"}
     assert set(ASTERISK_PROMPTS.values()) <= core
-    assert Path(REPO / "hotdesk" / "config.py").exists()

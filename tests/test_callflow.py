@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hotdesk.callflow import (
+from hotdesk.calls.callflow import (
     Answer,
     CallerHungUp,
     Collect,
@@ -14,8 +14,8 @@ from hotdesk.callflow import (
     login_call,
     logout_call,
 )
-from hotdesk.models import Session
-from hotdesk.service import CallContext, Outcome
+from hotdesk.calls.service import CallContext, Outcome
+from hotdesk.store.models import Session
 
 CTX = CallContext(switch="asterisk", call_id="t1", endpoint="8001", source="192.0.2.5:5060")
 

@@ -6,9 +6,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from hotdesk.inventory import add_user, default_tenant
-from hotdesk.models import LoginAttempt, Session
-from hotdesk.service import CallContext, Outcome
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.calls.service import CallContext, Outcome
+from hotdesk.store.models import LoginAttempt, Session
 from tests.conftest import make_device
 
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotdesk.config import ConfigError, example_ini, load_config
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
+from hotdesk.settings import ConfigError, example_ini, load_config
 
 
 def test_file_then_environment_override(tmp_path):

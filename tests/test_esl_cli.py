@@ -9,8 +9,8 @@ import sys
 import time
 
 from esl_handlers.simulate import simulate
-from hotdesk.inventory import set_pin
-from hotdesk.models import Session
+from hotdesk.admin.inventory import set_pin
+from hotdesk.store.models import Session
 from tests.fakes.freeswitch import FakeInboundServer
 
 

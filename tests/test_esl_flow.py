@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from hotdesk.config import PolicyConfig
-from hotdesk.inventory import DeviceSpec, add_device, add_user
-from hotdesk.models import Device, OutboxNotify, Session, Tenant
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user
 from hotdesk.runtime import Runtime
+from hotdesk.settings import PolicyConfig
+from hotdesk.store.models import Device, OutboxNotify, Session, Tenant
 from tests.conftest import make_device
 from tests.drivers.freeswitch import make_driver
 from tests.fakes.freeswitch import CallSpec, FakeInboundServer, place_call
@@ -94,7 +94,7 @@ def test_lockout(driver, alice, desk):
 
 
 def test_user_not_enabled_and_unknown_extension(driver, runtime, desk):
-    from hotdesk.inventory import default_tenant
+    from hotdesk.admin.inventory import default_tenant
     add_user(runtime.db, default_tenant(), "103", pin="1111", hotdesk=False)
     assert driver.call("login", "8001", "103", ["1111"]).result == "not_enabled"
     rec = driver.call("login", "8001", "555", ["1111"])

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from hotdesk.models import AuditEvent, LoginAttempt, OutboxNotify, Session
 from hotdesk.runtime import Runtime
+from hotdesk.store.models import AuditEvent, LoginAttempt, OutboxNotify, Session
 from tests.conftest import make_device
 
 SWITCHES = ["asterisk", "freeswitch"]

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from bench.fuzz_targets import asterisk_split
 from esl_handlers import wire
-from hotdesk import config_serving as prov
-from hotdesk.config import Config, ConfigError, example_ini, load_config, parse_hhmm, parse_listen
-from hotdesk.inventory import DeviceSpec, InventoryError, normalise_device_spec
+from hotdesk.admin.inventory import DeviceSpec, InventoryError, normalise_device_spec
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
+from hotdesk.provisioning import serving as prov
+from hotdesk.settings import Config, ConfigError, example_ini, load_config, parse_hhmm, parse_listen
 from hotdesk_agi import protocol as agi
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

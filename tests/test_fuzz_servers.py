@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.fuzz import mutations
-from hotdesk.inventory import add_user, default_tenant
-from hotdesk.models import DiscoveredPhone
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.store.models import DiscoveredPhone
 from hotdesk_pnp.sip import parse_message
 from tests.pnp_helpers import running_listener, unicast_config
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotdesk import importers
+from hotdesk.admin import importers
+from hotdesk.admin.inventory import default_tenant
 from hotdesk.hashing import verify_pin
-from hotdesk.inventory import default_tenant
-from hotdesk.models import User
+from hotdesk.store.models import User
 
 PJSIP = """
 [endpoint-tpl](!)

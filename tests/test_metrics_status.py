@@ -12,11 +12,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.serving import make_server
 
-from hotdesk import health, metrics, status
-from hotdesk.config import MetricsConfig
-from hotdesk.models import Heartbeat, OutboxNotify
+from hotdesk.calls.service import CallContext
+from hotdesk.ops import health, metrics, status
 from hotdesk.runtime import Runtime
-from hotdesk.service import CallContext
+from hotdesk.settings import MetricsConfig
+from hotdesk.store.models import Heartbeat, OutboxNotify
 from hotdesk_cli.main import main as cli_main
 from webadmin.app import create_app
 

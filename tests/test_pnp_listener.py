@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from hotdesk.models import DiscoveredPhone
-from hotdesk.provisioning import device_url
+from hotdesk.provisioning.render import device_url
+from hotdesk.store.models import DiscoveredPhone
 from hotdesk_pnp.listener import PnpBindError, open_multicast_socket
 from hotdesk_pnp.sip import parse_message
 from tests.conftest import make_device

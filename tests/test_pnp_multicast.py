@@ -14,10 +14,10 @@ import uuid
 
 import pytest
 
-from hotdesk.config import Config, DatabaseConfig
-from hotdesk.inventory import DeviceSpec, add_device, default_tenant
-from hotdesk.provisioning import device_url
+from hotdesk.admin.inventory import DeviceSpec, add_device, default_tenant
+from hotdesk.provisioning.render import device_url
 from hotdesk.runtime import start
+from hotdesk.settings import Config, DatabaseConfig
 from tests.pnp_helpers import run_sipp, sipp_messages, sipp_path
 
 PHONE = {"mac": "0015651234ab", "vendor": "Yealink", "model": "T54W", "version": "96.86.0.100",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from hotdesk.discovery import Sighting, record_sighting
-from hotdesk.models import Device
+from hotdesk.provisioning.discovery import Sighting, record_sighting
+from hotdesk.store.models import Device
 from hotdesk_cli.main import main
 from hotdesk_pnp.sip import build_response, parse_message
 from tests.conftest import make_device

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hotdesk.models import Device, LoginAttempt, OutboxNotify, Session
+from hotdesk.store.models import Device, LoginAttempt, OutboxNotify, Session
 
 from .conftest import REPO
 
@@ -84,7 +84,7 @@ def test_kill9_inside_login_transaction_leaves_nothing_half_done(runtime, databa
     assert LoginAttempt.select().count() == 0
     assert Device.get_by_id(desk.id).config_version == 1
     # The restarted service works at once: the dead process's lock is gone.
-    from hotdesk.service import CallContext, Outcome
+    from hotdesk.calls.service import CallContext, Outcome
     ctx = CallContext(switch="asterisk", call_id="retry", endpoint="8001")
     assert runtime.service.login(desk.id, "101", "1234", ctx) is Outcome.LOGGED_IN
     assert [line.split()[3] for line in restart_drain(database_url, tmp_path)] == ["8001"]
@@ -102,7 +102,7 @@ def test_kill9_after_login_commit_keeps_session_and_restarted_drain_sends(
     assert [line.split()[2:] for line in sent] == [[str(row.id), "8001"]]
     assert OutboxNotify.get_by_id(row.id).status == "sent"
     # The phone ends with alice's profile: desired version is the one the NOTIFY announced.
-    from hotdesk.provisioning import make_environment, render_device
+    from hotdesk.provisioning.render import make_environment, render_device
     device = Device.get_by_id(desk.id)
     assert device.config_version == row.config_version
     rendered = "".join(render_device(make_environment(runtime.config), device,
@@ -112,7 +112,7 @@ def test_kill9_after_login_commit_keeps_session_and_restarted_drain_sends(
 
 def test_kill9_inside_logout_transaction_loses_no_logout(runtime, database_url, tmp_path,
                                                          alice, desk):
-    from hotdesk.service import CallContext, Outcome
+    from hotdesk.calls.service import CallContext, Outcome
     ctx = CallContext(switch="asterisk", call_id="pre", endpoint="8001")
     runtime.service.login(desk.id, "101", "1234", ctx)
     OutboxNotify.update(status="sent").execute()
@@ -128,7 +128,7 @@ def test_kill9_inside_logout_transaction_loses_no_logout(runtime, database_url, 
 
 def test_kill9_after_logout_commit_still_sends_idle_notify(runtime, database_url, tmp_path,
                                                            alice, desk):
-    from hotdesk.service import CallContext
+    from hotdesk.calls.service import CallContext
     ctx = CallContext(switch="asterisk", call_id="pre", endpoint="8001")
     runtime.service.login(desk.id, "101", "1234", ctx)
     OutboxNotify.update(status="sent").execute()

@@ -20,8 +20,8 @@ import requests
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 from werkzeug.serving import make_server
 
-from hotdesk.config_serving import ConfigServer, FetchRequest, etag_matches
-from hotdesk.models import AuditEvent, ConfigFetch, Device
+from hotdesk.provisioning.serving import ConfigServer, FetchRequest, etag_matches
+from hotdesk.store.models import AuditEvent, ConfigFetch, Device
 from hotdesk_prov.http import BadRequest, parse_head
 from hotdesk_prov.server import Limits, ThreadedServer
 from tests.conftest import REPO
@@ -274,12 +274,12 @@ def test_cli_prefork_workers_serve_and_stop(runtime, desk, database_url, tmp_pat
 
 
 def test_preload_renders_every_device_once(runtime, desk, desk2, monkeypatch):
-    from hotdesk import provisioning
+    from hotdesk.provisioning import render
 
     server = ConfigServer(runtime.config, runtime.db)
     assert server.cache.preload() == 2  # one Yealink file per desk
     calls = []
-    monkeypatch.setattr(provisioning, "render_file",
+    monkeypatch.setattr(render, "render_file",
                         lambda *a, **k: calls.append(a) or "rendered again")
     reply = server.decide(FetchRequest(desk.prov_token, f"{desk.mac}.cfg", "127.0.0.1"))
     assert reply.status == 200 and b"idle-8001" in reply.body and calls == []

@@ -13,8 +13,8 @@ import requests
 from requests.auth import HTTPBasicAuth, HTTPDigestAuth
 from werkzeug.serving import make_server
 
-from hotdesk.models import AuditEvent, ConfigFetch, Device
 from hotdesk.runtime import Runtime
+from hotdesk.store.models import AuditEvent, ConfigFetch, Device
 from tests.conftest import make_device
 from webadmin.app import create_app
 from webadmin.provisioning import new_address
@@ -151,7 +151,7 @@ def test_each_vendor_file_is_served(runtime, serve):
     for n, vendor in enumerate(["polycom", "cisco", "grandstream", "snom", "fanvil"]):
         device = make_device(runtime, mac=f"00:15:65:00:02:0{n}", extension=f"820{n}",
                              vendor=vendor)
-        from hotdesk.vendors import get_vendor
+        from hotdesk.provisioning.vendors import get_vendor
         for name in get_vendor(vendor).filenames(device.mac):
             r = get(f"{base}/{device.prov_token}/{name}")
             assert r.status_code == 200, (vendor, name)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from hotdesk.config import AmiConfig
-from hotdesk.outbox import NotifyError, NotifyTarget
+from hotdesk.notify.outbox import NotifyError, NotifyTarget
+from hotdesk.settings import AmiConfig
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from tests import realswitch
 

@@ -7,14 +7,15 @@ import logging
 
 import pytest
 
-from hotdesk import callflow, logctx
-from hotdesk.callflow import Collect
-from hotdesk.drain import LogSender
-from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant
-from hotdesk.outbox import drain_once
+from hotdesk import logctx
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
+from hotdesk.calls import callflow
+from hotdesk.calls.callflow import Collect
+from hotdesk.calls.service import CallContext
+from hotdesk.notify.drain import LogSender
+from hotdesk.notify.outbox import drain_once
 from hotdesk.redact import MASK, redact
 from hotdesk.runtime import setup_logging
-from hotdesk.service import CallContext
 
 PIN = "739146"
 SIP_PASSWORD = "Zq8-user-sip-pw"

@@ -7,13 +7,20 @@ import logging
 
 import pytest
 
-from hotdesk.config import Config
-from hotdesk.inventory import default_tenant
-from hotdesk.models import AuditEvent, Device
-from hotdesk.provisioning import device_url
-from hotdesk.rps import RpsError, check_rps, client_for, has_service, remove_from_rps, save_to_rps
-from hotdesk.rps_clients.sraps import SrapsClient
-from hotdesk.rps_clients.xmlrpc_redirect import XmlRpcRedirectClient
+from hotdesk.admin.inventory import default_tenant
+from hotdesk.provisioning.render import device_url
+from hotdesk.provisioning.rps import (
+    RpsError,
+    check_rps,
+    client_for,
+    has_service,
+    remove_from_rps,
+    save_to_rps,
+)
+from hotdesk.provisioning.rps_clients.sraps import SrapsClient
+from hotdesk.provisioning.rps_clients.xmlrpc_redirect import XmlRpcRedirectClient
+from hotdesk.settings import Config
+from hotdesk.store.models import AuditEvent, Device
 from tests.conftest import make_device
 from tests.fakes.rps import RedirectAccount, SrapsAccount, fake_redirect_service, fake_sraps
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hotdesk.inventory import add_user, default_tenant
-from hotdesk.models import Session, Tenant
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.store.models import Session, Tenant
 from tests.conftest import make_device
 
 SWITCHES = ["asterisk", "freeswitch"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from hotdesk.config import PolicyConfig
-from hotdesk.models import AuditEvent, Device, OutboxNotify, Session
-from hotdesk.service import CallContext, HotdeskService, Outcome
+from hotdesk.calls.service import CallContext, HotdeskService, Outcome
+from hotdesk.settings import PolicyConfig
+from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session
 
 
 def ctx(endpoint: str = "8001", source: str = "192.0.2.10:5060") -> CallContext:
@@ -39,7 +39,7 @@ def test_identify_by_idle_extension_records_address(runtime, desk):
 
 
 def test_wrong_pin_unknown_and_not_enabled_are_distinct(runtime, alice, desk):
-    from hotdesk.inventory import add_user, default_tenant
+    from hotdesk.admin.inventory import add_user, default_tenant
     add_user(runtime.db, default_tenant(), "103", pin="1111", hotdesk=False)
     svc = runtime.service
     assert svc.login(desk.id, "101", "9999", ctx()) is Outcome.WRONG_PIN

@@ -10,10 +10,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hotdesk.config import ProvisioningConfig
-from hotdesk.inventory import add_user, default_tenant
-from hotdesk.models import Device
-from hotdesk.provisioning import (
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.calls.service import CallContext
+from hotdesk.provisioning.render import (
     ConfigCache,
     TemplateError,
     make_environment,
@@ -21,8 +20,9 @@ from hotdesk.provisioning import (
     render_file,
     write_device_files,
 )
-from hotdesk.service import CallContext
-from hotdesk.vendors import VENDORS, get_vendor
+from hotdesk.provisioning.vendors import VENDORS, get_vendor
+from hotdesk.settings import ProvisioningConfig
+from hotdesk.store.models import Device
 from tests.conftest import make_device
 
 HOSTILE = 'Zq9 <b>&amp; "Q" \'s\r\naccount.1.password = pwned\n<P34>x</P34>'

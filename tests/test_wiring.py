@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from hotdesk import health
+from hotdesk.calls.service import HotdeskService
+from hotdesk.ops import health
 from hotdesk.runtime import Runtime
-from hotdesk.service import HotdeskService
 
 SWITCHES = ["asterisk", "freeswitch"]
 COMPONENT = {"asterisk": "ami", "freeswitch": "esl-inbound"}
@@ -138,9 +138,9 @@ def test_web_switch_status_reads_the_heartbeats(runtime):
 
 
 def test_measured_counts_finished_calls_not_abandoned_ones():
-    from hotdesk import metrics
-    from hotdesk.callflow import Answer, CallerHungUp, Collect, Hangup
-    from hotdesk.service import Outcome
+    from hotdesk.calls.callflow import Answer, CallerHungUp, Collect, Hangup
+    from hotdesk.calls.service import Outcome
+    from hotdesk.ops import metrics
 
     def script():  # type: ignore[no-untyped-def]
         yield Answer()

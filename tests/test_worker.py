@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 import pytest
 from peewee import OperationalError
 
-from hotdesk import health, reconcile, worker
-from hotdesk.config import Config, ConfigError, PolicyConfig, WorkerConfig, load_config
-from hotdesk.models import AuditEvent, Device, OutboxNotify, Session, Tenant
-from hotdesk.outbox import claim_due, drain_once, mark_sent
-from hotdesk.service import CallContext, HotdeskService, Outcome
+from hotdesk.calls.service import CallContext, HotdeskService, Outcome
+from hotdesk.notify import reconcile
+from hotdesk.notify.outbox import claim_due, drain_once, mark_sent
+from hotdesk.ops import health, worker
+from hotdesk.settings import Config, ConfigError, PolicyConfig, WorkerConfig, load_config
+from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session, Tenant
 
 
 def ctx(endpoint: str = "8001") -> CallContext:

@@ -12,12 +12,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hotdesk import admins  # noqa: E402
-from hotdesk.config import Config, DatabaseConfig  # noqa: E402
-from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
-from hotdesk.models import AuditEvent, Device, DiscoveredPhone, utcnow  # noqa: E402
+from hotdesk.admin import admins  # noqa: E402
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
+from hotdesk.calls.service import CallContext  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
-from hotdesk.service import CallContext  # noqa: E402
+from hotdesk.settings import Config, DatabaseConfig  # noqa: E402
+from hotdesk.store.models import AuditEvent, Device, DiscoveredPhone, utcnow  # noqa: E402
 from tests.web.browser import browser_page, hotdesk_web, sign_in  # noqa: E402
 
 OUT = REPO / "docs" / "screenshots"

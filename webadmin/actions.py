@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hotdesk import reports
-from hotdesk.models import Device, OutboxNotify
+from hotdesk.admin import reports
 from hotdesk.runtime import Runtime
+from hotdesk.store.models import Device, OutboxNotify
 from webadmin import integrations
 
 

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.wrappers import Response
 
-from hotdesk import admins, inventory, reports
-from hotdesk.inventory import DeviceSpec, InventoryError
-from hotdesk.models import Device, DiscoveredPhone, Session, Tenant, User
-from hotdesk.provisioning import device_url
+from hotdesk.admin import admins, inventory, reports
+from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.provisioning.render import device_url
+from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
 from webadmin import actions
 from webadmin.auth import (
     actor,

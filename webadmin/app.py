@@ -10,7 +10,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from hotdesk import admins
+from hotdesk.admin import admins
 from hotdesk.runtime import Runtime
 from webadmin.jobs import ImportJobs
 from webadmin.secret import load_secret_key

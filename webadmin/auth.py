@@ -22,9 +22,10 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk import admins, audit, reports
-from hotdesk.models import Admin, Device, DiscoveredPhone, Tenant, utcnow
+from hotdesk.admin import admins, reports
 from hotdesk.runtime import Runtime
+from hotdesk.store import audit
+from hotdesk.store.models import Admin, Device, DiscoveredPhone, Tenant, utcnow
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])

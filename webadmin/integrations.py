@@ -9,10 +9,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from hotdesk import health, reports
-from hotdesk.config import Config
-from hotdesk.models import Device, utcnow
-from hotdesk.status import STALE_SECONDS
+from hotdesk.admin import reports
+from hotdesk.ops import health
+from hotdesk.ops.status import STALE_SECONDS
+from hotdesk.settings import Config
+from hotdesk.store.models import Device, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def _call(what: str, module: str, name: str, config: Config, device: Device,
     func = _function(module, name)
     if func is None:
         return IntegrationResult(None, f"{what}: not available in this installation")
-    rps_error = _function("hotdesk.rps", "RpsError")
+    rps_error = _function("hotdesk.provisioning.rps", "RpsError")
     try:
         return IntegrationResult(True, f"{what}: {func(config, device, **kwargs)}")
     except Exception as exc:  # an external service: its failure must not break the page
@@ -52,11 +53,12 @@ def push_provisioning_url(config: Config, device: Device) -> IntegrationResult:
 
 def save_to_rps(config: Config, device: Device, actor: str) -> IntegrationResult:
     """``actor`` ("admin:<name>") goes into the audit row the RPS write leaves."""
-    return _call("Save to RPS", "hotdesk.rps", "save_to_rps", config, device, actor=actor)
+    return _call("Save to RPS", "hotdesk.provisioning.rps", "save_to_rps", config, device,
+                 actor=actor)
 
 
 def remove_from_rps(config: Config, device: Device, actor: str) -> IntegrationResult:
-    return _call("Remove from RPS", "hotdesk.rps", "remove_from_rps", config, device,
+    return _call("Remove from RPS", "hotdesk.provisioning.rps", "remove_from_rps", config, device,
                  actor=actor)
 
 
@@ -66,7 +68,7 @@ SWITCH_COMPONENTS = {"asterisk": "ami", "freeswitch": "esl-inbound"}
 
 def switch_status(config: Config, scope: reports.Scope,
                   now: datetime | None = None) -> dict[str, object]:
-    """The switch connection as the adapters report it (``hotdesk.health``), plus the outbox.
+    """The switch connection as the adapters report it (``hotdesk.ops.health``), plus the outbox.
 
     ``status`` is ``connected`` when at least one node holds the connection, ``down``
     when every node reports it down, ``stale`` when the only reports are too old to

@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from hotdesk import importers
-from hotdesk.models import Tenant, utcnow
+from hotdesk.admin import importers
 from hotdesk.runtime import Runtime
+from hotdesk.store.models import Tenant, utcnow
 
 log = logging.getLogger(__name__)
 

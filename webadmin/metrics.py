@@ -13,7 +13,7 @@ import ipaddress
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from hotdesk.metrics import database_registry
+from hotdesk.ops.metrics import database_registry
 from hotdesk.runtime import Runtime
 
 bp = Blueprint("metrics", __name__)

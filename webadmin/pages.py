@@ -19,9 +19,9 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk import inventory, reports
+from hotdesk.admin import inventory, reports
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
-from hotdesk.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
+from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
 from webadmin import actions, integrations
 from webadmin.auth import (
     actor,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from hotdesk import inventory, reports
-from hotdesk.inventory import DeviceSpec, InventoryError
-from hotdesk.models import ConfigFetch, Device, OutboxNotify, Session
-from hotdesk.provisioning import device_url
-from hotdesk.vendors import VENDORS
+from hotdesk.admin import inventory, reports
+from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.provisioning.render import device_url
+from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session
 from webadmin import actions, integrations
 from webadmin.auth import (
     actor,

@@ -1,5 +1,5 @@
 """Serving phone configs from ``hotdesk web``: a thin Flask adapter over
-:class:`hotdesk.config_serving.ConfigServer`, which holds every check (token, basic/digest
+:class:`hotdesk.provisioning.serving.ConfigServer`, which holds every check (token, basic/digest
 auth, allow-list, audited refusals, fetch recording) for this server and for
 ``hotdesk prov-serve`` alike."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from hotdesk.config_serving import ConfigServer, FetchRequest, new_address
+from hotdesk.provisioning.serving import ConfigServer, FetchRequest, new_address
 from hotdesk.runtime import Runtime
 
 __all__ = ["bp", "new_address"]

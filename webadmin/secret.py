@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from hotdesk.config import Config
+from hotdesk.settings import Config
 
 FILE_NAME = "hotdesk-web.secret"
 

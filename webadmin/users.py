@@ -15,9 +15,9 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk import importers, inventory, reports
-from hotdesk.inventory import InventoryError
-from hotdesk.models import Session, User
+from hotdesk.admin import importers, inventory, reports
+from hotdesk.admin.inventory import InventoryError
+from hotdesk.store.models import Session, User
 from webadmin.auth import (
     actor,
     current_admin,

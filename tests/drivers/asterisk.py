@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hotdesk.calls.service import HotdeskService
 from hotdesk.runtime import Runtime
-from hotdesk.service import HotdeskService
 from hotdesk_agi.app import AgiApp, start_app
 from tests.fakes.asterisk import FakeAMI, FakeAsterisk
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esl_handlers.service import EslService
-from hotdesk.config import Config, EslConfig, NotifyConfig, PolicyConfig, SwitchConfig
+from hotdesk.calls.service import HotdeskService
 from hotdesk.runtime import Runtime
-from hotdesk.service import HotdeskService
+from hotdesk.settings import Config, EslConfig, NotifyConfig, PolicyConfig, SwitchConfig
 from tests.fakes.freeswitch import CallSpec, FakeCall, FakeInboundServer, place_call
 
 

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
-from hotdesk.rps_clients.sraps import hawk_mac, payload_hash
+from hotdesk.provisioning.rps_clients.sraps import hawk_mac, payload_hash
 
 _MAC = re.compile(r"^[0-9A-F]{12}$")
 

@@ -2,7 +2,7 @@
 
 Usage: python -m tests.procs.crash_midway MODE MARKER_FILE
   login-in-tx / logout-in-tx: pause inside the write transaction, after the outbox
-      row was written but before COMMIT (``hotdesk.outbox.enqueue`` is wrapped).
+      row was written but before COMMIT (``hotdesk.notify.outbox.enqueue`` is wrapped).
   login-committed / logout-committed: pause after the commit, before any drain.
 The database comes from HOTDESK_DATABASE_URL. The marker file appears when the
 process has reached its pause point.
@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from hotdesk import outbox
-from hotdesk.config import load_config
+from hotdesk.calls.service import CallContext
+from hotdesk.notify import outbox
 from hotdesk.runtime import start
-from hotdesk.service import CallContext
+from hotdesk.settings import load_config
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import time
 
-from hotdesk.config import Config
-from hotdesk.outbox import NotifyTarget
+from hotdesk.notify.outbox import NotifyTarget
+from hotdesk.settings import Config
 
 
 class RecordingSender:

@@ -12,10 +12,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hotdesk import admins
-from hotdesk.inventory import DeviceSpec, add_device, add_user, default_tenant
-from hotdesk.models import Admin, Device, Tenant, User
+from hotdesk.admin import admins
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
 from hotdesk.runtime import Runtime
+from hotdesk.store.models import Admin, Device, Tenant, User
 from webadmin.app import create_app
 
 PASSWORD = "correct horse battery"

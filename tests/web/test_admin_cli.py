@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hotdesk import admins
-from hotdesk.models import Admin, ApiToken
+from hotdesk.admin import admins
+from hotdesk.store.models import Admin, ApiToken
 from hotdesk_cli.main import main
 
 

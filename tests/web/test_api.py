@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hotdesk.models import ApiToken, Session
-from hotdesk.service import CallContext
+from hotdesk.calls.service import CallContext
+from hotdesk.store.models import ApiToken, Session
 from tests.web.conftest import bearer
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hotdesk.inventory import default_tenant
-from hotdesk.models import Device, OutboxNotify, Session
-from hotdesk.service import CallContext
+from hotdesk.admin.inventory import default_tenant
+from hotdesk.calls.service import CallContext
+from hotdesk.store.models import Device, OutboxNotify, Session
 from tests.conftest import make_device
 from tests.web.browser import CHROMIUM, browser_page, hotdesk_web, sign_in
 from tests.web.conftest import PASSWORD, other_phone

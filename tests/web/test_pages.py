@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from hotdesk.models import AuditEvent, OutboxNotify, Session, Tenant, User
-from hotdesk.service import CallContext
+from hotdesk.calls.service import CallContext
+from hotdesk.store.models import AuditEvent, OutboxNotify, Session, Tenant, User
 from tests.web.conftest import PASSWORD, csrf_token, sign_in
 from webadmin.app import create_app
 from webadmin.secret import load_secret_key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hotdesk.service import CallContext
+from hotdesk.calls.service import CallContext
 
 PAGES = ["/", "/phones", "/phones/new", "/discovered", "/users", "/users/new",
          "/users/import", "/sessions", "/notify", "/audit", "/settings"]

@@ -7,9 +7,17 @@ import re
 
 import pytest
 
-from hotdesk import importers
-from hotdesk.models import AuditEvent, Device, DiscoveredPhone, OutboxNotify, Session, Tenant, User
-from hotdesk.service import CallContext
+from hotdesk.admin import importers
+from hotdesk.calls.service import CallContext
+from hotdesk.store.models import (
+    AuditEvent,
+    Device,
+    DiscoveredPhone,
+    OutboxNotify,
+    Session,
+    Tenant,
+    User,
+)
 from tests.web.conftest import bearer, csrf_token, other_phone, other_user
 
 # Routes anyone may call: they carry no tenant data.

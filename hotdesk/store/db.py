@@ -15,7 +15,7 @@ from peewee import (
 )
 from playhouse.db_url import connect, parse
 
-from hotdesk.models import (
+from hotdesk.store.models import (
     ALL_MODELS,
     Heartbeat,
     SchemaVersion,

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hotdesk.callflow import CallScript, Collect
-from hotdesk.config import parse_listen
-from hotdesk.models import AuditEvent, LoginAttempt, Session, utcnow
+from hotdesk.calls.callflow import CallScript, Collect
+from hotdesk.settings import parse_listen
+from hotdesk.store.models import AuditEvent, LoginAttempt, Session, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,8 @@ class DatabaseCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from hotdesk import health, reconcile
+        from hotdesk.notify import reconcile
+        from hotdesk.ops import health
 
         now: datetime = self.clock()
         active = GaugeMetricFamily("hotdesk_active_sessions", "Hot-desk sessions logged in now")

@@ -23,7 +23,7 @@ from peewee import (
     TextField,
 )
 
-# Bound to a real database by hotdesk.db.open_database(); peewee's documented idiom.
+# Bound to a real database by hotdesk.store.db.open_database(); peewee's documented idiom.
 database_proxy = DatabaseProxy()
 
 

@@ -18,7 +18,7 @@ import xmlrpc.client
 from typing import Any
 from urllib.parse import urlsplit
 
-from hotdesk.rps_clients.base import RpsError, url_with_credentials
+from hotdesk.provisioning.rps_clients.base import RpsError, url_with_credentials
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from hotdesk import health, reconcile
 from hotdesk.mac import format_mac
-from hotdesk.models import Session, utcnow
+from hotdesk.notify import reconcile
+from hotdesk.ops import health
+from hotdesk.store.models import Session, utcnow
 
 # A heartbeat older than this is shown as stale: its process may have died without
 # saying so (kill -9, power loss).

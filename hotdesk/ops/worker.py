@@ -1,7 +1,7 @@
 """``hotdesk worker``: the background jobs no call triggers.
 
 Each tick ends sessions past their maximum login time or their daily logout time,
-re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.reconcile`), tidies
+re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.notify.reconcile`), tidies
 expired outbox claims and records a heartbeat. Every job decides from the database
 alone and re-checks under the service's write lock, so a worker that was down
 catches up on start, and several workers on several nodes never do a job twice.
@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 from peewee import InterfaceError, OperationalError
 
-from hotdesk import health, metrics, reconcile
-from hotdesk.config import Config, parse_hhmm
-from hotdesk.drain import drain_round
-from hotdesk.models import Session, Tenant, database_proxy
-from hotdesk.outbox import NotifySender, worker_id
-from hotdesk.service import HotdeskService, Outcome
+from hotdesk.calls.service import HotdeskService, Outcome
+from hotdesk.notify import reconcile
+from hotdesk.notify.drain import drain_round
+from hotdesk.notify.outbox import NotifySender, worker_id
+from hotdesk.ops import health, metrics
+from hotdesk.settings import Config, parse_hhmm
+from hotdesk.store.models import Session, Tenant, database_proxy
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
 
-from hotdesk import audit
-from hotdesk.db import write_transaction
+from hotdesk.calls.service import HotdeskService
 from hotdesk.hashing import InvalidPin, hash_pin
 from hotdesk.mac import InvalidMac, normalise_mac
-from hotdesk.models import Device, DiscoveredPhone, Session, Tenant, User
-from hotdesk.service import HotdeskService
-from hotdesk.vendors import VENDORS
+from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.store import audit
+from hotdesk.store.db import write_transaction
+from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
 
 _EXTENSION = re.compile(r"^[0-9]{1,15}$")
 _SIP_USER = re.compile(r"^[A-Za-z0-9_.+\-]{1,64}$")

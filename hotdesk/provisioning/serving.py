@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 from peewee import Database
 
-from hotdesk import audit
-from hotdesk.config import Config
-from hotdesk.db import write_transaction
 from hotdesk.mac import InvalidMac, normalise_mac
-from hotdesk.models import ConfigFetch, Device, utcnow
-from hotdesk.provisioning import ConfigCache, Rendered, TemplateError
+from hotdesk.provisioning.render import ConfigCache, Rendered, TemplateError
+from hotdesk.settings import Config
+from hotdesk.store import audit
+from hotdesk.store.db import write_transaction
+from hotdesk.store.models import ConfigFetch, Device, utcnow
 
 log = logging.getLogger(__name__)
 

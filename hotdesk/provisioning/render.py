@@ -31,9 +31,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
-from hotdesk.config import Config
-from hotdesk.models import Device, Session, Tenant, User
-from hotdesk.vendors import Vendor, get_vendor
+from hotdesk.provisioning.vendors import Vendor, get_vendor
+from hotdesk.settings import Config
+from hotdesk.store.models import Device, Session, Tenant, User
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from peewee import Case, PeeweeException
 
-from hotdesk.models import Heartbeat, utcnow
+from hotdesk.store.models import Heartbeat, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class ConnectionReporter:
 
     def set(self, up: bool, detail: str = "") -> None:
         """The connection is now up/down; ``detail`` is the last error or a note."""
-        from hotdesk import metrics
+        from hotdesk.ops import metrics
 
         self.state = "up" if up else "down"
         self.detail = f"{self.address}: {detail or ('connected' if up else 'down')}"
@@ -109,7 +109,7 @@ class ConnectionReporter:
         self._wake.set()
 
     def start(self) -> None:
-        from hotdesk import metrics
+        from hotdesk.ops import metrics
 
         metrics.set_connection(self.component, self.state == "up")
         self._thread = threading.Thread(target=self._run, name=f"{self.component}-health",
@@ -125,7 +125,7 @@ class ConnectionReporter:
             self._thread.join(10.0)
 
     def _run(self) -> None:
-        from hotdesk.models import database_proxy
+        from hotdesk.store.models import database_proxy
 
         try:
             while not self._stop.is_set():

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 from peewee import InterfaceError, OperationalError
 
-from hotdesk import metrics, outbox
-from hotdesk.config import Config
-from hotdesk.models import OutboxNotify, utcnow
-from hotdesk.outbox import NotifySender, NotifyTarget
+from hotdesk.notify import outbox
+from hotdesk.notify.outbox import NotifySender, NotifyTarget
+from hotdesk.ops import metrics
+from hotdesk.settings import Config
+from hotdesk.store.models import OutboxNotify, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +98,8 @@ class RenderingSender:
         self.inner.send(target)
 
     def _render(self, outbox_id: int) -> None:
-        from hotdesk import provisioning
-        from hotdesk.models import Device
+        from hotdesk.provisioning import render
+        from hotdesk.store.models import Device
 
         row = (OutboxNotify.select(OutboxNotify.device).where(OutboxNotify.id == outbox_id)
                .first())
@@ -107,8 +108,8 @@ class RenderingSender:
             return
         try:
             env = _environment(self.config.provisioning.templates_dir, self.config)
-            provisioning.write_device_files(env, device, self.config)
-        except (provisioning.TemplateError, OSError) as exc:
+            render.write_device_files(env, device, self.config)
+        except (render.TemplateError, OSError) as exc:
             log.error("could not write the files of phone %s into render_dir: %s",
                       device.mac, exc)
 
@@ -118,11 +119,11 @@ _ENVIRONMENTS: dict[str, object] = {}
 
 def _environment(templates_dir: str, config: Config):  # type: ignore[no-untyped-def]
     """One Jinja2 environment per template directory: templates compile once."""
-    from hotdesk import provisioning
+    from hotdesk.provisioning import render
 
     env = _ENVIRONMENTS.get(templates_dir)
     if env is None:
-        env = _ENVIRONMENTS[templates_dir] = provisioning.make_environment(config)
+        env = _ENVIRONMENTS[templates_dir] = render.make_environment(config)
     return env
 
 
@@ -163,7 +164,7 @@ class Drainer:
 
     def round(self) -> dict[str, int] | None:
         """Counts by result, or None when the database failed (retry next round)."""
-        from hotdesk.models import database_proxy
+        from hotdesk.store.models import database_proxy
 
         try:
             counts = drain_round(self.sender, self.config, self.owner, self.batch)
@@ -195,7 +196,7 @@ def run_drain(sender: NotifySender, config: Config, stop_event: threading.Event,
     caller sets ``wake`` too when it sets ``stop_event``). A locked or restarted
     database is logged and retried on the next round.
     """
-    from hotdesk.models import database_proxy
+    from hotdesk.store.models import database_proxy
 
     drainer = Drainer(sender, config, owner, batch)
     totals = DrainTotals()

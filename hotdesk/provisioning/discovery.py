@@ -14,9 +14,9 @@ from datetime import datetime
 
 from peewee import Database, IntegrityError
 
-from hotdesk import audit
-from hotdesk.db import write_transaction
-from hotdesk.models import Device, DiscoveredPhone, utcnow
+from hotdesk.store import audit
+from hotdesk.store.db import write_transaction
+from hotdesk.store.models import Device, DiscoveredPhone, utcnow
 
 log = logging.getLogger(__name__)
 

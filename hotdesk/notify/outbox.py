@@ -18,9 +18,9 @@ from typing import Protocol
 
 from peewee import PostgresqlDatabase
 
-from hotdesk.config import NotifyConfig
-from hotdesk.models import Device, OutboxNotify, Tenant, database_proxy, utcnow
-from hotdesk.vendors import get_vendor
+from hotdesk.provisioning.vendors import get_vendor
+from hotdesk.settings import NotifyConfig
+from hotdesk.store.models import Device, OutboxNotify, Tenant, database_proxy, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ directory, or CSV.
 
 The parsers are pure functions from text to records plus per-line problems: they never
 raise on bad input, so one broken line costs that line and nothing else. Applying the
-records goes through :mod:`hotdesk.inventory`, one transaction per user.
+records goes through :mod:`hotdesk.admin.inventory`, one transaction per user.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 
 from peewee import Database
 
-from hotdesk import inventory
+from hotdesk.admin import inventory
 from hotdesk.hashing import InvalidPin, validate_pin
-from hotdesk.models import Tenant, User
+from hotdesk.store.models import Tenant, User
 
 _EXTENSION = re.compile(r"^[0-9]{1,15}$")
 _CALLERID = re.compile(r'^\s*"?([^"<]*)"?\s*(?:<([^>]*)>)?\s*$')
@@ -298,7 +298,7 @@ def apply_import(db: Database, tenant: Tenant, records: list[ImportRecord],
                  progress: Callable[[int, int], None] | None = None) -> ImportSummary:
     """Create new users, update existing ones (by extension); one transaction each.
 
-    PINs are hashed by :mod:`hotdesk.inventory`; a record's ``hotdesk`` wins over
+    PINs are hashed by :mod:`hotdesk.admin.inventory`; a record's ``hotdesk`` wins over
     ``enable_hotdesk``, which only applies to users the source says nothing about.
     """
     summary = ImportSummary()

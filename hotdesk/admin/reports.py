@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from peewee import JOIN, fn
 
-from hotdesk.models import (
+from hotdesk.store.models import (
     AuditEvent,
     Device,
     LoginAttempt,

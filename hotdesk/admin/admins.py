@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 
 from peewee import Database
 
-from hotdesk import audit
-from hotdesk.db import write_transaction
 from hotdesk.hashing import hash_password, verify_password
-from hotdesk.models import Admin, ApiToken, Tenant, utcnow
+from hotdesk.store import audit
+from hotdesk.store.db import write_transaction
+from hotdesk.store.models import Admin, ApiToken, Tenant, utcnow
 
 TOKEN_PREFIX = "hd_"
 MIN_PASSWORD_LENGTH = 10

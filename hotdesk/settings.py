@@ -141,7 +141,7 @@ class NotifyConfig:
     # re-provisioned while the caller still hears the confirmation prompt.
     call_grace_seconds: float = 2.0
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
-    # drains), log, or a registered name / "module:factory" (see hotdesk.drain).
+    # drains), log, or a registered name / "module:factory" (see hotdesk.notify.drain).
     sender: str = "none"
 
 

@@ -21,7 +21,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from hotdesk.rps_clients.base import RpsError, url_with_credentials
+from hotdesk.provisioning.rps_clients.base import RpsError, url_with_credentials
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,12 @@ from enum import StrEnum
 
 from peewee import Database
 
-from hotdesk import audit, outbox
-from hotdesk.config import Config
-from hotdesk.db import for_update, is_sqlite, write_transaction
 from hotdesk.hashing import verify_pin
-from hotdesk.models import Device, LoginAttempt, Session, Tenant, User, utcnow
+from hotdesk.notify import outbox
+from hotdesk.settings import Config
+from hotdesk.store import audit
+from hotdesk.store.db import for_update, is_sqlite, write_transaction
+from hotdesk.store.models import Device, LoginAttempt, Session, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hotdesk.models import AuditEvent, Device, Tenant, User, utcnow
+from hotdesk.store.models import AuditEvent, Device, Tenant, User, utcnow
 
 
 def record(action: str, *, tenant: Tenant | int | None = None, actor: str = "system",

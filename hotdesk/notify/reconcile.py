@@ -16,10 +16,19 @@ from datetime import datetime, timedelta
 
 from peewee import fn
 
-from hotdesk import audit, outbox
-from hotdesk.config import Config
-from hotdesk.db import for_update, write_transaction
-from hotdesk.models import AuditEvent, Device, OutboxNotify, Session, Tenant, database_proxy, utcnow
+from hotdesk.notify import outbox
+from hotdesk.settings import Config
+from hotdesk.store import audit
+from hotdesk.store.db import for_update, write_transaction
+from hotdesk.store.models import (
+    AuditEvent,
+    Device,
+    OutboxNotify,
+    Session,
+    Tenant,
+    database_proxy,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 

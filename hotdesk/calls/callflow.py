@@ -17,9 +17,9 @@ import logging
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 
-from hotdesk.config import PolicyConfig
-from hotdesk.models import Device, User
-from hotdesk.service import CallContext, HotdeskService, Outcome, PinVerifier
+from hotdesk.calls.service import CallContext, HotdeskService, Outcome, PinVerifier
+from hotdesk.settings import PolicyConfig
+from hotdesk.store.models import Device, User
 
 log = logging.getLogger(__name__)
 

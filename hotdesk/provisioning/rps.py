@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from hotdesk import audit
-from hotdesk.config import Config, RpsConfig
 from hotdesk.mac import format_mac
-from hotdesk.models import Device
-from hotdesk.provisioning import device_url
-from hotdesk.rps_clients.base import RpsClient, RpsError
-from hotdesk.rps_clients.sraps import SrapsClient
-from hotdesk.rps_clients.xmlrpc_redirect import XmlRpcRedirectClient
+from hotdesk.provisioning.render import device_url
+from hotdesk.provisioning.rps_clients.base import RpsClient, RpsError
+from hotdesk.provisioning.rps_clients.sraps import SrapsClient
+from hotdesk.provisioning.rps_clients.xmlrpc_redirect import XmlRpcRedirectClient
+from hotdesk.settings import Config, RpsConfig
+from hotdesk.store import audit
+from hotdesk.store.models import Device
 
 __all__ = ["RpsClient", "RpsError", "client_for", "has_service", "remove_from_rps",
            "save_to_rps", "service_for"]

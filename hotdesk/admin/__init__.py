@@ -1,0 +1,1 @@
+"""What admins manage: users and phones, imports, admin accounts, read-only reports."""

@@ -1,0 +1,1 @@
+"""The call path: what the caller hears (callflow) and the hot-desking rules (service)."""

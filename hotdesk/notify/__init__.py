@@ -1,0 +1,1 @@
+"""Check-sync NOTIFYs: the durable outbox, the loops that drain it, reconciliation."""

@@ -1,0 +1,1 @@
+"""Operations: the background worker, heartbeats, metrics and the status snapshot."""

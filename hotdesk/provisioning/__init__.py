@@ -1,0 +1,1 @@
+"""Phone configs: vendors, rendering, serving them to phones, PnP discovery and RPS."""

@@ -1,0 +1,1 @@
+"""Clients of the phone vendors' redirect services (RPS); chosen by hotdesk.provisioning.rps."""

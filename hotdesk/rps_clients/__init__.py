@@ -1,1 +1,0 @@
-"""Clients of the phone vendors' redirect services (RPS); chosen by hotdesk.rps."""

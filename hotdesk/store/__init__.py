@@ -1,0 +1,1 @@
+"""Storage: the tables, opening and upgrading the database, the audit trail."""
