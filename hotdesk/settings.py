@@ -61,8 +61,6 @@ class EslConfig:
     port: int = 8021
     password: str = "ClueCon"
     profile: str = "internal"
-    # hotdesk -> PIN hashed in hotdesk's database; directory -> vm-password from the FS directory
-    pin_source: str = "hotdesk"
     reconnect_max_seconds: float = 30.0
     # Calls doing database work at the same moment (the rest wait their turn).
     db_slots: int = 4
@@ -115,6 +113,11 @@ class ProvisioningConfig:
 class PolicyConfig:
     # auto_logout | deny | allow
     multiple_login: str = "auto_logout"
+    # Which PIN a caller keys: switch = their voicemail PIN, read live from the switch
+    # during the call (Asterisk VM_INFO, FreeSWITCH vm-password); hotdesk = a PIN hashed
+    # in hotdesk's database (for switches without voicemail). A tenant may override it;
+    # tenants upgraded from a version that had only hotdesk PINs keep "hotdesk".
+    pin_source: str = "switch"
     pin_tries_per_call: int = 3
     pin_max_digits: int = 8
     pin_timeout_ms: int = 5000
@@ -336,6 +339,14 @@ def load_config(path: str | os.PathLike[str] | None = None,
     return _build(values, environ, source=str(path or "defaults"))
 
 
+# Options an older hotdesk had, and what to write instead: a clear error, never a
+# silently ignored line.
+REPLACED_OPTIONS: dict[tuple[str, str], str] = {
+    ("esl", "pin_source"): "use [policy] pin_source = switch (the voicemail PIN read live "
+                           "from the switch; was 'directory') or hotdesk",
+}
+
+
 def _build(values: dict[str, dict[str, str]], environ: Mapping[str, str], source: str) -> Config:
     base = Config()
     kwargs: dict[str, Any] = {}
@@ -343,11 +354,18 @@ def _build(values: dict[str, dict[str, str]], environ: Mapping[str, str], source
     for name in values:
         if name not in sections and name not in _PROMPT_SECTIONS:
             raise ConfigError(f"{source}: unknown section [{name}]")
+    for (name, key), instead in REPLACED_OPTIONS.items():
+        env_key = f"HOTDESK_{name}_{key}".upper()
+        if env_key in environ:
+            raise ConfigError(f"environment: {env_key} is gone: {instead}")
     for name in sections:
         current = getattr(base, name)
         given = values.get(name, {})
         known = {f.name for f in dataclasses.fields(current)}
         for key in given:
+            if (name, key) in REPLACED_OPTIONS:
+                raise ConfigError(f"{source}: [{name}] {key} is gone: "
+                                  f"{REPLACED_OPTIONS[name, key]}")
             if key not in known:
                 raise ConfigError(f"{source}: unknown option {key!r} in [{name}]")
         changes: dict[str, Any] = {}
@@ -378,7 +396,7 @@ def _validate(config: Config) -> None:
     choices = {
         ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
         ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
-        ("esl", "pin_source"): (config.esl.pin_source, {"hotdesk", "directory"}),
+        ("policy", "pin_source"): (config.policy.pin_source, {"switch", "hotdesk"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
         ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),

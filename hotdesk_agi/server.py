@@ -16,12 +16,13 @@ import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from hotdesk.calls.callflow import SetVar
+from hotdesk.calls.callflow import SetVar, error_call
+from hotdesk.calls.driver import CallDriver, Finished, Step
 from hotdesk.logctx import call_context
 from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
 from hotdesk_agi import login, logout
-from hotdesk_agi.handlers import AgiRequest, Handler, error_call
+from hotdesk_agi.handlers import AgiRequest, Handler
 from hotdesk_agi.protocol import MAX_LINE, AgiProtocolError, LineReader, read_env
 from hotdesk_agi.runner import AgiSession, run_script, thread_runner
 
@@ -94,26 +95,24 @@ class AgiServer:
             return
         request = AgiRequest(env)
         with call_context(request.call_id):
+            ctx = request.call_context()
             handler = self.handlers.get(request.script)
             if handler is None:
                 log.error("FastAGI request for unknown script %r (agi_request %r)",
                           request.script, env.get("agi_request", ""))
-                script = error_call(self.runtime, "unknown script")
+                script = error_call(self.runtime.config.prompts("asterisk"))
             else:
                 log.info("FastAGI %s from %s: args %s, channel %s", request.script,
                          request.arg(2) or peer, request.args, env.get("agi_channel", ""))
                 script = handler(self.runtime, request)
             feature = request.script if handler is not None else "unknown"
-            script = metrics.measured(script, "asterisk", feature, request.call_id)
+            driver = CallDriver(script, self.runtime.service, ctx, feature, metrics.CALLS_SEEN)
             session = AgiSession(lines, writer, cfg.command_timeout)
-            step = thread_runner(self.executor)
 
-            async def after(fn):  # type: ignore[no-untyped-def]
-                done, result = await step(fn)
-                if done or isinstance(result, SetVar):
+            def decided(step: Step) -> None:
+                if isinstance(step, Finished | SetVar):
                     self.on_decided()
-                return done, result
 
-            outcome = await run_script(session, script, after)
+            outcome = await run_script(session, driver, thread_runner(self.executor), decided)
             self.calls_served += 1
             log.info("FastAGI %s done: %s", request.script, outcome.value)

@@ -47,7 +47,7 @@ def test_many_users_logging_in_on_one_phone_leave_exactly_one_session(runtime, d
         add_user(runtime.db, tenant, str(200 + i), pin="1234", hotdesk=True)
     svc = runtime.service
     jobs = [lambda i=i: svc.login(desk.id, str(200 + i), "1234",
-                                  CallContext("asterisk", f"c{i}", "8001"))
+                                  CallContext("asterisk", f"c{i}", "8001")).outcome
             for i in range(n)]
     results = run_parallel(runtime, jobs)
     assert set(results) == {Outcome.LOGGED_IN}
@@ -62,7 +62,7 @@ def test_one_user_on_twenty_phones_under_auto_logout_keeps_one_session(runtime, 
                for i in range(20)]
     svc = runtime.service
     jobs = [lambda d=d: svc.login(d.id, "101", "1234",
-                                  CallContext("asterisk", f"c{d.id}", d.idle_extension))
+                                  CallContext("asterisk", f"c{d.id}", d.idle_extension)).outcome
             for d in devices]
     results = run_parallel(runtime, jobs)
     assert set(results) == {Outcome.LOGGED_IN}
@@ -75,7 +75,7 @@ def test_parallel_wrong_pins_cannot_bypass_lockout(runtime, alice):
                for i in range(12)]
     svc = runtime.service
     jobs = [lambda d=d: svc.login(d.id, "101", "0000",
-                                  CallContext("asterisk", f"c{d.id}", d.idle_extension))
+                                  CallContext("asterisk", f"c{d.id}", d.idle_extension)).outcome
             for d in devices]
     results = Counter(run_parallel(runtime, jobs))
     # Exactly lockout_failures tries were checked; every later one was refused unchecked.
@@ -83,4 +83,4 @@ def test_parallel_wrong_pins_cannot_bypass_lockout(runtime, alice):
     assert results == {Outcome.WRONG_PIN: failures, Outcome.LOCKED: 12 - failures}
     assert LoginAttempt.select().where(LoginAttempt.result == "wrong_pin").count() == failures
     assert svc.login(devices[0].id, "101", "1234",
-                     CallContext("asterisk", "late", "8200")) is Outcome.LOCKED
+                     CallContext("asterisk", "late", "8200")).outcome is Outcome.LOCKED

@@ -7,6 +7,7 @@ transaction that writes the session row, the audit row and the outbox row togeth
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,12 +55,61 @@ class CallContext:
     domain: str = ""  # SIP domain of the call; "" = default tenant
 
 
-# Checks a keyed PIN for a user; the default compares with hotdesk's own hash.
+@dataclass(frozen=True)
+class Phone:
+    """The hot-desking phone a call comes from, as the call script sees it."""
+
+    id: int
+    mac: str
+    tenant_id: int
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user who may try to log in, and where their PIN lives."""
+
+    user_id: int
+    extension: str
+    pin_on_switch: bool  # the voicemail PIN on the switch decides, not hotdesk's hash
+    mailbox: str  # voicemail box on the switch (default: the extension)
+    voicemail_context: str  # Asterisk voicemail context (default: "default")
+    domain: str  # SIP domain (FreeSWITCH directory domain)
+
+
+@dataclass(frozen=True)
+class SwitchPin:
+    """The voicemail PIN the switch holds for a user, read during the call. ``value``
+    None: the switch has no mailbox or no PIN for them (they cannot log in)."""
+
+    value: str | None
+
+    def __repr__(self) -> str:  # never show the PIN, even in a traceback
+        return f"SwitchPin({'set' if self.value else 'missing'})"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What one PIN try did: the outcome, whether the PIN was wrong, whether this
+    failure locked the user out (metrics and the audit read these, not guesses)."""
+
+    outcome: Outcome
+    pin_failed: bool = False
+    locked_out: bool = False
+
+
+# Checks a keyed PIN for a user against hotdesk's own hash ([policy] pin_source = hotdesk).
 PinVerifier = Callable[[User, str], bool]
 
 
 def _hash_verifier(user: User, pin: str) -> bool:
     return verify_pin(user.pin_hash, pin)
+
+
+def pin_matches(expected: str | None, pin: str) -> bool:
+    """Constant-time comparison of a keyed PIN with the switch's; no PIN never matches."""
+    if not expected:
+        return False
+    return hmac.compare_digest(expected.encode(), pin.encode())
 
 
 @dataclass(frozen=True)
@@ -108,8 +158,35 @@ class HotdeskService:
             max_login_minutes=minutes,
         )
 
+    def pin_on_switch(self, tenant: Tenant) -> bool:
+        """Whose PIN decides: the tenant's own choice, else ``[policy] pin_source``."""
+        return (tenant.pin_source or self.config.policy.pin_source) == "switch"
+
+    def identify_phone(self, ctx: CallContext) -> Phone | Outcome:
+        """Which hot-desking phone is calling, as the call script sees it."""
+        device = self.identify_device(ctx)
+        if not isinstance(device, Device):
+            return device
+        return Phone(id=device.id, mac=device.mac, tenant_id=device.tenant_id)
+
+    def check_caller(self, phone: Phone, extension: str) -> Caller | Outcome:
+        """May ``extension`` try to log in on ``phone``; where their PIN is read from."""
+        device = Device.select(Device, Tenant).join(Tenant).where(Device.id == phone.id).first()
+        if device is None:
+            return Outcome.NOT_HOTDESK_PHONE
+        user = self.find_user(device, extension)
+        if not isinstance(user, User):
+            return user
+        return Caller(user_id=user.id, extension=user.extension,
+                      pin_on_switch=self.pin_on_switch(device.tenant),
+                      mailbox=user.voicemail_box or user.extension,
+                      voicemail_context=user.voicemail_context or "default",
+                      domain=device.tenant.sip_domain)
+
     def identify_device(self, ctx: CallContext) -> Device | Outcome:
-        """Which hot-desking phone is calling? Never guesses: ambiguity is an outcome."""
+        """Which hot-desking phone is calling? Never guesses: ambiguity is an outcome.
+        Reads only: the address the call came from is stored by the login or logout
+        that follows, inside its transaction."""
         tenant = self.tenant_for(ctx.domain)
         if tenant is None:
             log.warning("call %s: SIP domain %r matches no tenant", ctx.call_id, ctx.domain)
@@ -118,9 +195,6 @@ class HotdeskService:
                                     & ((Device.idle_sip_username == ctx.endpoint)
                                        | (Device.idle_extension == ctx.endpoint)))
         if device is not None:
-            if ctx.source and device.last_address != ctx.source:
-                Device.update(last_address=ctx.source).where(Device.id == device.id).execute()
-                device.last_address = ctx.source
             return device
         user = User.get_or_none((User.tenant == tenant)
                                 & ((User.sip_username == ctx.endpoint)
@@ -197,28 +271,42 @@ class HotdeskService:
     # -- state changes ----------------------------------------------------------------
 
     def login(self, device_id: int, extension: str, pin: str, ctx: CallContext,
-              pin_verifier: PinVerifier | None = None) -> Outcome:
-        """Check the PIN and, if right, make ``device`` the user's phone."""
-        verifier = pin_verifier or _hash_verifier
+              switch_pin: SwitchPin | None = None) -> LoginResult:
+        """Check the PIN and, if right, make ``device`` the user's phone.
+
+        ``switch_pin``: the voicemail PIN read from the switch during this call
+        (``[policy] pin_source = switch``); None = hotdesk's own PIN hash decides.
+        """
         actor = f"caller:{extension}"
-        # The PIN is checked before the write lock: argon2 (or a directory look-up over
-        # the Event Socket) must not hold up every other login of the tenant. The lock
-        # then decides with that answer, so the lockout count stays exact under races.
-        seen = (User.select(User, Device.id).join(Device, on=(Device.tenant == User.tenant))
-                .where((Device.id == device_id) & (User.extension == extension)).first())
-        pin_ok = bool(seen and seen.hotdesk_enabled and verifier(seen, pin))
+        pin_ok: bool | None = None
+        seen: User | None = None
+        if switch_pin is None:
+            # argon2 runs before the write lock: it must not hold up every other login.
+            # The lock then decides with that answer, so the lockout stays exact.
+            seen = (User.select(User, Device.id)
+                    .join(Device, on=(Device.tenant == User.tenant))
+                    .where((Device.id == device_id) & (User.extension == extension)).first())
+            pin_ok = bool(seen and seen.hotdesk_enabled and _hash_verifier(seen, pin))
         with write_transaction(self.db):
             device = self._lock_device(device_id)
             if device is None:
-                return Outcome.NOT_HOTDESK_PHONE
+                return LoginResult(Outcome.NOT_HOTDESK_PHONE)
             tenant = device.tenant
             user = User.get_or_none((User.tenant == tenant) & (User.extension == extension))
             if user is None:
-                return Outcome.UNKNOWN_EXTENSION
+                return LoginResult(Outcome.UNKNOWN_EXTENSION)
             if not user.hotdesk_enabled:
-                return Outcome.NOT_ENABLED
-            if seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
-                pin_ok = verifier(user, pin)  # the PIN changed meanwhile: check again
+                return LoginResult(Outcome.NOT_ENABLED)
+            if switch_pin is not None:
+                if switch_pin.value is None:
+                    log.warning("call %s: user %s has no voicemail PIN on the switch "
+                                "(mailbox %s@%s): they cannot log in until it has one",
+                                ctx.call_id, extension, user.voicemail_box or extension,
+                                user.voicemail_context or "default")
+                pin_ok = pin_matches(switch_pin.value, pin)
+            elif seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
+                pin_ok = _hash_verifier(user, pin)  # the PIN changed meanwhile: check again
+            self._note_address(device, ctx.source)
             policy = self.policy_for(tenant, user)
             now = self.clock()
             until = self.locked_until(user, policy)
@@ -226,20 +314,9 @@ class HotdeskService:
                 self._attempt(tenant, user, device, extension, "locked", ctx)
                 audit.record("login_refused_locked", tenant=tenant, actor=actor, device=device,
                              user=user, call_id=ctx.call_id, locked_until=until.isoformat())
-                return Outcome.LOCKED
+                return LoginResult(Outcome.LOCKED)
             if not pin_ok:
-                self._attempt(tenant, user, device, extension, "wrong_pin", ctx)
-                audit.record("pin_failed", tenant=tenant, actor=actor, device=device,
-                             user=user, call_id=ctx.call_id, source=ctx.source)
-                until = self.locked_until(user, policy)
-                if until is not None:
-                    audit.record("lockout", tenant=tenant, actor="system", device=device,
-                                 user=user, call_id=ctx.call_id, locked_until=until.isoformat(),
-                                 failures=policy.lockout_failures)
-                    log.warning("user %s locked out until %s after %d PIN failures",
-                                extension, until.isoformat(timespec="seconds"),
-                                policy.lockout_failures)
-                return Outcome.WRONG_PIN
+                return self._wrong_pin(tenant, user, device, extension, ctx, policy)
             # The user's sessions elsewhere and whoever is on this phone, in one query.
             active = list(Session.select(Session, User).join(User)
                           .where(Session.ended_at.is_null()
@@ -251,7 +328,7 @@ class HotdeskService:
                 audit.record("login_denied_elsewhere", tenant=tenant, actor=actor,
                              device=device, user=user, call_id=ctx.call_id,
                              elsewhere=[s.device.mac for s in others])
-                return Outcome.ALREADY_LOGGED_IN
+                return LoginResult(Outcome.ALREADY_LOGGED_IN)
             if policy.multiple_login == "auto_logout":
                 for other in others:
                     self._end_session(other, "moved", actor, ctx.call_id, now)
@@ -270,24 +347,42 @@ class HotdeskService:
             # The calling phone gets its NOTIFY once the confirmation prompt has played.
             self._reprovision(device, tenant, endpoint, now,
                               delay=self.config.notify.call_grace_seconds)
+            details = {"replaced": replaced} if replaced else {}
             audit.record("login", tenant=tenant, actor=actor, device=device, user=user,
-                         call_id=ctx.call_id, session=session.id, source=ctx.source,
-                         replaced=replaced)
+                         call_id=ctx.call_id, session=session.id, source=ctx.source, **details)
         log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension, device.mac,
                  device.display_name or device.idle_extension)
-        return Outcome.LOGGED_IN
+        return LoginResult(Outcome.LOGGED_IN)
+
+    def _wrong_pin(self, tenant: Tenant, user: User, device: Device, extension: str,
+                   ctx: CallContext, policy: Policy) -> LoginResult:
+        self._attempt(tenant, user, device, extension, "wrong_pin", ctx)
+        audit.record("pin_failed", tenant=tenant, actor=f"caller:{extension}", device=device,
+                     user=user, call_id=ctx.call_id, source=ctx.source)
+        until = self.locked_until(user, policy)
+        if until is not None:
+            audit.record("lockout", tenant=tenant, actor="system", device=device,
+                         user=user, call_id=ctx.call_id, locked_until=until.isoformat(),
+                         failures=policy.lockout_failures)
+            log.warning("user %s locked out until %s after %d PIN failures",
+                        extension, until.isoformat(timespec="seconds"),
+                        policy.lockout_failures)
+        return LoginResult(Outcome.WRONG_PIN, pin_failed=True, locked_out=until is not None)
 
     def logout(self, device_id: int, reason: str = "logout", actor: str = "system",
-               call_id: str = "", session_id: int | None = None) -> Outcome:
+               call_id: str = "", session_id: int | None = None,
+               source: str = "") -> Outcome:
         """End the device's session and put the idle profile back on it.
 
         ``session_id``: end only that session, so a background logout decided on an
-        old session never ends a newer login that happened in between.
+        old session never ends a newer login that happened in between. ``source``: the
+        ip:port a ``*71`` call came from (where the NOTIFY goes).
         """
         with write_transaction(self.db):
             device = self._lock_device(device_id)
             if device is None:
                 return Outcome.NOT_HOTDESK_PHONE
+            self._note_address(device, source)
             current = Session.get_or_none((Session.device == device)
                                           & Session.ended_at.is_null())
             if current is None or (session_id is not None and current.id != session_id):
@@ -321,19 +416,29 @@ class HotdeskService:
     # -- helpers ----------------------------------------------------------------------
 
     def _lock_device(self, device_id: int) -> Device | None:
-        """Load the device and its tenant, serialised with every other change in the tenant.
+        """Lock, then read: the device and its tenant, serialised with every other change
+        in the tenant, read after the lock so nothing decided on is stale.
 
         SQLite: the surrounding BEGIN IMMEDIATE already holds the database's write lock.
-        PostgreSQL: the tenant row is locked FOR UPDATE, so concurrent logins in one
-        tenant are decided one at a time.
+        PostgreSQL: the tenant row is locked FOR UPDATE first; only then is the device
+        row read, so a login committed meanwhile is seen (its config version, address).
         """
+        if not is_sqlite(self.db):
+            owner = Device.select(Device.tenant).where(Device.id == device_id).first()
+            if owner is None:
+                return None
+            for_update(Tenant.select(Tenant.id).where(Tenant.id == owner.tenant_id)).get()
         device = (Device.select(Device, Tenant).join(Tenant)
                   .where(Device.id == device_id).first())
-        if device is None:
-            return None
-        if not is_sqlite(self.db):
-            for_update(Tenant.select(Tenant.id).where(Tenant.id == device.tenant_id)).get()
+        if device is not None and not is_sqlite(self.db) and device.tenant_id != owner.tenant_id:
+            return self._lock_device(device_id)  # moved to another tenant meanwhile
         return device
+
+    def _note_address(self, device: Device, source: str) -> None:
+        """The call came from this phone: its NOTIFY goes to that ip:port."""
+        if source and device.last_address != source:
+            Device.update(last_address=source).where(Device.id == device.id).execute()
+            device.last_address = source
 
     def _end_session(self, session: Session, reason: str, actor: str, call_id: str,
                      now: datetime, delay: float = 0.0) -> None:

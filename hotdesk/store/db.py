@@ -7,7 +7,9 @@ import logging
 from collections.abc import Callable, Iterator
 
 from peewee import (
+    CharField,
     Database,
+    Field,
     InterfaceError,
     OperationalError,
     PostgresqlDatabase,
@@ -20,6 +22,7 @@ from hotdesk.store.models import (
     Heartbeat,
     SchemaVersion,
     Tenant,
+    User,
     database_proxy,
     utcnow,
 )
@@ -123,7 +126,24 @@ def for_update(query):  # type: ignore[no-untyped-def]
     return query.for_update() if isinstance(db, PostgresqlDatabase) else query
 
 
+def add_column_if_missing(db: Database, table: str, column: str, field: Field) -> None:
+    """An upgrade step's new column; a database made by this version has it already.
+
+    Always added as a nullable column (a plain ``ALTER TABLE … ADD COLUMN``): for a NOT
+    NULL column peewee rebuilds the table on SQLite, and with foreign keys on, dropping
+    the old table deletes every row that references it (ON DELETE CASCADE). Code reads
+    such a column with a fallback for NULL.
+    """
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if column not in {c.name for c in db.get_columns(table)}:
+        field.null = True
+        migrate(SchemaMigrator.from_database(db).add_column(table, column, field))
+
+
 def _v1_create_tables(db: Database) -> None:
+    # A new database gets today's tables; later steps therefore add columns only
+    # where they are missing (see add_column_if_missing).
     db.create_tables(ALL_MODELS, safe=True)
 
 
@@ -132,8 +152,18 @@ def _v2_create_heartbeat(db: Database) -> None:
     db.create_tables([Heartbeat], safe=True)
 
 
+def _v3_tenant_pin_source(db: Database) -> None:
+    """Tenant.pin_source: which PIN callers key (empty = ``[policy] pin_source``, whose
+    default became ``switch``). Tenants that already have users with hotdesk PINs keep
+    ``hotdesk``, so an upgraded install behaves as before without a config change."""
+    add_column_if_missing(db, "tenant", "pin_source", CharField(default=""))
+    with_pins = User.select(User.tenant).where(User.pin_hash != "").distinct()
+    Tenant.update(pin_source="hotdesk").where(Tenant.id.in_(with_pins)).execute()
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
+                                                _v3_tenant_pin_source]
 
 
 def schema_version(db: Database) -> int:
