@@ -235,7 +235,9 @@ ASTERISK_PROMPTS: dict[str, str] = {
     "unknown_extension": "pbx-invalid",  # "I am sorry, that's not a valid extension."
     "not_enabled": "ss-noservice",  # "The number you have dialed is not in service."
     "not_hotdesk_phone": "feature-not-avail-line",  # "That feature is not available on this line."
-    "not_logged_in": "agent-loggedoff",
+    # *71 on an idle phone: not "Agent logged off" (nothing was logged off). The core
+    # sounds have no "not logged in"; this is the nearest true sentence.
+    "not_logged_in": "feature-not-avail-line",  # "That feature is not available on this line."
     "ambiguous_device": "cannot-complete-as-dialed",
     "already_logged_in": "agent-alreadyon",  # "That agent is already logged on. ..."
     "no_pin": "vm-goodbye",
@@ -253,7 +255,7 @@ FREESWITCH_PROMPTS: dict[str, str] = {
     "unknown_extension": "ivr/ivr-that_was_an_invalid_entry.wav",
     "not_enabled": "ivr/ivr-that_was_an_invalid_entry.wav",
     "not_hotdesk_phone": "ivr/ivr-that_was_an_invalid_entry.wav",
-    "not_logged_in": "ivr/ivr-you_are_now_logged_out.wav",
+    "not_logged_in": "ivr/ivr-that_was_an_invalid_entry.wav",
     "ambiguous_device": "ivr/ivr-please_try_again.wav",
     "already_logged_in": "ivr/ivr-please_try_again.wav",
     "no_pin": "voicemail/vm-goodbye.wav",

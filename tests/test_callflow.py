@@ -85,6 +85,12 @@ def test_database_failure_plays_error_prompt(runtime, alice, desk, monkeypatch):
     assert actions[-3:] == [SetVar("HOTDESK_RESULT", "error"), Play(p["error"]), Hangup()]
 
 
+@pytest.mark.parametrize("switch", ["asterisk", "freeswitch"])
+def test_idle_logout_prompt_is_not_the_logged_off_one(config, switch):
+    prompts = config.prompts(switch)
+    assert prompts["not_logged_in"] != prompts["logout_ok"]
+
+
 def test_logout_when_idle_says_not_logged_in(runtime, desk):
     p = prompts(runtime)
     actions, outcome = drive(runtime, logout_call(CTX, p))
