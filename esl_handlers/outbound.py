@@ -349,8 +349,9 @@ class EslServer:
     """Accepts FreeSWITCH's outbound connections; one thread per call, bounded in number."""
 
     def __init__(self, runtime: Runtime, listen: str | None = None,
-                 max_calls: int = 500) -> None:
+                 max_calls: int = 500, reuse_port: bool = False) -> None:
         self.runtime = runtime
+        self.reuse_port = reuse_port
         self.host, self.port = parse_listen(listen or runtime.config.esl.listen)
         self.max_calls = max_calls
         self._sock: socket.socket | None = None
@@ -369,6 +370,8 @@ class EslServer:
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:  # several ``hotdesk esl`` processes share the port (--workers)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, self.port))
         sock.listen(128)
         sock.settimeout(0.2)

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class EslService:
-    def __init__(self, runtime: Runtime, listen: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, listen: str | None = None,
+                 reuse_port: bool = False) -> None:
         cfg = runtime.config
         self.runtime = runtime
         self.health = ConnectionReporter("esl-inbound", f"{cfg.esl.host}:{cfg.esl.port}",
@@ -26,7 +27,7 @@ class EslService:
         self.drain: DrainLoop | None = None
         if cfg.switch.type == "freeswitch":
             self.drain = DrainLoop(self.sender, cfg)
-        self.server = EslServer(runtime, listen)
+        self.server = EslServer(runtime, listen, reuse_port=reuse_port)
 
     def _on_state(self, up: bool, detail: str) -> None:
         self.health.set(up, detail)

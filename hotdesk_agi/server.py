@@ -49,8 +49,11 @@ class AgiServer:
         self.calls_served = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._accept, host, port, limit=MAX_LINE)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> tuple[str, int]:
+        """``reuse_port``: several ``hotdesk agi`` processes share the port (``--workers``);
+        the kernel spreads the connections over them."""
+        self.server = await asyncio.start_server(self._accept, host, port, limit=MAX_LINE,
+                                                 reuse_port=reuse_port or None)
         sock_host, sock_port = self.server.sockets[0].getsockname()[:2]
         log.info("FastAGI listening on %s:%d", sock_host, sock_port)
         return sock_host, sock_port
