@@ -16,12 +16,14 @@ from enum import StrEnum
 
 from peewee import Database
 
+from hotdesk.calls import queries
 from hotdesk.hashing import verify_pin
 from hotdesk.notify import outbox
 from hotdesk.settings import Config
 from hotdesk.store import audit
-from hotdesk.store.db import for_update, is_sqlite, write_transaction
-from hotdesk.store.models import Device, LoginAttempt, Session, Tenant, User, utcnow
+from hotdesk.store.compiled import inserted_id
+from hotdesk.store.db import is_sqlite, write_transaction
+from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +137,13 @@ class HotdeskService:
     def tenant_for(self, domain: str) -> Tenant | None:
         """The call's SIP domain selects the tenant; no domain means the default tenant."""
         if domain:
-            tenant = Tenant.get_or_none(Tenant.sip_domain == domain)
+            tenant = queries.tenant_by_domain(self.db, domain)
             if tenant is not None:
                 return tenant
             # An IP-addressed single-tenant PBX has "domains" that are just its addresses.
-            if Tenant.select().count() > 1:
+            if queries.tenant_count(self.db) > 1:
                 return None
-        return Tenant.get_or_none(Tenant.is_default == True)  # noqa: E712
+        return queries.default_tenant(self.db)
 
     def policy_for(self, tenant: Tenant, user: User | None = None) -> Policy:
         p = self.config.policy
@@ -171,7 +173,7 @@ class HotdeskService:
 
     def check_caller(self, phone: Phone, extension: str) -> Caller | Outcome:
         """May ``extension`` try to log in on ``phone``; where their PIN is read from."""
-        device = Device.select(Device, Tenant).join(Tenant).where(Device.id == phone.id).first()
+        device = queries.device_with_tenant(self.db, phone.id)
         if device is None:
             return Outcome.NOT_HOTDESK_PHONE
         user = self.find_user(device, extension)
@@ -191,14 +193,10 @@ class HotdeskService:
         if tenant is None:
             log.warning("call %s: SIP domain %r matches no tenant", ctx.call_id, ctx.domain)
             return Outcome.NOT_HOTDESK_PHONE
-        device = Device.get_or_none((Device.tenant == tenant)
-                                    & ((Device.idle_sip_username == ctx.endpoint)
-                                       | (Device.idle_extension == ctx.endpoint)))
+        device = queries.device_by_endpoint(self.db, tenant, ctx.endpoint)
         if device is not None:
             return device
-        user = User.get_or_none((User.tenant == tenant)
-                                & ((User.sip_username == ctx.endpoint)
-                                   | (User.extension == ctx.endpoint)))
+        user = queries.user_by_endpoint(self.db, tenant.id, ctx.endpoint)
         if user is None:
             log.info("call %s: endpoint %r is neither a hot-desk phone nor a user",
                      ctx.call_id, ctx.endpoint)
@@ -236,7 +234,7 @@ class HotdeskService:
 
     def find_user(self, device: Device, extension: str) -> User | Outcome:
         """The user behind a dialed extension, or why they cannot log in at all."""
-        user = User.get_or_none((User.tenant == device.tenant_id) & (User.extension == extension))
+        user = queries.user_by_extension(self.db, device.tenant_id, extension)
         if user is None:
             return Outcome.UNKNOWN_EXTENSION
         if not user.hotdesk_enabled:
@@ -255,14 +253,10 @@ class HotdeskService:
         """
         now = self.clock()
         horizon = now - policy.lockout_window - policy.lockout_duration
-        recent = list(LoginAttempt.select(LoginAttempt.at, LoginAttempt.success)
-                      .where((LoginAttempt.user == user) & (LoginAttempt.at >= horizon)
-                             & (LoginAttempt.result.in_(["ok", "wrong_pin"])))
-                      .order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc())
-                      .limit(policy.lockout_failures))
-        if len(recent) < policy.lockout_failures or any(a.success for a in recent):
+        recent = queries.recent_attempts(self.db, user.id, horizon, policy.lockout_failures)
+        if len(recent) < policy.lockout_failures or any(success for _, success in recent):
             return None
-        newest, oldest = recent[0].at, recent[-1].at
+        newest, oldest = recent[0][0], recent[-1][0]
         if newest - oldest > policy.lockout_window:
             return None
         until = newest + policy.lockout_duration
@@ -288,11 +282,11 @@ class HotdeskService:
                     .where((Device.id == device_id) & (User.extension == extension)).first())
             pin_ok = bool(seen and seen.hotdesk_enabled and _hash_verifier(seen, pin))
         with write_transaction(self.db):
-            device = self._lock_device(device_id)
+            device = self._lock_login(device_id, extension)
             if device is None:
                 return LoginResult(Outcome.NOT_HOTDESK_PHONE)
             tenant = device.tenant
-            user = User.get_or_none((User.tenant == tenant) & (User.extension == extension))
+            user = queries.user_by_extension(self.db, tenant.id, extension)
             if user is None:
                 return LoginResult(Outcome.UNKNOWN_EXTENSION)
             if not user.hotdesk_enabled:
@@ -318,16 +312,14 @@ class HotdeskService:
             if not pin_ok:
                 return self._wrong_pin(tenant, user, device, extension, ctx, policy)
             # The user's sessions elsewhere and whoever is on this phone, in one query.
-            active = list(Session.select(Session, User).join(User)
-                          .where(Session.ended_at.is_null()
-                                 & ((Session.user == user) | (Session.device == device))))
+            active = queries.active_sessions(self.db, user.id, device.id)
             others = [s for s in active if s.user_id == user.id and s.device_id != device.id]
             current = next((s for s in active if s.device_id == device.id), None)
             if others and policy.multiple_login == "deny":
                 self._attempt(tenant, user, device, extension, "already_logged_in", ctx)
                 audit.record("login_denied_elsewhere", tenant=tenant, actor=actor,
                              device=device, user=user, call_id=ctx.call_id,
-                             elsewhere=[s.device.mac for s in others])
+                             elsewhere=[s.device_mac for s in others])
                 return LoginResult(Outcome.ALREADY_LOGGED_IN)
             if policy.multiple_login == "auto_logout":
                 for other in others:
@@ -341,15 +333,16 @@ class HotdeskService:
                             ctx.call_id, now)
             expires = (now + timedelta(minutes=policy.max_login_minutes)
                        if policy.max_login_minutes > 0 else None)
-            session = Session.create(tenant=tenant, device=device, user=user, started_at=now,
-                                     expires_at=expires, call_id=ctx.call_id)
+            session_id = inserted_id(self.db, queries.INSERT_SESSION.run(
+                self.db, tenant=tenant.id, device=device.id, user=user.id, started=now,
+                expires=expires, call_id=ctx.call_id))
             self._attempt(tenant, user, device, extension, "ok", ctx)
             # The calling phone gets its NOTIFY once the confirmation prompt has played.
             self._reprovision(device, tenant, endpoint, now,
                               delay=self.config.notify.call_grace_seconds)
             details = {"replaced": replaced} if replaced else {}
             audit.record("login", tenant=tenant, actor=actor, device=device, user=user,
-                         call_id=ctx.call_id, session=session.id, source=ctx.source, **details)
+                         call_id=ctx.call_id, session=session_id, source=ctx.source, **details)
         log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension, device.mac,
                  device.display_name or device.idle_extension)
         return LoginResult(Outcome.LOGGED_IN)
@@ -416,28 +409,44 @@ class HotdeskService:
     # -- helpers ----------------------------------------------------------------------
 
     def _lock_device(self, device_id: int) -> Device | None:
-        """Lock, then read: the device and its tenant, serialised with every other change
-        in the tenant, read after the lock so nothing decided on is stale.
+        """Lock, then read: the phone and its tenant, read after the lock so nothing
+        decided on is stale (its config version, its address).
 
         SQLite: the surrounding BEGIN IMMEDIATE already holds the database's write lock.
-        PostgreSQL: the tenant row is locked FOR UPDATE first; only then is the device
-        row read, so a login committed meanwhile is seen (its config version, address).
+        PostgreSQL: the phone's row is locked FOR UPDATE; changes of other phones go on.
         """
         if not is_sqlite(self.db):
-            owner = Device.select(Device.tenant).where(Device.id == device_id).first()
-            if owner is None:
-                return None
-            for_update(Tenant.select(Tenant.id).where(Tenant.id == owner.tenant_id)).get()
-        device = (Device.select(Device, Tenant).join(Tenant)
-                  .where(Device.id == device_id).first())
-        if device is not None and not is_sqlite(self.db) and device.tenant_id != owner.tenant_id:
-            return self._lock_device(device_id)  # moved to another tenant meanwhile
-        return device
+            queries.LOCK_DEVICE.one(self.db, device=device_id)
+        return queries.device_with_tenant(self.db, device_id)
+
+    def _lock_login(self, device_id: int, extension: str) -> Device | None:
+        """Lock what a login decides on, then read it: the user, then every phone
+        involved (this one and those the user is logged in on), in id order.
+
+        PostgreSQL only (SQLite's BEGIN IMMEDIATE serialises everything). Logins of
+        other users on other phones go on in parallel. No deadlock: a transaction locks
+        at most one user, before any phone, and phones in ascending id. Once the user is
+        locked, their set of sessions can only shrink (a new one needs that lock), so
+        the phones read after it are all the phones this login may change.
+        """
+        if is_sqlite(self.db):
+            return queries.device_with_tenant(self.db, device_id)
+        tenant_id = queries.tenant_id_of(self.db, device_id)
+        if tenant_id is None:
+            return None
+        user = queries.user_by_extension(self.db, tenant_id, extension)
+        phones = {device_id}
+        if user is not None:
+            queries.LOCK_USER.one(self.db, user=user.id)
+            phones |= set(queries.session_devices(self.db, user.id))
+        for phone in sorted(phones):
+            queries.LOCK_DEVICE.one(self.db, device=phone)
+        return queries.device_with_tenant(self.db, device_id)
 
     def _note_address(self, device: Device, source: str) -> None:
         """The call came from this phone: its NOTIFY goes to that ip:port."""
         if source and device.last_address != source:
-            Device.update(last_address=source).where(Device.id == device.id).execute()
+            queries.NOTE_ADDRESS.run(self.db, device=device.id, address=source)
             device.last_address = source
 
     def _end_session(self, session: Session, reason: str, actor: str, call_id: str,
@@ -448,21 +457,21 @@ class HotdeskService:
 
     def _close(self, session: Session, reason: str, actor: str, call_id: str,
                now: datetime) -> None:
-        Session.update(ended_at=now, end_reason=reason).where(Session.id == session.id).execute()
+        queries.CLOSE_SESSION.run(self.db, session=session.id, now=now, reason=reason)
         audit.record("logout", tenant=session.tenant_id, actor=actor, device=session.device_id,
                      user=session.user_id, call_id=call_id, reason=reason, session=session.id)
 
     def _reprovision(self, device: Device, tenant: Tenant, endpoint: str, now: datetime,
                      bump: bool = True, delay: float = 0.0) -> None:
         if bump:
-            Device.update(config_version=Device.config_version + 1).where(
-                Device.id == device.id).execute()
+            queries.BUMP_CONFIG.run(self.db, device=device.id)
             device.config_version += 1
         outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now,
                        delay_seconds=delay)
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
                  ctx: CallContext) -> None:
-        LoginAttempt.create(tenant=tenant, user=user, device=device, extension=extension,
-                            success=result == "ok", result=result, source=ctx.source,
-                            call_id=ctx.call_id, at=self.clock())
+        insert = queries.INSERT_ATTEMPT_OK if result == "ok" else queries.INSERT_ATTEMPT_FAILED
+        insert.run(self.db, tenant=tenant.id, user=user.id, device=device.id,
+                   extension=extension, result=result, source=ctx.source, call_id=ctx.call_id,
+                   at=self.clock())

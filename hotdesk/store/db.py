@@ -121,9 +121,16 @@ def write_transaction(db: Database) -> Iterator[None]:
 
 
 def for_update(query):  # type: ignore[no-untyped-def]
-    """``SELECT … FOR UPDATE`` where the database supports it (PostgreSQL)."""
+    """``SELECT … FOR NO KEY UPDATE`` where the database supports it (PostgreSQL).
+
+    NO KEY: a plain FOR UPDATE also blocks the KEY SHARE lock every INSERT of a row
+    that references the locked one takes (an audit row naming a user another login
+    holds), which turns two logins into a deadlock. Between lockers it is as exclusive.
+    """
     db = database_proxy.obj
-    return query.for_update() if isinstance(db, PostgresqlDatabase) else query
+    if isinstance(db, PostgresqlDatabase):
+        return query.for_update("FOR NO KEY UPDATE")
+    return query
 
 
 def add_column_if_missing(db: Database, table: str, column: str, field: Field) -> None:
