@@ -56,3 +56,11 @@ def test_cli_prints_the_include(tmp_path):
     assert main(["dialplan", "freeswitch", "--output", str(tmp_path)]) == 0
     assert (tmp_path / "hotdesk.xml").read_text() == (
         dialplan.SHIPPED / "freeswitch" / "hotdesk.xml").read_text()
+
+
+@pytest.mark.parametrize("name", ["hotdesk.xml", "hotdesk-idle.xml"])
+def test_no_preprocessor_line_hides_in_a_comment(name):
+    # FreeSWITCH's pre-processor runs X-PRE-PROCESS lines even inside XML comments: one
+    # there silently set hotdesk_esl over vars.xml's value.
+    text = (dialplan.SHIPPED / "freeswitch" / name).read_text()
+    assert "X-PRE-PROCESS" not in text
