@@ -1,8 +1,8 @@
 """Run a call (hotdesk.calls.driver) over one FastAGI session.
 
 The call script decides everything; this module only turns its switch actions into
-AGI commands and the replies back into values. The driver's steps touch the database,
-so each runs in a worker thread: the event loop keeps serving other calls.
+AGI commands and the replies back into values. The script's decisions touch the
+database, so each runs in a worker thread: the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hotdesk.calls.callflow import (
     SetVar,
     SwitchAction,
 )
-from hotdesk.calls.driver import CallDriver, Finished, Step
+from hotdesk.calls.driver import CallDriver, Decision, Finished, Step
 from hotdesk.calls.service import Outcome, SwitchPin
 from hotdesk_agi.protocol import AgiProtocolError, LineReader, Reply, clean, quote
 
@@ -86,14 +86,17 @@ class AgiCommandFailed(Exception):
 
 async def run_script(session: AgiSession, driver: CallDriver, step: StepRunner,
                      on_step: Callable[[Step], None] = lambda step: None) -> Outcome:
-    """Drive a call to its end through ``driver`` (its steps run in ``step``'s threads:
-    they touch the database); returns the outcome. Never raises for a caller or switch
-    problem: a vanished caller reaches the script as CallerHungUp."""
+    """Drive a call to its end through ``driver``; returns the outcome. The script runs
+    on the event loop; only its decisions (database work) go to ``step``'s threads.
+    Never raises for a caller or switch problem: a vanished caller reaches the script
+    as CallerHungUp."""
     gone = False
     reply: Any = None
     error: BaseException | None = None
     while True:
-        result: Step = await step(functools.partial(driver.advance, reply, error))
+        result = driver.resume(reply, error)
+        while isinstance(result, Decision):
+            result = driver.decided(*await step(functools.partial(driver.decide, result)))
         on_step(result)
         if isinstance(result, Finished):
             outcome = result.outcome

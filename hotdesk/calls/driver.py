@@ -1,9 +1,11 @@
 """The one driver of call scripts, used by both switch adapters.
 
 A call script (:mod:`hotdesk.calls.callflow`) yields switch actions and decisions.
-:meth:`CallDriver.advance` answers the decisions from the rules (database work, so
-the adapters call it from a worker thread or under their database gate) and stops at
-the next switch action, which the adapter executes over its protocol and feeds back.
+:meth:`CallDriver.advance` answers the decisions from the rules (database work, so a
+threaded adapter calls it under its database gate) and stops at the next switch action,
+which the adapter executes over its protocol and feeds back. An event loop uses the
+same steps split in two (:meth:`CallDriver.resume` inline, :meth:`CallDriver.decide` in
+a worker thread), so a call hops to a thread only for its two or three decisions.
 How a hang-up, a refused command or a lost connection reaches the script, and what
 is counted in the metrics, is decided here once for FastAGI and the Event Socket.
 """
@@ -38,6 +40,7 @@ class Finished:
 
 
 Step = SwitchAction | Finished
+Decision = IdentifyPhone | CheckCaller | LogIn | LogOut
 
 
 class CallMetrics(Protocol):
@@ -64,26 +67,43 @@ class CallDriver:
     def advance(self, reply: object = None, error: BaseException | None = None) -> Step:
         """Feed the reply to the last switch action (or ``error``: CallerHungUp when the
         caller has gone, any other exception when the switch refused the command) and
-        run the script up to its next switch action."""
+        run the script, deciding what it asks on the way, up to its next switch action.
+        Blocking (the decisions touch the database)."""
+        step = self.resume(reply, error)
+        while isinstance(step, Decision):
+            step = self.decided(*self.decide(step))
+        return step
+
+    def resume(self, reply: object = None,
+               error: BaseException | None = None) -> Step | Decision:
+        """Run the script, without touching the database, up to what it needs next: a
+        switch action, a decision (answer it with :meth:`decide`, then :meth:`decided`)
+        or its end. An event loop calls this inline and only ``decide`` in a thread."""
         if self.outcome is not None:
             return Finished(self.outcome)
         if isinstance(error, CallerHungUp):
             self.caller_gone = True
+        return self._step(lambda: self._resume(reply, error))
+
+    def decided(self, answer: object, error: BaseException | None) -> Step | Decision:
+        """Give the script the answer to its decision (or the exception deciding it
+        raised: the script plays the error prompt)."""
+        return self._step(lambda: self._resume(None if error else answer, error))
+
+    def decide(self, decision: Decision) -> tuple[object, BaseException | None]:
+        """Answer one decision from the rules (blocking: database work)."""
         try:
-            action = self._resume(reply, error)
-            while True:
-                if isinstance(action, IdentifyPhone | CheckCaller | LogIn | LogOut):
-                    try:
-                        answer = self._decide(action)
-                    except Exception as exc:  # noqa: BLE001 - the script plays the error prompt
-                        action = self._resume(None, exc)
-                    else:
-                        action = self._resume(answer, None)
-                elif self.caller_gone and not isinstance(action, SetVar | Hangup):
-                    # Nothing more reaches the caller: tell the script until it ends.
-                    action = self._resume(None, CallerHungUp())
-                else:
-                    return action
+            return self._decide(decision), None
+        except Exception as exc:  # noqa: BLE001 - handed to the script, which says so
+            return None, exc
+
+    def _step(self, resume) -> Step | Decision:  # type: ignore[no-untyped-def]
+        try:
+            action = resume()
+            while self.caller_gone and not isinstance(action, SetVar | Hangup | Decision):
+                # Nothing more reaches the caller: tell the script until it ends.
+                action = self._resume(None, CallerHungUp())
+            return action  # type: ignore[no-any-return]
         except StopIteration as stop:
             outcome = stop.value if isinstance(stop.value, Outcome) else Outcome.ERROR
             return self._finish(outcome)
@@ -96,7 +116,7 @@ class CallDriver:
             return self.script.throw(error)
         return self.script.send(reply)
 
-    def _decide(self, decision: IdentifyPhone | CheckCaller | LogIn | LogOut) -> object:
+    def _decide(self, decision: Decision) -> object:
         service = self.service
         if isinstance(decision, IdentifyPhone):
             return service.identify_phone(decision.ctx)
