@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable, Iterator
 
 from peewee import (
+    BooleanField,
+    CharField,
     Database,
     InterfaceError,
     OperationalError,
@@ -17,8 +19,10 @@ from playhouse.db_url import connect, parse
 
 from hotdesk.store.models import (
     ALL_MODELS,
+    Device,
     Heartbeat,
     SchemaVersion,
+    SwitchSync,
     Tenant,
     database_proxy,
     utcnow,
@@ -132,8 +136,28 @@ def _v2_create_heartbeat(db: Database) -> None:
     db.create_tables([Heartbeat], safe=True)
 
 
+def _v3_switch_accounts(db: Database) -> None:
+    """Idle accounts created on the switch, the account fingerprint per phone, and the
+    durable "switch sync wanted" marker. Existing phones keep their stored passwords
+    (idle_managed false: hotdesk never rewrites an account it did not create)."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    migrator = SchemaMigrator.from_database(db)
+    columns = {c.name for c in db.get_columns(Device._meta.table_name)}
+    ops = []
+    if "idle_managed" not in columns:
+        ops.append(migrator.add_column(Device._meta.table_name, "idle_managed",
+                                       BooleanField(default=False)))
+    if "account_fingerprint" not in columns:
+        ops.append(migrator.add_column(Device._meta.table_name, "account_fingerprint",
+                                       CharField(default="")))
+    migrate(*ops)
+    db.create_tables([SwitchSync], safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
+                                                _v3_switch_accounts]
 
 
 def schema_version(db: Database) -> int:
