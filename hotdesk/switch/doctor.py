@@ -82,7 +82,7 @@ def _switch_checks(config: Config, view: SwitchView) -> list[Check]:
                             "/ write = system,call,reporting,config"))
     else:
         checks.append(Check(f"{who} privileges", True))
-    if view.kind == "asterisk":
+    if view.kind == "asterisk" and not missing:
         endpoint = view.default_outbound_endpoint()
         checks.append(Check("default_outbound_endpoint", bool(endpoint),
                             f"= {endpoint}" if endpoint else "not set: PJSIPNotify to a phone's "
@@ -212,8 +212,10 @@ def run_checks(config: Config, view: SwitchView,
     from hotdesk.switch.accounts import AccountError
 
     checks = _switch_checks(config, view)
-    if checks[0].ok is False:
-        return [*checks, _url_check(config, get)]
+    if any(c.ok is False for c in checks[:2]):  # reachable, privileges
+        return [*checks, Check("account, dialplan and prompt checks", None,
+                               "skipped until the switch login works and may run every "
+                               "action hotdesk uses"), _url_check(config, get)]
     tenants = {t.id: t for t in Tenant.select()}
     domains = {tid: t.sip_domain for tid, t in tenants.items()}
     users = list(User.select().where(User.hotdesk_enabled == True)  # noqa: E712
