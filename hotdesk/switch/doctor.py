@@ -77,9 +77,11 @@ def _switch_checks(config: Config, view: SwitchView) -> list[Check]:
     checks = [Check(f"{who} reachable", True)]
     if missing:
         lines = "; ".join(f"{name}: {why}" for name, why in missing.items())
-        checks.append(Check(f"{who} privileges", False, f"not allowed: {lines}",
-                            "manager.conf, hotdesk's user: read = system,call,reporting,config "
-                            "/ write = system,call,reporting,config"))
+        fix = ("manager.conf, hotdesk's user: write = system,reporting,config"
+               if view.kind == "asterisk" else
+               "modules.conf.xml: <load module=\"mod_xml_curl\"/> and the binding of "
+               "docs/freeswitch.md")
+        checks.append(Check(f"{who} privileges", False, f"not allowed: {lines}", fix))
     else:
         checks.append(Check(f"{who} privileges", True))
     if view.kind == "asterisk" and not missing:
