@@ -291,3 +291,20 @@ def test_doctor_names_missing_privileges_and_an_unreachable_switch(config, ami):
     down = dataclasses.replace(config, ami=AmiConfig(port=1))
     checks = doctor.run_checks(down, view_of(down), get=lambda url: 200)
     assert checks[0].ok is False and "[ami] host" in checks[0].fix
+
+
+def test_preload_asks_an_unreachable_switch_once(runtime, config, desk, desk2):
+    for ext, device in (("101", desk), ("102", desk2)):
+        add_user(runtime.db, default_tenant(), ext, pin="1234", hotdesk=True)
+        login(runtime, device, type("U", (), {"extension": ext})())
+
+    class Down:
+        calls = 0
+
+        def read(self, account: str, domain: str):  # type: ignore[no-untyped-def]
+            Down.calls += 1
+            raise AccountError("AMI 127.0.0.1:5038 unreachable")
+
+    cache = ConfigCache(config, accounts=Down())
+    assert cache.preload() == 0
+    assert Down.calls == 1

@@ -34,7 +34,12 @@ import jinja2
 from hotdesk.provisioning.vendors import Vendor, get_vendor
 from hotdesk.settings import Config
 from hotdesk.store.models import Device, Session, Tenant, User
-from hotdesk.switch.accounts import AccountError, AccountReader, user_credentials
+from hotdesk.switch.accounts import (
+    AccountError,
+    AccountMissing,
+    AccountReader,
+    user_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +335,7 @@ def all_profiles(config: Config, accounts: AccountReader | None = None,
     sessions = {s.device_id: s.user for s in
                 Session.select(Session, User).join(User).where(Session.ended_at.is_null())}
     offset = utc_offset_minutes(config.provisioning.timezone)
+    down: AccountError | None = None
     for device in Device.select().order_by(Device.id):
         user = sessions.get(device.id)
         tenant = tenants[device.tenant_id]
@@ -337,11 +343,16 @@ def all_profiles(config: Config, accounts: AccountReader | None = None,
             # profile_for would otherwise query for a session we already know is absent
             yield device, profile_for(device, config, tenant=tenant, offset_minutes=offset,
                                       known_idle=True)
+        elif down is not None and not user.sip_password:
+            yield device, down  # one unreachable switch must not cost a timeout per user
         else:
             try:
                 yield device, profile_for(device, config, user=user, tenant=tenant,
                                           offset_minutes=offset, accounts=accounts)
+            except AccountMissing as exc:
+                yield device, exc
             except AccountError as exc:
+                down = exc
                 yield device, exc
 
 
