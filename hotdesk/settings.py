@@ -43,7 +43,7 @@ class SwitchConfig:
     idle_dtmf_mode: str = "rfc4733"
     # Asterisk: the pjsip transport of the generated endpoints; empty = the default one.
     idle_transport: str = ""
-    # FreeSWITCH: HTTP basic credentials mod_xml_curl sends to /switch/directory of
+    # FreeSWITCH: HTTP basic credentials mod_xml_curl sends to /switch/freeswitch/directory of
     # `hotdesk web` (the idle phones' directory entries); empty password = endpoint off.
     directory_username: str = "hotdesk"
     directory_password: str = ""

@@ -176,8 +176,10 @@ def prepare_database(env: Mapping[str, str], phone: tuple[str, str],
     """Schema, one hot-desk user (PIN 1234) and one phone whose idle extension is the
     lab's phone endpoint, all through the ``hotdesk`` command as an admin would."""
     hotdesk(env, "db", "upgrade")
-    hotdesk(env, "user", "add", "--extension", user[0], "--name", f"User {user[0]}",
-            "--pin", PIN, "--sip-password", user[1], "--hotdesk")
+    # The lab user's password is known here; stored as [switch] credentials = hotdesk did.
+    hotdesk(dict(env, HOTDESK_SWITCH_CREDENTIALS="hotdesk"), "user", "add", "--extension",
+            user[0], "--name", f"User {user[0]}", "--pin", PIN, "--sip-password", user[1],
+            "--hotdesk")
     hotdesk(env, "device", "add", "--mac", MAC, "--vendor", "yealink", "--model", "T46S",
             "--extension", phone[0], "--sip-password", phone[1], "--name", "E2E desk")
 

@@ -121,10 +121,10 @@ def test_xml_curl_directory_serves_managed_idle_phones_only(runtime, cfg, client
     assert spec.idle_managed
     add_device(runtime.db, default_tenant(), spec, config=cfg)
     body = CURL_BODY.format(user="8009")
-    assert client.post("/switch/directory", data=body).status_code == 401
-    assert client.post("/switch/directory", data=body,
+    assert client.post("/switch/freeswitch/directory", data=body).status_code == 401
+    assert client.post("/switch/freeswitch/directory", data=body,
                        headers=basic("hotdesk", "wrong")).status_code == 401
-    reply = client.post("/switch/directory", data=body,
+    reply = client.post("/switch/freeswitch/directory", data=body,
                         headers=basic("hotdesk", DIRECTORY_PASSWORD))
     assert reply.status_code == 200 and reply.mimetype == "text/xml"
     text = reply.get_data(as_text=True)
@@ -132,7 +132,7 @@ def test_xml_curl_directory_serves_managed_idle_phones_only(runtime, cfg, client
     assert '<variable name="user_context" value="hotdesk-idle"/>' in text
     assert "Desk 9" in text and "<9>" not in text
     assert reply.headers["Cache-Control"] == "no-store"
-    other = client.post("/switch/directory", data=CURL_BODY.format(user="101"),
+    other = client.post("/switch/freeswitch/directory", data=CURL_BODY.format(user="101"),
                         headers=basic("hotdesk", DIRECTORY_PASSWORD))
     assert 'result status="not found"' in other.get_data(as_text=True)
 
@@ -141,7 +141,8 @@ def test_xml_curl_directory_is_off_without_a_password(runtime, config, tmp_path)
     app = create_app(Runtime(config=dataclasses.replace(config, web=dataclasses.replace(
         config.web, secret_key_file=str(tmp_path / "s"))), db=runtime.db,
         service=runtime.service))
-    reply = app.test_client().post("/switch/directory", data=CURL_BODY.format(user="8001"),
+    reply = app.test_client().post("/switch/freeswitch/directory",
+                                   data=CURL_BODY.format(user="8001"),
                                    headers=basic("hotdesk", ""))
     assert reply.status_code == 404
 

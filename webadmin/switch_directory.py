@@ -1,4 +1,4 @@
-"""``POST /switch/directory``: FreeSWITCH's mod_xml_curl asks for directory entries.
+"""``POST /switch/freeswitch/directory``: FreeSWITCH's mod_xml_curl asks for directory entries.
 
 Answers the idle accounts hotdesk created (:func:`hotdesk.switch.idle_accounts.
 directory_document`) and "not found" for anyone else, so FreeSWITCH falls back to its
@@ -28,7 +28,7 @@ def _authorised(username: str, password: str) -> bool:
             & hmac.compare_digest((auth.password or "").encode(), password.encode()))
 
 
-@bp.post("/switch/directory")
+@bp.post("/switch/freeswitch/directory")
 def directory() -> Response:
     config = current_app.config["HOTDESK"].config
     sw = config.switch
