@@ -189,3 +189,50 @@ def test_doctor_on_freeswitch(runtime, cfg, view, fs):
     text = doctor.as_text(doctor.run_checks(cfg, view, get=lambda url: 200))
     assert "FAIL user 101 voicemail PIN" in text and 'name="vm-password"' in text
     assert "FAIL dialplan default *70101" in text
+
+
+def test_directory_fake_answers_user_data_exactly_as_captured():
+    """Every ``api user_data`` of the real capture, replayed against the fake holding the
+    lab's directory: byte-identical replies (values without newline, ``-ERR no reply``)."""
+    import socket
+
+    from tests.fakes.freeswitch import CAPTURES, split_messages
+
+    c2s = (CAPTURES / "esl-directory-reads.c2s.bin").read_bytes()
+    s2c = split_messages((CAPTURES / "esl-directory-reads.s2c.bin").read_bytes())
+    commands = [block.decode() for block in c2s.split(b"\n\n") if block]
+    replies = s2c[1:]  # after auth/request
+    fake = DirectoryServer()
+    fake.add_user("101", "127.0.0.1", password="secret101", vm_password="1234")
+    fake.users["101@127.0.0.1"]["var:effective_caller_id_name"] = "Alice"
+    fake.add_user("104", "127.0.0.1", a1_hash="585a4dc47f69b8871e9f5af8462b2d71")
+    fake.add_user("8001", "127.0.0.1", password="secret8001", context="hotdesk-idle")
+    fake.start()
+    checked = 0
+    try:
+        with socket.create_connection(fake.address, timeout=5) as sock:
+            stream = sock.makefile("rb")
+
+            def read_message() -> bytes:
+                head = b""
+                while not head.endswith(b"\n\n"):
+                    head += stream.readline()
+                size = 0
+                for line in head.split(b"\n"):
+                    if line.startswith(b"Content-Length: "):
+                        size = int(line.split(b": ")[1])
+                return head + stream.read(size)
+
+            read_message()  # auth/request
+            for command, (lines, body) in zip(commands, replies, strict=False):
+                captured = b"\n".join(lines) + b"\n\n" + body
+                if not (command.startswith("auth ") or (
+                        command.startswith("api user_data ") and "@" in command.split()[2]
+                        and len(command.split()) == 5)):
+                    continue
+                sock.sendall(command.encode() + b"\n\n")
+                assert read_message() == captured, command
+                checked += 1
+    finally:
+        fake.stop()
+    assert checked == 11  # auth + 10 user_data look-ups with user@domain type name
