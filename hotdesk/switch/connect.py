@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from hotdesk.settings import Config
-from hotdesk.switch.accounts import AccountReader, CachedReader
+from hotdesk.switch.accounts import AccountReader, CachedReader, Credentials
 from hotdesk.switch.doctor import SwitchView
 
 
@@ -45,9 +45,9 @@ class LazyReader:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._lock = threading.Lock()
-        self._reader: AccountReader | None = None
+        self._reader: SwitchView | None = None
 
-    def read(self, account: str, domain: str):  # type: ignore[no-untyped-def]
+    def read(self, account: str, domain: str) -> Credentials:
         with self._lock:
             if self._reader is None:
                 self._reader = switch_view(self.config)

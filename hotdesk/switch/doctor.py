@@ -17,6 +17,7 @@ from typing import Protocol
 
 from hotdesk.settings import Config
 from hotdesk.store.models import Device, Tenant, User
+from hotdesk.switch.accounts import AccountError, Credentials
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class SwitchView(Protocol):
     def default_outbound_endpoint(self) -> str | None: ...
     def dialplan_target(self, context: str, dialed: str) -> str | None: ...
     def account(self, name: str, domain: str) -> AccountFacts | None: ...
-    def read(self, account: str, domain: str): ...  # -> Credentials  # noqa: ANN201
+    def read(self, account: str, domain: str) -> Credentials: ...
     def voicemail_pin_readable(self, box: str, context: str, domain: str) -> bool: ...
     def prompt_missing(self, names: list[str]) -> list[str] | None: ...
 
@@ -64,8 +65,6 @@ def contacts_needed(config: Config, tenant: Tenant) -> int:
 
 
 def _switch_checks(config: Config, view: SwitchView) -> list[Check]:
-    from hotdesk.switch.accounts import AccountError
-
     who = "AMI" if view.kind == "asterisk" else "Event Socket"
     try:
         missing = view.missing_actions()
@@ -137,8 +136,6 @@ def _idle_checks(config: Config, view: SwitchView, devices: Iterable[Device],
 
 def _user_checks(config: Config, view: SwitchView, users: Iterable[User],
                  tenants: dict[int, Tenant]) -> tuple[list[Check], dict[str, str]]:
-    from hotdesk.switch.accounts import AccountError
-
     checks: list[Check] = []
     contexts: dict[str, str] = {}
     for user in users:
@@ -211,8 +208,6 @@ def http_status(url: str, timeout: float = 5.0) -> int:
 def run_checks(config: Config, view: SwitchView,
                get: Callable[[str], int] = http_status) -> list[Check]:
     """Every check, in the order an engineer would fix them."""
-    from hotdesk.switch.accounts import AccountError
-
     checks = _switch_checks(config, view)
     if any(c.ok is False for c in checks[:2]):  # reachable, privileges
         return [*checks, Check("account, dialplan and prompt checks", None,

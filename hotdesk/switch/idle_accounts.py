@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import quoteattr
 
 from peewee import Database
@@ -30,6 +31,9 @@ from peewee import Database
 from hotdesk.settings import Config
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, SwitchSync, Tenant, utcnow
+
+if TYPE_CHECKING:
+    from hotdesk.admin.inventory import DeviceSpec
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ def manages_idle_accounts(config: Config) -> bool:
     return bool(config.switch.directory_password)
 
 
-def prepare(spec, config: Config):  # type: ignore[no-untyped-def]
+def prepare(spec: DeviceSpec, config: Config) -> DeviceSpec:
     """A DeviceSpec without a SIP password gets a generated one and is marked managed,
     when this install creates idle accounts; otherwise it is returned unchanged."""
     if spec.sip_password or not manages_idle_accounts(config):
