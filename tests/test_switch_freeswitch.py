@@ -135,6 +135,12 @@ def test_xml_curl_directory_serves_managed_idle_phones_only(runtime, cfg, client
     other = client.post("/switch/freeswitch/directory", data=CURL_BODY.format(user="101"),
                         headers=basic("hotdesk", DIRECTORY_PASSWORD))
     assert 'result status="not found"' in other.get_data(as_text=True)
+    # guessing the credentials is bounded per client address
+    codes = [client.post("/switch/freeswitch/directory", data=body,
+                         headers=basic("hotdesk", f"guess{n}")).status_code for n in range(25)]
+    assert codes[:18] == [401] * 18 and codes[-1] == 429
+    assert client.post("/switch/freeswitch/directory", data=body,
+                       headers=basic("hotdesk", DIRECTORY_PASSWORD)).status_code == 429
 
 
 def test_xml_curl_directory_is_off_without_a_password(runtime, config, tmp_path):

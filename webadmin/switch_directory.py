@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import timedelta
 
 from flask import Blueprint, Response, abort, current_app, request
 
+from hotdesk.admin.admins import SignInThrottle
 from hotdesk.switch.idle_accounts import NOT_FOUND, directory_document
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,15 @@ def directory() -> Response:
     sw = config.switch
     if not sw.directory_password:
         abort(404)
+    address = request.remote_addr or ""
+    throttle = current_app.config.setdefault(
+        "HOTDESK_DIRECTORY_THROTTLE", SignInThrottle(max_failures=20, window=timedelta(minutes=15)))
+    if throttle.blocked(address, address):
+        return Response("429 too many failed attempts\n", 429, mimetype="text/plain")
     if not _authorised(sw.directory_username, sw.directory_password):
+        throttle.failed(address, address)  # by address only: nobody can lock FreeSWITCH out
         log.warning("directory request from %s refused: wrong or missing credentials",
-                    request.remote_addr)
+                    address)
         return Response("401 credentials required\n", 401, mimetype="text/plain",
                         headers={"WWW-Authenticate": 'Basic realm="hotdesk directory"'})
     form = request.form
