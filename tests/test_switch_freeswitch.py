@@ -242,3 +242,39 @@ def test_directory_fake_answers_user_data_exactly_as_captured():
     finally:
         fake.stop()
     assert checked == 11  # auth + 10 user_data look-ups with user@domain type name
+
+
+def test_xml_curl_requests_as_captured_get_the_right_answers(runtime, cfg, tmp_path):
+    """The nine HTTP requests a real FreeSWITCH sent through mod_xml_curl (REGISTER
+    sip_auth and user_data look-ups for 8003, an unknown 8099 by id and number-alias, the
+    static user 101), replayed byte for byte: 8003 is served, the others are not found."""
+    from hotdesk.store.models import Tenant
+    from tests.fakes.freeswitch import CAPTURES
+
+    Tenant.update(sip_domain="127.0.0.1").where(Tenant.is_default == True).execute()  # noqa: E712
+    lab = dataclasses.replace(cfg, switch=dataclasses.replace(
+        cfg.switch, directory_username="hotdesk", directory_password="curlsecret"))
+    add_device(runtime.db, default_tenant(), DeviceSpec(
+        mac="00:15:65:00:80:03", extension="8003", sip_password="secret8003",
+        idle_managed=True), config=lab)
+    web = dataclasses.replace(lab.web, secret_key_file=str(tmp_path / "secret"))
+    client = create_app(Runtime(config=dataclasses.replace(lab, web=web), db=runtime.db,
+                                service=runtime.service)).test_client()
+    served = []
+    for k in range(1, 10):
+        raw = (CAPTURES / f"xml-curl-directory.http{k}.s2c.bin").read_bytes()
+        head, body = raw.split(b"\r\n\r\n", 1)
+        request_line, *lines = head.decode().split("\r\n")
+        method, path, _ = request_line.split(" ")
+        headers = dict(line.split(": ", 1) for line in lines)
+        assert len(body) == int(headers["Content-Length"])
+        reply = client.open(path, method=method, data=body, headers={
+            "Authorization": headers["Authorization"], "Content-Type": headers["Content-Type"]})
+        assert reply.status_code == 200 and reply.mimetype == "text/xml"
+        text = reply.get_data(as_text=True)
+        if '<user id="8003">' in text:
+            assert 'name="password" value="secret8003"' in text
+            served.append(k)
+        else:
+            assert text == idle_accounts.NOT_FOUND
+    assert served == [1, 2, 3, 4]
