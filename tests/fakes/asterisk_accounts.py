@@ -25,14 +25,16 @@ ACTIONS = {
     "ModuleLoad": ("Module management.", "system,all", {"system"}),
     "ShowDialPlan": ("Show dialplan contexts and extensions", "config,reporting,all",
                      {"config", "reporting"}),
-    "PJSIPNotify": ("Send NOTIFY to either an endpoint, an arbitrary URI, or inside a SIP "
+    "PJSIPNotify": ("Send a NOTIFY to either an endpoint, an arbitrary URI, or inside a SIP "
                     "dialog.", "system,all", {"system"}),
     "Command": ("Execute Asterisk CLI Command.", "command,all", {"command"}),
     "Ping": ("Keepalive command.", "<none>", set()),
     "ListCommands": ("List available manager commands.", "<none>", set()),
 }
+# Actions tests.fakes.asterisk.FakeAMI answers itself.
+_BASE_ACTIONS = {"login", "logoff", "ping", "pjsipnotify", "sipnotify", "pjsipshowcontacts"}
 _SORCERY = re.compile(r"^AST_SORCERY\(res_pjsip,(\w+),([^,]*),(\w+)\)$")
-_VM_INFO = re.compile(r"^VM_INFO\(([^@,]+)@([^,]+),password\)$")
+_VM_INFO = re.compile(r"^VM_INFO\(([^@,]+)@([^,]+),(password|exists)\)$")
 
 
 def _match(pattern: str, dialed: str) -> bool:
@@ -56,8 +58,8 @@ class AccountsAMI(FakeAMI):
         self.sorcery: dict[tuple[str, str, str], str] = {}
         self._from_file: set[tuple[str, str, str]] = set()
         self.voicemail: dict[str, str] = {}
-        # context -> [(pattern, application, appdata)] and includes
-        self.dialplan: dict[str, list[tuple[str, str, str]]] = {}
+        # context -> [(pattern, application, appdata, label)] and its includes
+        self.dialplan: dict[str, list[tuple[str, str, str, str]]] = {}
         self.includes: dict[str, list[str]] = {}
         self.sounds: set[str] = set()
         self.reloads = 0
@@ -75,17 +77,25 @@ class AccountsAMI(FakeAMI):
                              ("aor", name, "max_contacts"): str(max_contacts)})
 
     def hotdesk_dialplan(self, contexts: list[str]) -> None:
-        """extensions_hotdesk.conf's [hotdesk-features], included from ``contexts``."""
+        """dialplan/asterisk/extensions_hotdesk.conf as loaded by Asterisk, with its
+        contexts included from ``contexts`` (priorities as ShowDialPlan lists them)."""
+        agi = "agi://${HOTDESK_AGI}/%s,%s,${CHANNEL(pjsip,remote_addr)},${CHANNEL(endpoint)}"
+        tail = [("GotoIf", '$["${AGISTATUS}" = "SUCCESS"]?done', ""),
+                ("Playback", "please-try-call-later", ""), ("Hangup", "", "done")]
         self.dialplan["hotdesk-features"] = [
-            ("_*70X.", "NoOp", "hotdesk login as ${EXTEN:3} from ${CHANNEL(endpoint)}"),
-            ("_*70X.", "AGI", "agi://${HOTDESK_AGI}/login,${EXTEN:3},"
-                              "${CHANNEL(pjsip,remote_addr)},${CHANNEL(endpoint)}"),
-            ("*71", "NoOp", "hotdesk logout from ${CHANNEL(endpoint)}"),
-            ("*71", "AGI", "agi://${HOTDESK_AGI}/logout,,${CHANNEL(pjsip,remote_addr)},"
-                           "${CHANNEL(endpoint)}")]
+            ("_*70X.", "NoOp", "hotdesk login as ${EXTEN:3} from ${CHANNEL(endpoint)}", ""),
+            ("_*70X.", "AGI", agi % ("login", "${EXTEN:3}"), ""),
+            *[("_*70X.", *step) for step in tail],
+            ("*71", "NoOp", "hotdesk logout from ${CHANNEL(endpoint)}", ""),
+            ("*71", "AGI", agi % ("logout", ""), ""),
+            *[("*71", *step) for step in tail]]
+        self.dialplan["hotdesk-emergency"] = [
+            (n, app, data, "") for n in ("112", "911")
+            for app, data in (("Dial", f"PJSIP/{n}@emergency-trunk"), ("Hangup", ""))]
         for context in contexts:
             self.dialplan.setdefault(context, [])
-            self.includes.setdefault(context, []).append("hotdesk-features")
+            self.includes.setdefault(context, []).extend(["hotdesk-features",
+                                                          "hotdesk-emergency"])
 
     def _reload_file(self) -> None:
         for key in self._from_file:
@@ -121,11 +131,16 @@ class AccountsAMI(FakeAMI):
         handlers = {"getvar": self._getvar, "moduleload": self._moduleload,
                     "showdialplan": self._showdialplan, "listcommands": self._listcommands,
                     "command": self._command}
-        if conn not in self._authed or action not in handlers and self._allowed(action):
+        known = action in handlers or action in _BASE_ACTIONS
+        if conn not in self._authed or action in _BASE_ACTIONS and self._allowed(action):
             return await super()._action(conn, headers, writer)
         self.actions.append(headers)
         aid = [("ActionID", h["actionid"])] if "actionid" in h else []
-        if not self._allowed(action):
+        if not known:
+            self._write(conn, _fmt([("Response", "Error"), *aid, (
+                "Message", f"Invalid/unknown command: {h.get('action', '')}. Use Action: "
+                           "ListCommands to show available commands.")]))
+        elif not self._allowed(action):
             self._write(conn, _fmt([("Response", "Error"), *aid,
                                     ("Message", "Permission denied")]))
         else:
@@ -139,14 +154,20 @@ class AccountsAMI(FakeAMI):
         if m := _SORCERY.match(name):
             value = self.sorcery.get((m.group(1), m.group(2), m.group(3)), "")
         elif m := _VM_INFO.match(name):
-            value = self.voicemail.get(f"{m.group(1)}@{m.group(2)}", "")
+            box = f"{m.group(1)}@{m.group(2)}"
+            value = (self.voicemail.get(box, "") if m.group(3) == "password"
+                     else "1" if box in self.voicemail else "0")
         self._write(conn, _fmt([("Response", "Success"), *aid, ("Variable", name),
                                 ("Value", value)]))
 
     def _moduleload(self, conn: int, h: dict[str, str], aid: list) -> None:
-        if h.get("loadtype", "").lower() != "reload" or h.get("module") != "res_pjsip.so":
+        if h.get("loadtype", "").lower() != "reload":
             self._write(conn, _fmt([("Response", "Error"), *aid,
                                     ("Message", "Incomplete ModuleLoad action.")]))
+            return
+        if h.get("module") not in {"res_pjsip.so", "app_voicemail.so"}:
+            self._write(conn, _fmt([("Response", "Error"), *aid,
+                                    ("Message", "Module not found.")]))
             return
         if self.reload_error:
             self._write(conn, _fmt([("Response", "Error"), *aid,
@@ -157,20 +178,30 @@ class AccountsAMI(FakeAMI):
         self._write(conn, _fmt([("Response", "Success"), *aid,
                                 ("Message", "Module reloaded.")]))
 
-    def _items(self, context: str, dialed: str, seen: list[str]) -> list[list[tuple[str, str]]]:
-        out = []
+    def _walk(self, context: str, dialed: str, counts: dict[str, int],
+              seen: list[str]) -> list[list[tuple[str, str]]]:
+        """pbx.c manager_show_dialplan_helper: matching priorities of ``context``, then
+        (with an extension) those of its includes, or (without) one item per include."""
+        counts["contexts"] += 1
+        out: list[list[tuple[str, str]]] = []
         prio: dict[str, int] = {}
-        for pattern, app, data in self.dialplan.get(context, []):
-            if _match(pattern, dialed):
-                prio[pattern] = prio.get(pattern, 0) + 1
-                out.append([("Context", context), ("Extension", pattern),
-                            ("Priority", str(prio[pattern])), ("Application", app),
-                            ("AppData", data), ("Registrar", "pbx_config")])
+        for pattern, app, data, label in self.dialplan.get(context, []):
+            if dialed and not _match(pattern, dialed):
+                continue
+            if pattern not in prio:
+                counts["extensions"] += 1
+            prio[pattern] = prio.get(pattern, 0) + 1
+            counts["priorities"] += 1
+            out.append([("Context", context), ("Extension", pattern),
+                        *([("ExtensionLabel", label)] if label else []),
+                        ("Priority", str(prio[pattern])), ("Application", app),
+                        ("AppData", data), ("Registrar", "pbx_config")])
         for inc in self.includes.get(context, []):
-            if inc not in seen:
-                out += self._items(inc, dialed, [*seen, inc])
-            out.append([("Context", context), ("IncludeContext", inc),
-                        ("Registrar", "pbx_config")])
+            if not dialed:
+                out.append([("Context", context), ("IncludeContext", inc),
+                            ("Registrar", "pbx_config")])
+            elif inc not in seen:
+                out += self._walk(inc, dialed, counts, [*seen, inc])
         return out
 
     def _showdialplan(self, conn: int, h: dict[str, str], aid: list) -> None:
@@ -179,8 +210,9 @@ class AccountsAMI(FakeAMI):
             self._write(conn, _fmt([("Response", "Error"), *aid,
                                     ("Message", f"Did not find context {context}")]))
             return
-        items = self._items(context, exten, [context])
-        if not any(("Application", a) in i for i in items for a in ("AGI", "NoOp", "Goto")):
+        counts = {"contexts": 0, "extensions": 0, "priorities": 0}
+        items = self._walk(context, exten, counts, [context])
+        if exten and not counts["extensions"]:
             self._write(conn, _fmt([("Response", "Error"), *aid,
                                     ("Message", f"Did not find extension {exten}@{context}")]))
             return
@@ -188,10 +220,11 @@ class AccountsAMI(FakeAMI):
                                 ("Message", "DialPlan list will follow")]))
         for item in items:
             self._write(conn, _fmt([("Event", "ListDialplan"), *aid, *item]))
-        self._write(conn, _fmt([("Event", "ShowDialPlanComplete"), *aid,
-                                ("EventList", "Complete"), ("ListItems", str(len(items))),
-                                ("ListExtensions", "1"), ("ListPriorities", str(len(items))),
-                                ("ListContexts", "1")]))
+        self._write(conn, _fmt([
+            ("Event", "ShowDialPlanComplete"), *aid, ("EventList", "Complete"),
+            ("ListItems", str(len(items))), ("ListExtensions", str(counts["extensions"])),
+            ("ListPriorities", str(counts["priorities"])),
+            ("ListContexts", str(counts["contexts"]))]))
 
     def _listcommands(self, conn: int, h: dict[str, str], aid: list) -> None:
         lines = [(n, f"{syn}  (Priv: {priv})") for n, (syn, priv, _need) in ACTIONS.items()
