@@ -132,13 +132,14 @@ IDLE_EXT, USER_EXT = "8093", "7191"
 
 
 def fs_user_xml(user: str, password: str) -> str:
-    """A hot-desk user as docs/freeswitch.md shows it."""
-    return (f'<include><user id="{user}"><params>'
+    """A hot-desk user as docs/freeswitch.md shows it. <include> and </include> on lines
+    of their own: FreeSWITCH's pre-processor drops every line that holds either."""
+    return (f'<include>\n<user id="{user}"><params>'
             f'<param name="password" value="{password}"/>'
             f'<param name="vm-password" value="{realswitch.PIN}"/></params><variables>'
             f'<variable name="user_context" value="default"/>'
             f'<variable name="effective_caller_id_name" value="Test {user}"/>'
-            f"</variables></user></include>\n")
+            f"</variables></user>\n</include>\n")
 
 
 def accounts_env(database_url: str, **extra: str) -> dict[str, str]:
