@@ -49,11 +49,13 @@ def config_account(text: str) -> tuple[str, str]:
 
 def pjsip_user(name: str, password: str, context: str = "phones",
                max_contacts: int = 2) -> str:
-    """A hot-desk user as docs/asterisk.md shows it."""
+    """A hot-desk user as docs/asterisk.md shows it; the mailbox on the aor (MWI by
+    subscription only), so no unsolicited NOTIFY reaches the test phone."""
     return (f"[{name}]\ntype = endpoint\ncontext = {context}\ndisallow = all\nallow = ulaw\n"
             f"direct_media = no\nrtp_symmetric = yes\nforce_rport = yes\n"
-            f"auth = {name}\naors = {name}\ndtmf_mode = info\nmailboxes = {name}@default\n"
+            f"auth = {name}\naors = {name}\ndtmf_mode = info\n"
             f'callerid = "Test {name}" <{name}>\n\n'
             f"[{name}]\ntype = auth\nauth_type = userpass\nusername = {name}\n"
             f"password = {password}\n\n"
-            f"[{name}]\ntype = aor\nmax_contacts = {max_contacts}\nremove_existing = yes\n")
+            f"[{name}]\ntype = aor\nmax_contacts = {max_contacts}\nremove_existing = yes\n"
+            f"mailboxes = {name}@default\n")

@@ -299,6 +299,8 @@ def test_user_without_sip_password_logs_in_and_follows_a_password_change(
             assert "drift=1/1" in summary, summary
             assert uas.wait(30) == 0, "no check-sync after the password change: " + \
                 proc.log()[-2000:]
+            received = (tmp_path / "notify_uas.xml.log").read_text(errors="replace")
+            assert f"Event: {EVENT}" in received, received[-1500:]
             account = rendered_account(env)
             assert account == (USER_EXT, "second-7191-secret")
             assert desk.register(*account).returncode == 0
