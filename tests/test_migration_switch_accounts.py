@@ -4,13 +4,17 @@ existing phones keep their stored passwords and are not managed by hotdesk."""
 from __future__ import annotations
 
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
-from hotdesk.store.db import MIGRATIONS, open_database, schema_version, upgrade
+from hotdesk.store.db import MIGRATIONS, _v3_switch_accounts, open_database, schema_version, upgrade
 from hotdesk.store.models import Device, SchemaVersion, SwitchSync, User
 from hotdesk.switch import idle_accounts
 
+# The schema version just before the switch-accounts step (its number may change when
+# other steps are merged before it).
+BEFORE = MIGRATIONS.index(_v3_switch_accounts)
+
 
 def make_v2_database(url: str) -> None:
-    """A database as schema version 2 left it: no Device.idle_managed /
+    """A database as the previous schema version left it: no Device.idle_managed /
     account_fingerprint, no switch_sync table; one user and one phone in it."""
     db = open_database(url)
     upgrade(db)
@@ -21,8 +25,8 @@ def make_v2_database(url: str) -> None:
     db.execute_sql("ALTER TABLE device DROP COLUMN idle_managed")
     db.execute_sql("ALTER TABLE device DROP COLUMN account_fingerprint")
     db.drop_tables([SwitchSync])
-    SchemaVersion.delete().where(SchemaVersion.version > 2).execute()
-    assert schema_version(db) == 2
+    SchemaVersion.delete().where(SchemaVersion.version > BEFORE).execute()
+    assert schema_version(db) == BEFORE
     db.close()
 
 
