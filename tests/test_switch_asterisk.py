@@ -208,6 +208,10 @@ def test_refused_reload_is_kept_for_the_worker(runtime, cfg, ami):
     ok, message = apply_now(runtime.db, cfg)
     assert ok is False and "refused to reload res_pjsip: Permission denied" in message
     assert "Permission denied" in idle_accounts.state().describe()
+    from hotdesk.ops import status
+
+    screen = status.render(status.collect())
+    assert "Idle accounts on the switch: not applied yet: Asterisk refused to reload" in screen
     ami.write = None  # the admin fixed manager.conf
     assert "idle_accounts=applied" in SwitchUpkeep(runtime.db, cfg)()
     assert not idle_accounts.state().pending and ami.reloads == 1
