@@ -24,6 +24,9 @@ class FreeswitchView:
         self.inbound = inbound
         self.needs_xml_curl = needs_xml_curl
 
+    def close(self) -> None:
+        self.inbound.stop()
+
     def api(self, command: str) -> str | None:
         """The api output; None for ``-ERR no reply`` (nothing found)."""
         try:

@@ -33,6 +33,9 @@ class AsteriskView:
     def __init__(self, ami: BlockingAmi) -> None:
         self.ami = ami
 
+    def close(self) -> None:
+        self.ami.close()
+
     def getvar(self, expression: str) -> str:
         try:
             reply = self.ami.action([("Action", "Getvar"), ("Variable", expression)])

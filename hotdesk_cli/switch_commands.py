@@ -10,7 +10,7 @@ from hotdesk.runtime import Runtime, start
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import User
 from hotdesk.switch import doctor, idle_accounts
-from hotdesk.switch.connect import switch_view
+from hotdesk.switch.connect import close_view, switch_view
 from hotdesk.switch.upkeep import apply_now
 
 
@@ -34,7 +34,11 @@ def cmd_switch_sync(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     start(args.cfg)
-    checks = doctor.run_checks(args.cfg, switch_view(args.cfg))
+    view = switch_view(args.cfg)
+    try:
+        checks = doctor.run_checks(args.cfg, view)
+    finally:
+        close_view(view)
     sys.stdout.write(doctor.as_json(checks) if args.json else doctor.as_text(checks))
     return 1 if doctor.failed(checks) else 0
 

@@ -34,6 +34,13 @@ def switch_view(config: Config, wait_seconds: float = 3.0) -> SwitchView:
     return FreeswitchView(inbound, needs_xml_curl=bool(config.switch.directory_password))
 
 
+def close_view(view: SwitchView) -> None:
+    """Close the connection of a view opened for one job (CLI, one web request)."""
+    close = getattr(view, "close", None)
+    if close is not None:
+        close()
+
+
 def reload_accounts(view: SwitchView) -> Callable[[], None] | None:
     """What re-reads the idle accounts on this switch (None: FreeSWITCH asks live)."""
     return getattr(view, "reload_accounts", None)

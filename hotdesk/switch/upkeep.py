@@ -13,7 +13,7 @@ from peewee import Database
 from hotdesk.settings import Config
 from hotdesk.switch import drift, idle_accounts
 from hotdesk.switch.accounts import AccountError, CachedReader
-from hotdesk.switch.connect import reload_accounts, switch_view
+from hotdesk.switch.connect import close_view, reload_accounts, switch_view
 from hotdesk.switch.doctor import SwitchView
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,9 @@ class SwitchUpkeep:
         """One pass; a short summary for the tick log line."""
         parts = []
         if idle_accounts.state().pending and self._can_apply():
+            reload = reload_accounts(self.view) if self.config.switch.type == "asterisk" else None
             try:
-                idle_accounts.sync(self.db, self.config, reload_accounts(self.view))
+                idle_accounts.sync(self.db, self.config, reload)
                 parts.append("idle_accounts=applied")
             except (idle_accounts.SyncError, AccountError):
                 parts.append("idle_accounts=failed")  # logged and recorded by sync()
@@ -58,14 +59,18 @@ class SwitchUpkeep:
 def apply_now(db: Database, config: Config) -> tuple[bool | None, str]:
     """After a phone was added or removed: make the switch match now, when this process
     can. (ok, message): None = left to the process that writes the accounts file."""
-    if config.switch.type == "asterisk" and not config.switch.accounts_file:
+    if config.switch.type != "asterisk":
+        idle_accounts.sync(db, config, None)  # served live to mod_xml_curl: nothing to push
+        return True, "idle phones' directory entries served to FreeSWITCH (mod_xml_curl)"
+    if not config.switch.accounts_file:
         return None, ("idle account queued for the switch: the process configured with "
                       "[switch] accounts_file (hotdesk worker) writes it")
+    view = switch_view(config)
     try:
-        idle_accounts.sync(db, config, reload_accounts(switch_view(config)))
+        idle_accounts.sync(db, config, reload_accounts(view))
     except (idle_accounts.SyncError, AccountError) as exc:
         return False, (f"the switch is not updated yet: {exc}; hotdesk worker retries "
                        "(or run 'hotdesk switch sync')")
-    if config.switch.type == "asterisk":
-        return True, f"idle accounts written to {config.switch.accounts_file}, res_pjsip reloaded"
-    return True, "idle phones' directory entries served to FreeSWITCH (mod_xml_curl)"
+    finally:
+        close_view(view)
+    return True, f"idle accounts written to {config.switch.accounts_file}, res_pjsip reloaded"
