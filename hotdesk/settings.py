@@ -29,6 +29,24 @@ class DatabaseConfig:
 class SwitchConfig:
     # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch.
     type: str = "asterisk"
+    # Where users' SIP accounts live: switch (read live when a config is rendered; hotdesk
+    # stores no user's SIP password) | hotdesk (the password stored with the user).
+    credentials: str = "switch"
+    # Seconds a live account read is reused (renders of one phone's files, bursts).
+    credentials_cache_seconds: float = 5.0
+    # Asterisk: the pjsip file hotdesk writes the idle accounts of its phones into
+    # (pjsip.conf #includes it); empty = hotdesk does not create idle accounts.
+    accounts_file: str = ""
+    # What every generated idle account gets (Asterisk endpoint / FreeSWITCH user).
+    idle_context: str = "hotdesk-idle"
+    idle_codecs: str = "ulaw,alaw"
+    idle_dtmf_mode: str = "rfc4733"
+    # Asterisk: the pjsip transport of the generated endpoints; empty = the default one.
+    idle_transport: str = ""
+    # FreeSWITCH: HTTP basic credentials mod_xml_curl sends to /switch/freeswitch/directory of
+    # `hotdesk web` (the idle phones' directory entries); empty password = endpoint off.
+    directory_username: str = "hotdesk"
+    directory_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -399,6 +417,9 @@ def _validate(config: Config) -> None:
         ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
         ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
         ("policy", "pin_source"): (config.policy.pin_source, {"switch", "hotdesk"}),
+        ("switch", "credentials"): (config.switch.credentials, {"switch", "hotdesk"}),
+        ("switch", "idle_dtmf_mode"): (config.switch.idle_dtmf_mode,
+                                       {"rfc4733", "inband", "info", "auto", "auto_info"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
         ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),

@@ -17,6 +17,8 @@ from hotdesk.provisioning.render import (
 )
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.runtime import start
+from hotdesk.switch.accounts import AccountError
+from hotdesk.switch.connect import account_reader
 from hotdesk_cli.core_commands import guarded
 
 
@@ -24,8 +26,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     start(args.cfg)
     device = inventory.find_device(args.mac)
     try:
-        files = render_device(make_environment(args.cfg), device, args.cfg)
-    except TemplateError as exc:
+        files = render_device(make_environment(args.cfg), device, args.cfg,
+                              account_reader(args.cfg))
+    except (TemplateError, AccountError) as exc:
         print(f"hotdesk: {exc}", file=sys.stderr)
         return 1
     if args.file:
@@ -47,7 +50,7 @@ def cmd_render_all(args: argparse.Namespace) -> int:
               "first", file=sys.stderr)
         return 1
     start(args.cfg)
-    report = render_all(make_environment(args.cfg), args.cfg)
+    report = render_all(make_environment(args.cfg), args.cfg, account_reader(args.cfg))
     print(f"{report.written} files for {report.devices} phones written to "
           f"{args.cfg.provisioning.render_dir}; {report.removed} stale phone directories "
           "removed")

@@ -177,8 +177,10 @@ def prepare_database(env: Mapping[str, str], phone: tuple[str, str],
     endpoint, all through the ``hotdesk`` command as an admin would. The user gets no PIN
     in hotdesk: the PIN they key is their voicemail PIN on the switch (1234 in the lab)."""
     hotdesk(env, "db", "upgrade")
+    # Nothing of the user's is typed twice: their SIP account and voicemail PIN are the
+    # switch's ([switch] credentials = switch, [policy] pin_source = switch).
     hotdesk(env, "user", "add", "--extension", user[0], "--name", f"User {user[0]}",
-            "--sip-password", user[1], "--hotdesk")
+            "--hotdesk")
     hotdesk(env, "device", "add", "--mac", MAC, "--vendor", "yealink", "--model", "T46S",
             "--extension", phone[0], "--sip-password", phone[1], "--name", "E2E desk")
 

@@ -12,6 +12,7 @@ from hotdesk.admin import admins, inventory, reports
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
+from hotdesk.switch import idle_accounts
 from webadmin import actions
 from webadmin.auth import (
     actor,
@@ -162,7 +163,9 @@ def phones_create() -> Response:
     data = body()
     tenant = tenant_from(data)
     try:
-        device = inventory.add_device(runtime().db, tenant, _spec(data), actor=actor())
+        device = inventory.add_device(
+            runtime().db, tenant, idle_accounts.prepare(_spec(data), runtime().config),
+            actor=actor(), config=runtime().config)
     except InventoryError as exc:
         return _error(exc, _conflict_status(exc))
     steps = actions.after_phone_saved(runtime(), device, actor())
@@ -194,7 +197,9 @@ def phones_update(phone_id: int) -> Response:
 def phones_delete(phone_id: int) -> Response:
     device = scoped_or_404(Device, phone_id)
     rt = runtime()
-    inventory.delete_device(rt.db, rt.service, device, actor=actor())
+    inventory.delete_device(rt.db, rt.service, device, actor=actor(), config=rt.config)
+    if device.idle_managed:
+        return jsonify(deleted=phone_id, steps=steps_json([actions.switch_step(rt)]))
     return jsonify(deleted=phone_id)
 
 

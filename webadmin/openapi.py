@@ -59,7 +59,9 @@ PHONE = _obj({
 PHONE_INPUT = _obj({
     "mac": {"type": S, "description": "any common spelling; stored as 12 hex digits"},
     "extension": {"type": S, "description": "the phone's own idle extension"},
-    "sip_password": {"type": S, "description": "SIP password of the idle extension"},
+    "sip_password": {"type": S, "description": "SIP password of an idle account that exists "
+                     "on the switch; omit it and hotdesk creates the account ([switch] "
+                     "accounts_file / directory_password)"},
     "vendor": {"type": S}, "model": {"type": S}, "name": {"type": S},
     "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
     "sbc": {"type": S, "description": "SBC HOST[:PORT], required with network sbc"},

@@ -10,6 +10,7 @@ from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session
+from hotdesk.switch import idle_accounts
 from webadmin import actions, integrations
 from webadmin.auth import (
     actor,
@@ -37,7 +38,8 @@ def spec_from_form(form, keep_password: str = "") -> DeviceSpec:  # type: ignore
 
 def _form_context(form, device: Device | None = None) -> dict:  # type: ignore[no-untyped-def]
     return {"form": form, "device": device, "vendors": VENDORS,
-            "tenants": reports.tenants(scope())}
+            "tenants": reports.tenants(scope()),
+            "creates_accounts": idle_accounts.manages_idle_accounts(runtime().config)}
 
 
 def _report(steps: list[actions.Step]) -> None:
@@ -52,7 +54,8 @@ def index() -> str:
     return render_template("phones.html", devices=devices,
                            statuses=reports.phone_statuses(devices, offline_after()),
                            offline_minutes=runtime().config.web.offline_after_minutes,
-                           url=lambda d: device_url(runtime().config, d))
+                           url=lambda d: device_url(runtime().config, d),
+                           switch_sync=idle_accounts.state())
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -68,8 +71,9 @@ def new() -> Response | str:
     rt = runtime()
     tenant = tenant_choice(request.form.get("tenant_id"))
     try:
-        device = inventory.add_device(rt.db, tenant, spec_from_form(request.form),
-                                      actor=actor())
+        device = inventory.add_device(
+            rt.db, tenant, idle_accounts.prepare(spec_from_form(request.form), rt.config),
+            actor=actor(), config=rt.config)
     except InventoryError as exc:
         flash(str(exc), "danger")
         return render_template("phone_form.html", **_form_context(request.form)), 400
@@ -126,8 +130,10 @@ def delete(device_id: int) -> Response:
     if device.rps_enabled or device.method == "rps":
         r = integrations.remove_from_rps(rt.config, device, actor())
         flash(r.message, {True: "success", False: "warning", None: "secondary"}[r.ok])
-    inventory.delete_device(rt.db, rt.service, device, actor=actor())
+    inventory.delete_device(rt.db, rt.service, device, actor=actor(), config=rt.config)
     flash(f"Phone {device.display_name or device.idle_extension} deleted.", "success")
+    if device.idle_managed:
+        _report([actions.switch_step(rt)])
     return redirect(url_for("phones.index"))
 
 

@@ -9,6 +9,7 @@ from hotdesk.mac import format_mac
 from hotdesk.notify import reconcile
 from hotdesk.ops import health
 from hotdesk.store.models import Session, utcnow
+from hotdesk.switch import idle_accounts
 
 # A heartbeat older than this is shown as stale: its process may have died without
 # saying so (kill -9, power loss).
@@ -24,6 +25,8 @@ class Status:
     oldest_pending_seconds: float
     provisioning: dict[str, int]
     pending_devices: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    # Idle accounts hotdesk keeps on the switch: "in sync", "pending", "not applied yet: …"
+    switch_accounts: str = "in sync"
 
     @property
     def last_worker_run(self) -> datetime | None:
@@ -46,6 +49,7 @@ def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
         oldest_pending_seconds=reconcile.oldest_pending_age(now),
         provisioning=reconcile.provisioning_state_counts(),
         pending_devices=pending,
+        switch_accounts=idle_accounts.state().describe(),
     )
 
 
@@ -82,6 +86,7 @@ def render(status: Status) -> str:
               f"{prov.get('failed', 0)} failed"]
     for mac, name, want, have, state in status.pending_devices:
         lines.append(f"  {mac}  {name:<16} wants v{want}, fetched v{have}  {state}")
+    lines.append(f"Idle accounts on the switch: {status.switch_accounts}")
     last = status.last_worker_run
     lines += ["", "Last worker run: " + (
         f"{last.isoformat(timespec='seconds')}Z ({_ago((status.now - last).total_seconds())} "

@@ -92,6 +92,7 @@ class TickResult:
     flagged: int = 0
     released: int = 0
     drained: dict[str, int] = field(default_factory=dict)
+    switch: str = ""
 
     def summary(self) -> str:
         parts = [f"expired={self.expired}", f"daily_logout={self.daily}",
@@ -99,13 +100,21 @@ class TickResult:
                  f"claims_released={self.released}"]
         if self.drained:
             parts.append("notify " + ",".join(f"{k}={v}" for k, v in self.drained.items() if v))
+        if self.switch:
+            parts.append(self.switch)
         return " ".join(parts)
 
 
 def tick(service: HotdeskService, config: Config, sender: NotifySender | None = None,
-         owner: str | None = None, now: datetime | None = None) -> TickResult:
-    """One pass over every job; database errors propagate to :func:`run_worker`."""
+         owner: str | None = None, now: datetime | None = None,
+         switch_upkeep: Callable[[], str] | None = None) -> TickResult:
+    """One pass over every job; database errors propagate to :func:`run_worker`.
+
+    ``switch_upkeep``: the switch jobs (hotdesk.switch.upkeep: account drift, idle
+    accounts), run before the outbox drain so their NOTIFYs go out in the same tick."""
     result = TickResult()
+    if switch_upkeep is not None:
+        result.switch = switch_upkeep()
     result.expired = expire_sessions(service)
     result.daily = daily_logout(service, config, now)
     result.released = reconcile.release_expired_claims(now)
@@ -123,7 +132,8 @@ def tick(service: HotdeskService, config: Config, sender: NotifySender | None = 
 
 def run_worker(service: HotdeskService, config: Config, stop_event: threading.Event,
                sender: NotifySender | None = None, max_ticks: int | None = None,
-               on_tick: Callable[[TickResult], None] | None = None) -> int:
+               on_tick: Callable[[TickResult], None] | None = None,
+               switch_upkeep: Callable[[], str] | None = None) -> int:
     """Tick every ``[worker] interval_seconds`` until ``stop_event``; returns ticks run.
 
     With a sender the worker also drains the outbox between ticks, every
@@ -138,7 +148,7 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
         try:
             if clock() >= next_tick:
                 ticks += 1
-                result = tick(service, config, sender, owner)
+                result = tick(service, config, sender, owner, switch_upkeep=switch_upkeep)
                 next_tick = clock() + config.worker.interval_seconds
                 log.info("worker tick %d: %s", ticks, result.summary())
                 health.report("worker", "up", result.summary(), node=config.metrics.node)

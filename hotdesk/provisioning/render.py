@@ -34,6 +34,12 @@ import jinja2
 from hotdesk.provisioning.vendors import Vendor, get_vendor
 from hotdesk.settings import Config
 from hotdesk.store.models import Device, Session, Tenant, User
+from hotdesk.switch.accounts import (
+    AccountError,
+    AccountMissing,
+    AccountReader,
+    user_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +175,12 @@ def _user_keys(user: User, logout_code: str) -> list[dict[str, str]]:
 
 def profile_for(device: Device, config: Config, user: User | None = None,
                 tenant: Tenant | None = None, offset_minutes: int | None = None,
-                known_idle: bool = False) -> Profile:
+                known_idle: bool = False, accounts: AccountReader | None = None) -> Profile:
     """The profile ``device`` should carry now: its logged-in user's, else its idle one.
 
     ``known_idle``: the caller already knows no one is logged in (bulk rendering).
+    ``accounts``: reads a user's SIP account live from the switch (``[switch]
+    credentials = switch``); raises AccountError when it cannot.
     """
     if user is None and not known_idle:
         user = active_user(device)
@@ -205,11 +213,12 @@ def profile_for(device: Device, config: Config, user: User | None = None,
                        language="en", language_name="English",
                        keys=[{"type": "speeddial", "value": common["login_code"],
                               "label": "Hot desk log in"}], **common)
+    creds = user_credentials(user, tenant, config, accounts)
     return Profile(idle=False, extension=user.extension,
                    label=clean(f"{user.extension} {user.display_name}"),
                    display_name=clean(user.display_name) or user.extension,
-                   sip_username=user.sip_username, auth_username=user.sip_username,
-                   sip_password=clean(user.sip_password),
+                   sip_username=user.sip_username, auth_username=clean(creds.auth_username),
+                   sip_password=clean(creds.password),
                    voicemail_number=dialstring(config.provisioning.voicemail_number),
                    language=clean(user.language),
                    language_name=LANGUAGES.get(user.language, "English"),
@@ -284,10 +293,11 @@ def render_file(env: jinja2.Environment, device: Device, filename: str, config: 
     return render_template(env, spec.template, profile=profile, vendor=vendor)
 
 
-def render_device(env: jinja2.Environment, device: Device,
-                  config: Config) -> dict[str, str]:
+def render_device(env: jinja2.Environment, device: Device, config: Config,
+                  accounts: AccountReader | None = None) -> dict[str, str]:
     """Every per-device file the vendor requests, rendered for the current profile."""
-    return render_profile(env, get_vendor(device.vendor), profile_for(device, config))
+    return render_profile(env, get_vendor(device.vendor),
+                          profile_for(device, config, accounts=accounts))
 
 
 def render_profile(env: jinja2.Environment, vendor: Vendor,
@@ -315,12 +325,17 @@ def content_type(device: Device, filename: str) -> str:
 # -- bulk rendering -------------------------------------------------------------------
 
 
-def all_profiles(config: Config) -> Iterator[tuple[Device, Profile]]:
-    """Every device with its profile, from three queries instead of two per device."""
+def all_profiles(config: Config, accounts: AccountReader | None = None,
+                 ) -> Iterator[tuple[Device, Profile | AccountError]]:
+    """Every device with its profile, from three queries instead of two per device.
+
+    A logged-in user whose account cannot be read comes with the AccountError instead.
+    """
     tenants = {t.id: t for t in Tenant.select()}
     sessions = {s.device_id: s.user for s in
                 Session.select(Session, User).join(User).where(Session.ended_at.is_null())}
     offset = utc_offset_minutes(config.provisioning.timezone)
+    down: AccountError | None = None
     for device in Device.select().order_by(Device.id):
         user = sessions.get(device.id)
         tenant = tenants[device.tenant_id]
@@ -328,9 +343,17 @@ def all_profiles(config: Config) -> Iterator[tuple[Device, Profile]]:
             # profile_for would otherwise query for a session we already know is absent
             yield device, profile_for(device, config, tenant=tenant, offset_minutes=offset,
                                       known_idle=True)
+        elif down is not None and not user.sip_password:
+            yield device, down  # one unreachable switch must not cost a timeout per user
         else:
-            yield device, profile_for(device, config, user=user, tenant=tenant,
-                                      offset_minutes=offset)
+            try:
+                yield device, profile_for(device, config, user=user, tenant=tenant,
+                                          offset_minutes=offset, accounts=accounts)
+            except AccountMissing as exc:
+                yield device, exc
+            except AccountError as exc:
+                down = exc
+                yield device, exc
 
 
 # -- render-to-directory ----------------------------------------------------------------
@@ -396,18 +419,21 @@ class RenderReport:
     errors: list[str] = field(default_factory=list)
 
 
-def render_all(env: jinja2.Environment, config: Config) -> RenderReport:
+def render_all(env: jinja2.Environment, config: Config,
+               accounts: AccountReader | None = None) -> RenderReport:
     """``hotdesk provision render-all``: every device into render_dir, stale ones removed."""
     report = RenderReport()
     render_dir = Path(config.provisioning.render_dir)
     render_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     tokens = set()
-    for device, profile in all_profiles(config):
+    for device, profile in all_profiles(config, accounts):
         tokens.add(device.prov_token)
         try:
+            if isinstance(profile, AccountError):
+                raise profile
             report.written += len(write_device_files(env, device, config, profile))
             report.devices += 1
-        except TemplateError as exc:
+        except (TemplateError, AccountError) as exc:
             log.error("phone %s: %s; its previous files are kept", device.mac, exc)
             report.errors.append(f"{device.mac}: {exc}")
     report.removed = remove_stale_devices(render_dir, tokens)
@@ -423,6 +449,26 @@ def remove_stale_devices(render_dir: Path, tokens: Iterable[str]) -> int:
             shutil.rmtree(entry)
             removed += 1
     return removed
+
+
+def profile_fingerprint(device: Device, profile: Profile) -> str:
+    """The fingerprint of the user account ``profile`` carries ("" for the idle one)."""
+    from hotdesk.switch.accounts import Credentials, fingerprint
+
+    if profile.idle:
+        return ""
+    return fingerprint(Credentials(profile.auth_username, profile.sip_password),
+                       profile.display_name, device.prov_token)
+
+
+def remember_fingerprint(device: Device, profile: Profile) -> None:
+    """Store what account this config version carries ("" for the idle profile)."""
+    value = profile_fingerprint(device, profile)
+    if value != device.account_fingerprint:
+        (Device.update(account_fingerprint=value)
+         .where((Device.id == device.id) & (Device.config_version == device.config_version))
+         .execute())
+        device.account_fingerprint = value
 
 
 # -- serving cache ----------------------------------------------------------------------
@@ -459,9 +505,16 @@ class ConfigCache:
     """
 
     def __init__(self, config: Config, env: jinja2.Environment | None = None,
-                 max_entries: int = 200_000) -> None:
+                 max_entries: int = 200_000, accounts: AccountReader | None = None) -> None:
         self.config = config
         self.env = env or make_environment(config)
+        # Live reads of users' SIP accounts ([switch] credentials = switch); by default
+        # one lazily opened switch connection per process.
+        if accounts is None:
+            from hotdesk.switch.connect import account_reader
+
+            accounts = account_reader(config)
+        self.accounts = accounts
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[tuple[int, str], tuple[tuple[int, float, int], Rendered]] = {}
@@ -469,7 +522,7 @@ class ConfigCache:
         self._stamp_checked = 0.0
         self._offset = 0
         self._offset_checked = -1e9
-        self.last_error: TemplateError | None = None
+        self.last_error: TemplateError | AccountError | None = None
 
     def templates_stamp(self) -> float:
         """Newest mtime in templates_dir, checked at most once a second."""
@@ -519,8 +572,8 @@ class ConfigCache:
             return hit[1]
         device = load()
         try:
-            content = render_file(self.env, device, filename, self.config)
-        except TemplateError as exc:
+            content = self._render(device, filename)
+        except (TemplateError, AccountError) as exc:
             self.last_error = exc
             good = hit[1] if hit is not None else None
             if good is None:
@@ -551,11 +604,13 @@ class ConfigCache:
         """
         stamp, offset = self.templates_stamp(), self.zone_offset()
         count = 0
-        for device, profile in all_profiles(self.config):
+        for device, profile in all_profiles(self.config, self.accounts):
             try:
+                if isinstance(profile, AccountError):
+                    raise profile
                 vendor = get_vendor(device.vendor)
                 files = render_profile(self.env, vendor, profile)
-            except (TemplateError, ValueError) as exc:
+            except (TemplateError, AccountError, ValueError) as exc:
                 log.error("phone %s: %s; not preloaded", device.mac, exc)
                 continue
             specs = vendor.filenames(device.mac, device.model)
@@ -568,6 +623,17 @@ class ConfigCache:
                         version, Rendered.of(text, specs[name].content_type, True))
             count += len(files)
         return count
+
+    def _render(self, device: Device, filename: str) -> str | None:
+        """Render one file; a user's profile records the fingerprint of the account it
+        carries, which the worker compares with the switch's (drift)."""
+        vendor = get_vendor(device.vendor)
+        if filename not in vendor.filenames(device.mac, device.model):
+            return render_file(self.env, device, filename, self.config)
+        profile = profile_for(device, self.config, accounts=self.accounts)
+        content = render_file(self.env, device, filename, self.config, profile)
+        remember_fingerprint(device, profile)
+        return content
 
     @staticmethod
     def _wrap(device: Device, filename: str, text: str) -> Rendered:

@@ -107,6 +107,11 @@ class Device(BaseModel):
     last_address = CharField(default="")
     last_user_agent = CharField(default="")
     created_at = DateTimeField(default=utcnow)
+    # The idle account was created on the switch by hotdesk (generated password).
+    idle_managed = BooleanField(default=False)
+    # hotdesk.switch.accounts.fingerprint of the account the current config carries;
+    # "" = not known. The worker re-provisions when the switch's account differs.
+    account_fingerprint = CharField(default="")
 
     class Meta:
         indexes = ((("tenant", "idle_extension"), True), (("tenant", "idle_sip_username"), True))
@@ -238,7 +243,20 @@ class Heartbeat(BaseModel):
         indexes = ((("component", "node"), True),)
 
 
+class SwitchSync(BaseModel):
+    """Idle accounts to write to the switch: ``wanted`` moves on every phone added or
+    removed, ``applied`` when the accounts file was written and the switch reloaded.
+    Durable, so a process without a switch connection can leave the work to one with."""
+
+    id = AutoField()
+    name = CharField(unique=True)  # "idle-accounts"
+    wanted = IntegerField(default=0)
+    applied = IntegerField(default=0)
+    last_error = TextField(default="")
+    updated_at = DateTimeField(default=utcnow)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
-    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat,
+    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat, SwitchSync,
 ]
