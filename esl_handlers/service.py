@@ -8,6 +8,7 @@ from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
 from esl_handlers.pins import directory_verifier
+from esl_handlers.registrations import EslRegistrationWatcher, start_watcher
 from hotdesk.calls.service import CallContext, PinVerifier
 from hotdesk.ops.health import ConnectionReporter
 from hotdesk.runtime import Runtime
@@ -30,6 +31,7 @@ class EslService:
             self.drain = DrainLoop(self.sender, cfg)
         verifier = self._verifier if cfg.esl.pin_source == "directory" else None
         self.server = EslServer(runtime, listen, verifier_for=verifier)
+        self.registrations: EslRegistrationWatcher | None = None
 
     def _on_state(self, up: bool, detail: str) -> None:
         self.health.set(up, detail)
@@ -45,6 +47,7 @@ class EslService:
         self.server.start()
         if self.drain is not None:
             self.drain.start()
+            self.registrations = start_watcher(self.runtime.config)
         else:
             log.info("[switch] type is not freeswitch: this process sends no NOTIFYs")
 
@@ -52,5 +55,7 @@ class EslService:
         self.server.stop()
         if self.drain is not None:
             self.drain.stop()
+        if self.registrations is not None:
+            self.registrations.stop()
         self.inbound.stop()
         self.health.stop()

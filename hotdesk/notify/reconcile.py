@@ -137,6 +137,15 @@ def _endpoint_now(device: Device, newest: OutboxNotify) -> str:
     return session.user.sip_username if session else device.idle_sip_username
 
 
+def locked_device(device_id: int) -> tuple[Device, Tenant] | None:
+    """Inside a write transaction: the device, read after taking its tenant's row lock."""
+    device = Device.get_or_none(Device.id == device_id)
+    if device is None:
+        return None
+    tenant = for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
+    return Device.get_by_id(device_id), tenant
+
+
 def requeue(device_id: int, config: Config, now: datetime) -> bool:
     """Queue the NOTIFY again if, re-checked under the write lock, it is still due.
 
@@ -144,11 +153,10 @@ def requeue(device_id: int, config: Config, now: datetime) -> bool:
     SQLite) serialises them, and the second one finds the first one's pending row.
     """
     with write_transaction(database_proxy.obj):
-        device = Device.get_or_none(Device.id == device_id)
-        if device is None:
+        locked = locked_device(device_id)
+        if locked is None:
             return False
-        tenant = for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
-        device = Device.get_by_id(device_id)
+        device, tenant = locked
         if device.fetched_version >= device.config_version:
             return False
         decision = _decide(device, config, now)

@@ -18,6 +18,8 @@ from playhouse.db_url import connect, parse
 from hotdesk.store.models import (
     ALL_MODELS,
     Heartbeat,
+    Registration,
+    RegistrationFailure,
     SchemaVersion,
     Tenant,
     database_proxy,
@@ -132,8 +134,14 @@ def _v2_create_heartbeat(db: Database) -> None:
     db.create_tables([Heartbeat], safe=True)
 
 
+def _v3_create_registrations(db: Database) -> None:
+    """Registrations the switch reports, and the newest refused one per address."""
+    db.create_tables([Registration, RegistrationFailure], safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
+                                                _v3_create_registrations]
 
 
 def schema_version(db: Database) -> int:

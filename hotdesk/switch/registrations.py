@@ -1,0 +1,359 @@
+"""Registrations observed on the switch: who each phone is registered as, from where, since when.
+
+The switch adapters (``hotdesk_agi.registrations``, ``esl_handlers.registrations``) only
+translate their protocol into :class:`ContactSeen`, :class:`ContactGone` and
+:class:`AuthRefused`; everything else lives here: which phone a contact belongs to,
+batched writes (a registration storm of thousands of phones must not cost one
+transaction per event), and the rule an admin reads: the phone is registered as the
+account it should be (the logged-in user's, or its idle account), registered as
+another account, refused by the switch ("credentials rejected"), or not registered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from peewee import EXCLUDED, chunked, fn
+
+from hotdesk.store.db import write_transaction
+from hotdesk.store.models import (
+    Device,
+    Heartbeat,
+    Registration,
+    RegistrationFailure,
+    Session,
+    User,
+    database_proxy,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Heartbeat component of the registration watchers; "up" once a full listing was stored.
+COMPONENT = "registrations"
+
+REGISTERED, MISMATCH, REJECTED, UNREGISTERED = (
+    "registered", "mismatch", "rejected", "unregistered")
+LABELS = {REGISTERED: "registered", MISMATCH: "wrong account",
+          REJECTED: "credentials rejected", UNREGISTERED: "not registered"}
+
+# Rows per INSERT … ON CONFLICT statement (SQLite allows 32766 bound parameters).
+_ROWS_PER_STATEMENT = 500
+
+
+@dataclass(frozen=True)
+class ContactSeen:
+    """A contact registered or refreshed (or listed at connect)."""
+
+    account: str
+    contact_uri: str
+    address: str  # ip:port
+    at: datetime
+    expires_at: datetime | None = None
+    user_agent: str = ""
+    domain: str = ""
+
+
+@dataclass(frozen=True)
+class ContactGone:
+    """A contact unregistered, expired or was removed."""
+
+    account: str
+    contact_uri: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AuthRefused:
+    """The switch refused a REGISTER from ``address`` (wrong password, unknown account)."""
+
+    account: str
+    address: str  # ip:port
+    reason: str
+    at: datetime
+
+
+Change = ContactSeen | ContactGone | AuthRefused
+
+
+def host_port(uri: str) -> str:
+    """``sip:8001@127.0.0.1:5071;transport=UDP`` -> ``127.0.0.1:5071`` (IPv6 kept in brackets)."""
+    rest = uri.strip().strip("<>").split(":", 1)[-1]
+    rest = rest.split("@", 1)[-1]
+    for stop in (";", ">", "?"):
+        rest = rest.split(stop, 1)[0]
+    return rest
+
+
+def ip_of(address: str) -> str:
+    """``1.2.3.4:5060`` -> ``1.2.3.4``; ``[::1]:5060`` -> ``::1``."""
+    if address.startswith("["):
+        return address[1:].split("]", 1)[0]
+    return address.rsplit(":", 1)[0] if address.count(":") == 1 else address
+
+
+# -- which phone a contact belongs to ---------------------------------------------------
+
+
+class DeviceIndex:
+    """Who should be registered where, loaded once per batch (three queries)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[str, list[int]] = {}
+        self.users: dict[str, list[int]] = {}
+        self.by_ip: dict[str, list[int]] = {}
+        for d in Device.select(Device.id, Device.idle_sip_username, Device.last_address):
+            self.idle.setdefault(d.idle_sip_username, []).append(d.id)
+            if d.last_address:
+                self.by_ip.setdefault(ip_of(d.last_address), []).append(d.id)
+        for device_id, username in (Session.select(Session.device, User.sip_username)
+                                    .join(User).where(Session.ended_at.is_null()).tuples()):
+            self.users.setdefault(username, []).append(device_id)
+
+    def resolve(self, account: str, address: str) -> int | None:
+        """The phone registered as ``account`` from ``address``; None when unsure.
+
+        The account decides (idle account, or a logged-in user's); the address only
+        breaks ties (several phones of one user) or names the phone registered as an
+        account hotdesk does not expect there.
+        """
+        ip = ip_of(address)
+        by_account = self.idle.get(account, []) + self.users.get(account, [])
+        if len(set(by_account)) == 1:
+            return by_account[0]
+        near = set(self.by_ip.get(ip, []))
+        if by_account:
+            both = [d for d in by_account if d in near]
+            return both[0] if len(set(both)) == 1 else None
+        return next(iter(near)) if len(near) == 1 else None
+
+
+# -- writes -----------------------------------------------------------------------------
+
+
+def _coalesce(changes: Iterable[Change]) -> tuple[dict, dict, dict]:
+    """Last word per contact and per refused address wins: a storm collapses to one row each."""
+    seen: dict[tuple[str, str], ContactSeen] = {}
+    gone: dict[tuple[str, str], ContactGone] = {}
+    refused: dict[str, tuple[AuthRefused, int]] = {}
+    for change in changes:
+        if isinstance(change, AuthRefused):
+            _, n = refused.get(change.address, (change, 0))
+            refused[change.address] = (change, n + 1)
+            continue
+        key = (change.account, change.contact_uri)
+        if isinstance(change, ContactSeen):
+            seen[key] = change
+            gone.pop(key, None)
+        else:
+            gone[key] = change
+            seen.pop(key, None)
+    return seen, gone, refused
+
+
+def apply(changes: Sequence[Change], switch: str, index: DeviceIndex | None = None) -> int:
+    """Store a batch of changes in one transaction; returns the rows written."""
+    if not changes:
+        return 0
+    seen, gone, refused = _coalesce(changes)
+    index = index or DeviceIndex()
+    with write_transaction(database_proxy.obj):
+        _upsert_seen(list(seen.values()), switch, index)
+        _delete_gone(list(gone), switch)
+        _upsert_refused(list(refused.values()), switch, index)
+    return len(seen) + len(gone) + len(refused)
+
+
+def _upsert_seen(rows: list[ContactSeen], switch: str, index: DeviceIndex) -> None:
+    data = [{"switch": switch, "account": c.account, "contact_uri": c.contact_uri,
+             "address": c.address, "domain": c.domain, "user_agent": c.user_agent[:255],
+             "device": index.resolve(c.account, c.address), "registered_at": c.at,
+             "refreshed_at": c.at, "expires_at": c.expires_at} for c in rows]
+    for part in chunked(data, _ROWS_PER_STATEMENT):
+        # registered_at ("since") is kept on conflict: a refresh is not a new registration.
+        (Registration.insert_many(part)
+         .on_conflict(conflict_target=[Registration.switch, Registration.account,
+                                       Registration.contact_uri],
+                      preserve=[Registration.address, Registration.domain,
+                                Registration.refreshed_at],
+                      # Asterisk's ContactStatus carries no expiry or User-Agent: keep
+                      # what the last listing said.
+                      update={Registration.device: fn.COALESCE(EXCLUDED.device_id,
+                                                               Registration.device),
+                              Registration.expires_at: fn.COALESCE(EXCLUDED.expires_at,
+                                                                   Registration.expires_at),
+                              Registration.user_agent: fn.COALESCE(
+                                  fn.NULLIF(EXCLUDED.user_agent, ""), Registration.user_agent)})
+         .execute())
+
+
+def _delete_gone(keys: list[tuple[str, str]], switch: str) -> None:
+    by_account: dict[str, list[str]] = {}
+    for account, uri in keys:
+        by_account.setdefault(account, []).append(uri)
+    for account, uris in by_account.items():
+        for part in chunked(uris, _ROWS_PER_STATEMENT):
+            (Registration.delete()
+             .where((Registration.switch == switch) & (Registration.account == account)
+                    & Registration.contact_uri.in_(list(part))).execute())
+
+
+def _upsert_refused(rows: list[tuple[AuthRefused, int]], switch: str,
+                    index: DeviceIndex) -> None:
+    for refused, n in rows:
+        device = index.resolve(refused.account, refused.address)
+        (RegistrationFailure.insert(switch=switch, address=refused.address,
+                                    account=refused.account, reason=refused.reason[:255],
+                                    device=device, at=refused.at, count=n)
+         .on_conflict(conflict_target=[RegistrationFailure.switch, RegistrationFailure.address],
+                      preserve=[RegistrationFailure.account, RegistrationFailure.reason,
+                                RegistrationFailure.device, RegistrationFailure.at],
+                      update={RegistrationFailure.count: RegistrationFailure.count + n})
+         .execute())
+        log.warning("switch refused the registration of %r from %s: %s", refused.account,
+                    refused.address, refused.reason)
+
+
+def replace_all(contacts: Sequence[ContactSeen], switch: str, started_at: datetime) -> int:
+    """A full listing (at connect, or a periodic resync): store it and forget every
+    contact of ``switch`` it no longer shows, unless an event refreshed it after
+    ``started_at`` (the listing was asked for then, so such an event is newer)."""
+    written = apply(list(contacts), switch)
+    listed = {(c.account, c.contact_uri) for c in contacts}
+    stale = [(r.account, r.contact_uri) for r in Registration.select(
+        Registration.account, Registration.contact_uri)
+        .where((Registration.switch == switch) & (Registration.refreshed_at < started_at))
+        if (r.account, r.contact_uri) not in listed]
+    if stale:
+        with write_transaction(database_proxy.obj):
+            _delete_gone(stale, switch)
+    return written + len(stale)
+
+
+# -- what an admin reads ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistrationView:
+    """One phone's registration next to the account it should be registered as."""
+
+    expected: str
+    state: str  # registered | mismatch | rejected | unregistered
+    account: str = ""
+    address: str = ""
+    since: datetime | None = None
+    expires_at: datetime | None = None
+    failure_reason: str = ""
+    failure_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.state]
+
+    @property
+    def ok(self) -> bool:
+        return self.state == REGISTERED
+
+    def age(self, now: datetime) -> str:
+        return ago(now - self.since) if self.since else ""
+
+    def summary(self, now: datetime) -> str:
+        """One line for the CLI: ``101 @ 10.0.0.7:5060 for 3m (expects 101)``."""
+        if self.state == REJECTED:
+            return (f"credentials rejected: {self.failure_reason} "
+                    f"({ago(now - self.failure_at) if self.failure_at else '?'} ago; "
+                    f"expects {self.expected})")
+        if self.state == UNREGISTERED:
+            return f"not registered (expects {self.expected})"
+        mark = "" if self.ok else "WRONG ACCOUNT "
+        return (f"{mark}{self.account} @ {self.address} for {self.age(now)} "
+                f"(expects {self.expected})")
+
+
+def ago(delta: timedelta) -> str:
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def expected_accounts(devices: Sequence[Device]) -> dict[int, str]:
+    """The account each phone should be registered as: its user's while logged in, else idle."""
+    ids = [d.id for d in devices]
+    users = {}
+    for part in chunked(ids, _ROWS_PER_STATEMENT):
+        users.update(dict(Session.select(Session.device, User.sip_username).join(User)
+                          .where(Session.device.in_(list(part)) & Session.ended_at.is_null())
+                          .tuples()))
+    return {d.id: users.get(d.id, d.idle_sip_username) for d in devices}
+
+
+def views(devices: Sequence[Device], now: datetime | None = None) -> dict[int, RegistrationView]:
+    """Every phone's :class:`RegistrationView`, in a few queries whatever the count."""
+    now = now or utcnow()
+    ids = [d.id for d in devices]
+    expected = expected_accounts(devices)
+    regs: dict[int, Registration] = {}
+    fails: dict[int, RegistrationFailure] = {}
+    for part in chunked(ids, _ROWS_PER_STATEMENT):
+        for r in Registration.select().where(Registration.device.in_(list(part))):
+            if r.expires_at is not None and r.expires_at < now:
+                continue  # expired: the switch forgot it even if its event never came
+            best = regs.get(r.device_id)
+            # The expected account wins over a leftover one; then the newest.
+            key = (r.account == expected[r.device_id], r.refreshed_at)
+            if best is None or key > (best.account == expected[r.device_id], best.refreshed_at):
+                regs[r.device_id] = r
+        for f in RegistrationFailure.select().where(RegistrationFailure.device.in_(list(part))):
+            if f.device_id not in fails or f.at > fails[f.device_id].at:
+                fails[f.device_id] = f
+    return {d.id: _view(expected[d.id], regs.get(d.id), fails.get(d.id)) for d in devices}
+
+
+def _view(expected: str, reg: Registration | None,
+          fail: RegistrationFailure | None) -> RegistrationView:
+    failed_last = fail is not None and (reg is None or reg.account != expected
+                                        or fail.at > reg.refreshed_at)
+    if failed_last:
+        assert fail is not None
+        state = REJECTED
+    elif reg is None:
+        state = UNREGISTERED
+    else:
+        state = REGISTERED if reg.account == expected else MISMATCH
+    return RegistrationView(
+        expected=expected, state=state,
+        account=reg.account if reg else "", address=reg.address if reg else "",
+        since=reg.registered_at if reg else None, expires_at=reg.expires_at if reg else None,
+        failure_reason=fail.reason if fail and failed_last else "",
+        failure_at=fail.at if fail and failed_last else None)
+
+
+def view(device: Device, now: datetime | None = None) -> RegistrationView:
+    return views([device], now)[device.id]
+
+
+def watching(now: datetime | None = None, stale_after: timedelta = timedelta(minutes=5)) -> bool:
+    """Whether some process watches registrations right now (its heartbeat is up and fresh).
+
+    Only then is "not registered" evidence: without a watcher (a switch without the
+    events, an AMI user without ``read = system``) hotdesk knows nothing either way.
+    """
+    now = now or utcnow()
+    return (Heartbeat.select().where((Heartbeat.component == COMPONENT)
+                                     & (Heartbeat.state == "up")
+                                     & (Heartbeat.updated_at >= now - stale_after)).exists())
+
+
+def state_counts(devices: Sequence[Device]) -> dict[str, int]:
+    counts = {REGISTERED: 0, MISMATCH: 0, REJECTED: 0, UNREGISTERED: 0}
+    for v in views(devices).values():
+        counts[v.state] += 1
+    return counts
