@@ -283,3 +283,13 @@ def test_upgrade_from_the_previous_schema_keeps_data(database_url):
     regs.apply([seen("8009", "10.0.0.9:5060")], "asterisk")
     assert Registration.get().device_id == Device.get().id
     db.close()
+
+
+def test_the_users_own_phone_elsewhere_is_not_taken_for_the_hot_desk(runtime, alice, desk):
+    # The login call came from the hot desk's address (identify_device records it).
+    Device.update(last_address="10.0.0.7:5060").where(Device.id == desk.id).execute()
+    runtime.service.login(desk.id, "101", "1234", ctx("8001", "10.0.0.7:5060"))
+    # Alice's own desk phone stays registered as 101 from another address.
+    regs.apply([seen("101", "10.0.0.50:5060"), seen("8001", "10.0.0.7:5060")], "asterisk")
+    assert Registration.get(Registration.address == "10.0.0.50:5060").device_id is None
+    assert regs.view(Device.get_by_id(desk.id)).state == "mismatch"

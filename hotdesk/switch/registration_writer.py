@@ -103,10 +103,15 @@ class RegistrationWriter:
             listing, self._listing = self._listing, None
         return batch, listing
 
-    def _device_index(self) -> regs.DeviceIndex:
-        """Who is expected where, re-read at most every ``index_ttl`` seconds in a storm."""
+    def _device_index(self, batch: list[regs.Change]) -> regs.DeviceIndex:
+        """Who is expected where: re-read at most every ``index_ttl`` seconds in a storm,
+        at once when the batch names an account it does not know (a login just now)."""
         now = time.monotonic()
-        if self._index is None or now - self._index[0] > self.index_ttl:
+        stale = self._index is None or now - self._index[0] > self.index_ttl
+        if not stale and self._index is not None:
+            index = self._index[1]
+            stale = any(not index.knows(c.account) for c in batch)
+        if stale:
             self._index = (now, regs.DeviceIndex())
         return self._index[1]
 
@@ -137,7 +142,7 @@ class RegistrationWriter:
                 log.info("%s registrations: listing of %d contact(s) stored (%d row(s) "
                          "changed)", self.switch, len(listing[0]), written)
             if batch:
-                self.written += regs.apply(batch, self.switch, self._device_index())
+                self.written += regs.apply(batch, self.switch, self._device_index(batch))
         except PeeweeException as exc:
             log.warning("%s registrations: database unavailable, %d event(s) wait: %s",
                         self.switch, len(batch), exc)

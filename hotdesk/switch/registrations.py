@@ -99,35 +99,42 @@ def ip_of(address: str) -> str:
 
 
 class DeviceIndex:
-    """Who should be registered where, loaded once per batch (three queries)."""
+    """Who should be registered where, loaded once per batch (two queries)."""
 
     def __init__(self) -> None:
         self.idle: dict[str, list[int]] = {}
         self.users: dict[str, list[int]] = {}
-        self.by_ip: dict[str, list[int]] = {}
+        self.by_ip: dict[str, set[int]] = {}
+        self.ip: dict[int, str] = {}
         for d in Device.select(Device.id, Device.idle_sip_username, Device.last_address):
             self.idle.setdefault(d.idle_sip_username, []).append(d.id)
             if d.last_address:
-                self.by_ip.setdefault(ip_of(d.last_address), []).append(d.id)
+                self.ip[d.id] = ip_of(d.last_address)
+                self.by_ip.setdefault(self.ip[d.id], set()).add(d.id)
         for device_id, username in (Session.select(Session.device, User.sip_username)
                                     .join(User).where(Session.ended_at.is_null()).tuples()):
             self.users.setdefault(username, []).append(device_id)
 
+    def knows(self, account: str) -> bool:
+        return account in self.idle or account in self.users
+
     def resolve(self, account: str, address: str) -> int | None:
         """The phone registered as ``account`` from ``address``; None when unsure.
 
-        The account decides (idle account, or a logged-in user's); the address only
-        breaks ties (several phones of one user) or names the phone registered as an
-        account hotdesk does not expect there.
+        An idle account names its phone. A user's account names the phone the user is
+        logged in on, if that phone's known address (from the login call) matches: the
+        user's own desk phone, registered as the same account elsewhere, is not it.
+        Otherwise the address alone names the phone registered as an account hotdesk
+        does not expect there.
         """
+        idle = self.idle.get(account, [])
+        if len(idle) == 1:
+            return idle[0]
         ip = ip_of(address)
-        by_account = self.idle.get(account, []) + self.users.get(account, [])
-        if len(set(by_account)) == 1:
-            return by_account[0]
-        near = set(self.by_ip.get(ip, []))
-        if by_account:
-            both = [d for d in by_account if d in near]
-            return both[0] if len(set(both)) == 1 else None
+        near = self.by_ip.get(ip, set())
+        users = [d for d in self.users.get(account, []) if self.ip.get(d, ip) == ip]
+        if users:
+            return users[0] if len(set(users)) == 1 else None
         return next(iter(near)) if len(near) == 1 else None
 
 
@@ -302,15 +309,23 @@ def views(devices: Sequence[Device], now: datetime | None = None) -> dict[int, R
     expected = expected_accounts(devices)
     regs: dict[int, Registration] = {}
     fails: dict[int, RegistrationFailure] = {}
-    for part in chunked(ids, _ROWS_PER_STATEMENT):
-        for r in Registration.select().where(Registration.device.in_(list(part))):
+    by_idle = {d.idle_sip_username: d.id for d in devices}
+    for part in chunked(devices, _ROWS_PER_STATEMENT):
+        # Rows stored before their phone was added belong to no phone yet: an idle
+        # account still names its phone.
+        idle = [d.idle_sip_username for d in part]
+        for r in Registration.select().where(
+                Registration.device.in_([d.id for d in part])
+                | (Registration.device.is_null() & Registration.account.in_(idle))):
             if r.expires_at is not None and r.expires_at < now:
                 continue  # expired: the switch forgot it even if its event never came
-            best = regs.get(r.device_id)
+            device_id = r.device_id or by_idle[r.account]
+            best = regs.get(device_id)
             # The expected account wins over a leftover one; then the newest.
-            key = (r.account == expected[r.device_id], r.refreshed_at)
-            if best is None or key > (best.account == expected[r.device_id], best.refreshed_at):
-                regs[r.device_id] = r
+            key = (r.account == expected[device_id], r.refreshed_at)
+            if best is None or key > (best.account == expected[device_id], best.refreshed_at):
+                regs[device_id] = r
+    for part in chunked(ids, _ROWS_PER_STATEMENT):
         for f in RegistrationFailure.select().where(RegistrationFailure.device.in_(list(part))):
             if f.device_id not in fails or f.at > fails[f.device_id].at:
                 fails[f.device_id] = f
