@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.outbox_bench import fresh, postgres  # noqa: E402
+from bench.outbox_bench import databases, fresh  # noqa: E402
 from hotdesk.admin.inventory import default_tenant  # noqa: E402
 from hotdesk.settings import AmiConfig, Config, load_config  # noqa: E402
 from hotdesk.store.models import Device, Registration  # noqa: E402
@@ -94,17 +92,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phones", type=int, default=10000)
     args = parser.parse_args()
-    sqlite_dir = Path(tempfile.mkdtemp(prefix="hotdesk-bench-sqlite."))
-    results = []
-    try:
-        with postgres() as pg_url:
-            dbs = [("SQLite", f"sqlite:///{sqlite_dir / 'bench.db'}")]
-            if pg_url:
-                dbs.append(("PostgreSQL", pg_url))
-            for name, url in dbs:
-                results.append((name, *run(url, args.phones)))
-    finally:
-        shutil.rmtree(sqlite_dir, ignore_errors=True)
+    with databases() as dbs:
+        results = [(name, *run(url, args.phones)) for name, url in dbs]
     print(f"registration storm: {args.phones} phones re-register; 4 AMI events each reach "
           f"the watcher (target >= {TARGET:,.0f} events/s)")
     for name, elapsed, rate, phones in results:
