@@ -152,3 +152,10 @@ def test_wrong_pin_call_makes_no_session(agi, database_url, tmp_path):
     realswitch.wrong_pin_call(phone(tmp_path), agi, database_url,
                               realswitch.split_credentials(PHONE),
                               realswitch.split_credentials(USER), DTMF)
+
+
+@needs_user
+def test_registrations_observed(agi, database_url, tmp_path):
+    realswitch.registrations_observed(phone(tmp_path), agi, database_url,
+                                      realswitch.split_credentials(PHONE),
+                                      realswitch.split_credentials(USER), DTMF)

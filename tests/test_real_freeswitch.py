@@ -110,3 +110,10 @@ def test_wrong_pin_call_makes_no_session(esl, database_url, tmp_path):
     realswitch.wrong_pin_call(phone(tmp_path), esl, database_url,
                               realswitch.split_credentials(PHONE),
                               realswitch.split_credentials(USER), DTMF)
+
+
+@full_calls
+def test_registrations_observed(esl, database_url, tmp_path):
+    realswitch.registrations_observed(phone(tmp_path), esl, database_url,
+                                      realswitch.split_credentials(PHONE),
+                                      realswitch.split_credentials(USER), DTMF)
