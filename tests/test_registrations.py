@@ -129,6 +129,16 @@ def test_refused_registration_is_credentials_rejected_until_a_newer_success(runt
     assert regs.view(Device.get_by_id(desk.id)).state == "registered"
 
 
+def test_listing_prunes_old_refusals_strangers_first(runtime, desk):
+    regs.apply([regs.AuthRefused("8001", "10.0.0.7:5060", "wrong password", T0),
+                regs.AuthRefused("admin", "203.0.113.5:5060", "no such account on the switch",
+                                 T0)], "asterisk")
+    regs.replace_all([], "asterisk", T0 + timedelta(hours=2))
+    assert [f.address for f in RegistrationFailure.select()] == ["10.0.0.7:5060"]
+    regs.replace_all([], "asterisk", T0 + timedelta(days=8))
+    assert RegistrationFailure.select().count() == 0
+
+
 def test_expired_registration_counts_as_not_registered(runtime, desk):
     regs.apply([seen("8001", "10.0.0.7:5060", expires_at=T0 + timedelta(seconds=60))],
                "asterisk")

@@ -40,6 +40,9 @@ REGISTERED, MISMATCH, REJECTED, UNREGISTERED = (
 LABELS = {REGISTERED: "registered", MISMATCH: "wrong account",
           REJECTED: "credentials rejected", UNREGISTERED: "not registered"}
 
+FAILURES_KEPT = timedelta(days=7)
+STRANGERS_KEPT = timedelta(hours=1)
+
 # Rows per INSERT … ON CONFLICT statement (SQLite allows 32766 bound parameters).
 _ROWS_PER_STATEMENT = 500
 
@@ -220,8 +223,10 @@ def _upsert_refused(rows: list[tuple[AuthRefused, int]], switch: str,
                                 RegistrationFailure.device, RegistrationFailure.at],
                       update={RegistrationFailure.count: RegistrationFailure.count + n})
          .execute())
-        log.warning("switch refused the registration of %r from %s: %s", refused.account,
-                    refused.address, refused.reason)
+        # A phone of ours is worth a warning; strangers (scanners) are not, per attempt.
+        log.log(logging.WARNING if device else logging.DEBUG,
+                "switch refused the registration of %r from %s: %s", refused.account,
+                refused.address, refused.reason)
 
 
 def replace_all(contacts: Sequence[ContactSeen], switch: str, started_at: datetime) -> int:
@@ -234,9 +239,16 @@ def replace_all(contacts: Sequence[ContactSeen], switch: str, started_at: dateti
         Registration.account, Registration.contact_uri)
         .where((Registration.switch == switch) & (Registration.refreshed_at < started_at))
         if (r.account, r.contact_uri) not in listed]
-    if stale:
-        with write_transaction(database_proxy.obj):
+    with write_transaction(database_proxy.obj):
+        if stale:
             _delete_gone(stale, switch)
+        # Refusals of no phone of ours (scanners) are kept an hour, the others a week.
+        (RegistrationFailure.delete()
+         .where((RegistrationFailure.switch == switch)
+                & ((RegistrationFailure.at < started_at - FAILURES_KEPT)
+                   | (RegistrationFailure.device.is_null()
+                      & (RegistrationFailure.at < started_at - STRANGERS_KEPT))))
+         .execute())
     return written + len(stale)
 
 
