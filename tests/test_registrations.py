@@ -303,3 +303,58 @@ def test_the_users_own_phone_elsewhere_is_not_taken_for_the_hot_desk(runtime, al
     regs.apply([seen("101", "10.0.0.50:5060"), seen("8001", "10.0.0.7:5060")], "asterisk")
     assert Registration.get(Registration.address == "10.0.0.50:5060").device_id is None
     assert regs.view(Device.get_by_id(desk.id)).state == "mismatch"
+
+
+# -- the writer: bounded, batched ---------------------------------------------------------
+
+def test_writer_batches_bounds_its_buffer_and_reports_the_listing(runtime, desk, desk2):
+    from hotdesk.settings import RegistrationsConfig
+    from hotdesk.switch.registration_writer import RegistrationWriter
+
+    told: list[tuple[bool, str]] = []
+    writer = RegistrationWriter("asterisk", RegistrationsConfig(buffer_max=3, batch_max=2,
+                                                                flush_seconds=0.05),
+                                on_listing=lambda up, detail: told.append((up, detail)))
+    # Not started yet: the buffer keeps the newest 3 of 5 events.
+    for i in range(5):
+        writer.put(seen("8001", f"10.0.0.{i}:5060"))
+    assert writer.dropped == 2
+    writer.listing([seen("8002", "10.0.0.8:5060")], T0)
+    writer.start()
+    try:
+        assert writer.flush(10.0)
+    finally:
+        writer.stop()
+    assert told == [(True, "1 contact(s) listed")]
+    rows = sorted(r.address for r in Registration.select())
+    assert rows == ["10.0.0.2:5060", "10.0.0.3:5060", "10.0.0.4:5060", "10.0.0.8:5060"]
+    assert writer.written == 3
+
+
+def test_writer_keeps_events_while_the_database_fails(runtime, desk, monkeypatch):
+    from peewee import OperationalError
+
+    from hotdesk.settings import RegistrationsConfig
+    from hotdesk.switch import registration_writer
+
+    calls = {"n": 0}
+    real_apply = regs.apply
+
+    def flaky(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("database is locked")
+        return real_apply(*args, **kw)
+
+    monkeypatch.setattr(registration_writer.regs, "apply", flaky)
+    writer = registration_writer.RegistrationWriter(
+        "asterisk", RegistrationsConfig(flush_seconds=0.05))
+    writer.put(seen("8001", "10.0.0.7:5060"))
+    writer.start()
+    try:
+        deadline = datetime.now() + timedelta(seconds=10)
+        while writer.written < 1 and datetime.now() < deadline:
+            writer.flush(0.5)
+    finally:
+        writer.stop()
+    assert calls["n"] >= 2 and Registration.get().address == "10.0.0.7:5060"
