@@ -11,8 +11,10 @@ What mod_sofia puts in them (sofia_reg.c): ``sofia::register`` and
 ``sofia::unregister`` carry the registered user in ``from-user``, ``contact``
 (``"" <sip:8001@127.0.0.1:5072;transport=UDP>``), ``network-ip``/``network-port`` and
 ``expires`` (seconds); ``sofia::expire`` carries ``user`` and ``contact``;
-``sofia::register_failure`` (a REGISTER answered 403: wrong password) carries
-``to-user``, ``network-ip``, ``network-port`` and ``registration-type``.
+``sofia::register_failure`` (a REGISTER answered 403: a wrong password and an unknown
+user look the same) carries ``to-user``, ``network-ip``, ``network-port`` and
+``registration-type``. ``sofia::expire`` comes 60-90 s after the registration ran out
+(sip-expires-late-margin, checked every 30 s); its ``expires`` is an absolute time.
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ def translate(headers: dict[str, str], now: datetime, profile: str = "") -> regs
         address = _address(headers)
         if not address:
             return None
+        # The event does not say which: both are answered 403 and look the same.
         return regs.AuthRefused(headers.get("to-user", ""), address,
-                                "wrong password (403 Forbidden)", now)
+                                "wrong password or no such user (403 Forbidden)", now)
     return None
 
 

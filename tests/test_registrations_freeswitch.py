@@ -13,7 +13,16 @@ from esl_handlers.wire import parse_headers
 from hotdesk.store.models import Device, Registration
 from hotdesk.switch import registrations as regs
 from tests.drivers.freeswitch import make_driver
-from tests.fakes.freeswitch import INBOUND_REGISTER, INBOUND_SOFIA_REG, SofiaRegistration
+from tests.fakes.freeswitch import (
+    INBOUND_REGISTER,
+    INBOUND_SOFIA_REG,
+    REG_EXPIRE,
+    REG_FAILURE,
+    REGISTRATIONS,
+    SofiaRegistration,
+    reg_listing,
+    substitute,
+)
 from tests.test_registrations_asterisk import view, wait
 
 PHONE = "127.0.0.1:5072"
@@ -37,6 +46,41 @@ def test_the_captured_event_and_listing_translate():
         ("8001", "sip:8001@127.0.0.1:5072;transport=UDP", PHONE, now + timedelta(seconds=3660))]
     # Another profile's events are not this watcher's.
     assert translate(parse_headers(INBOUND_REGISTER), now, profile="external") is None
+
+
+def test_the_fake_replays_the_captures_byte_for_byte():
+    cap = SofiaRegistration()
+    assert reg_listing([cap]) == INBOUND_SOFIA_REG
+    assert substitute(INBOUND_REGISTER, cap.event_values(3600)) == INBOUND_REGISTER
+    assert substitute(REG_FAILURE, {"to-user": "102", "network-ip": "127.0.0.1",
+                                    "network-port": "5076"}) == REG_FAILURE
+    expired = SofiaRegistration(port="5077", call_id="1-7362@127.0.0.1")
+    assert substitute(REG_EXPIRE, {"call-id": expired.call_id, "user": "8001",
+                                   "username": "8001", "contact": expired.contact,
+                                   "network-ip": "127.0.0.1", "network-port": "5077",
+                                   "user-agent": expired.agent}) == REG_EXPIRE
+
+
+def test_the_captured_registration_session_translates_event_by_event():
+    """The lab capture: 101 registers, 102 wrong password, 999 unknown user, 101
+    unregisters, 8001 registers for 10 s and expires. register_attempt is not ours."""
+    now = datetime(2030, 1, 1)
+    changes = [translate(parse_headers(body), now) for head, body in REGISTRATIONS
+               if b"Content-Type: text/event-plain" in head]
+    summary = [(type(c).__name__, c.account, getattr(c, "address", "")) if c else None
+               for c in changes]
+    refused = "wrong password or no such user (403 Forbidden)"
+    assert summary == [
+        None, ("ContactSeen", "101", "127.0.0.1:5075"),
+        None, ("AuthRefused", "102", "127.0.0.1:5076"),
+        None, ("AuthRefused", "999", "127.0.0.1:5078"),
+        None, ("ContactGone", "101", ""),
+        None, ("ContactSeen", "8001", "127.0.0.1:5077"),
+        ("ContactGone", "8001", "")]
+    assert all(c.reason == refused for c in changes if isinstance(c, regs.AuthRefused))
+    # The contact of an unregister/expire is the one its register stored.
+    assert changes[1].contact_uri == changes[7].contact_uri
+    assert changes[9].contact_uri == changes[10].contact_uri
 
 
 def test_watcher_subscribes_on_its_own_connection_and_lists(drv, desk):
@@ -70,3 +114,15 @@ def test_reconnect_lists_again_and_forgets_what_went_away(drv, desk, desk2):
     wait(lambda: view(desk).state == "unregistered")
     assert [r.account for r in Registration.select()] == ["8002"]
     assert Device.get_by_id(desk2.id).id == Registration.get().device_id
+
+
+def test_wrong_password_then_expiry(drv, desk):
+    phone = SofiaRegistration()  # the one the listing at connect showed
+    wait(lambda: view(desk).state == "registered")
+    drv.fake.refuse(phone)
+    wait(lambda: view(desk).state == "rejected")
+    assert view(desk).label == "credentials rejected"
+    drv.fake.register(phone)
+    wait(lambda: view(desk).state == "registered")
+    drv.fake.expire(phone)
+    wait(lambda: view(desk).state == "unregistered")

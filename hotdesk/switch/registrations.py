@@ -172,6 +172,7 @@ def apply(changes: Sequence[Change], switch: str, index: DeviceIndex | None = No
     index = index or DeviceIndex()
     with write_transaction(database_proxy.obj):
         _upsert_seen(list(seen.values()), switch, index)
+        _forget_refusals(list(seen.values()), switch)
         _delete_gone(list(gone), switch)
         _upsert_refused(list(refused.values()), switch, index)
     return len(seen) + len(gone) + len(refused)
@@ -198,6 +199,21 @@ def _upsert_seen(rows: list[ContactSeen], switch: str, index: DeviceIndex) -> No
                               Registration.user_agent: fn.COALESCE(
                                   fn.NULLIF(EXCLUDED.user_agent, ""), Registration.user_agent)})
          .execute())
+
+
+def _forget_refusals(rows: list[ContactSeen], switch: str) -> None:
+    """A registration accepted from an address settles the refusals stored before it.
+
+    Stored ones are older than every event of this batch (events arrive in order), and
+    the batch's own refusals are written after this, so one statement per chunk does."""
+    if not rows:
+        return
+    latest = max(c.at for c in rows)
+    for part in chunked(sorted({c.address for c in rows}), _ROWS_PER_STATEMENT):
+        (RegistrationFailure.delete()
+         .where((RegistrationFailure.switch == switch)
+                & RegistrationFailure.address.in_(list(part))
+                & (RegistrationFailure.at <= latest)).execute())
 
 
 def _delete_gone(keys: list[tuple[str, str]], switch: str) -> None:

@@ -73,6 +73,11 @@ def _load(name: str) -> list[tuple[list[bytes], bytes]]:
 LOGIN_OK = _load("freeswitch-outbound-login-ok")
 HANGUP_MID_PIN = _load("freeswitch-outbound-hangup-mid-pin")
 INBOUND = _load("freeswitch-inbound-session")
+# Registrations lab capture: 101 ok then unregistered, 102 wrong password, 999 unknown user,
+# 8001 registered for 10 s and expired (see esl-registrations.txt of the lab captures).
+REGISTRATIONS = _load("esl-registrations")
+REG_FAILURE = REGISTRATIONS[6][1]  # to-user 102 from 127.0.0.1:5076
+REG_EXPIRE = REGISTRATIONS[13][1]  # user 8001, contact at 127.0.0.1:5077
 HANGUP_MID_PIN_UUID = re.search(rb"\nUnique-ID: ([0-9a-f-]+)\n",
                                 b"\n" + b"\n".join(HANGUP_MID_PIN[0][0]) + b"\n").group(1).decode()
 
@@ -657,6 +662,21 @@ class FakeInboundServer:
         self.registrations = [r for r in self.registrations or [] if r.contact != reg.contact]
         self.push_event(substitute(INBOUND_UNREGISTER, reg.event_values(0)),
                         "sofia::unregister")
+
+    def refuse(self, reg: SofiaRegistration) -> None:
+        """A REGISTER answered 403 (wrong password or unknown user): the captured
+        sofia::register_failure, values substituted."""
+        self.push_event(substitute(REG_FAILURE, {"to-user": reg.user, "network-ip": reg.ip,
+                                                 "network-port": reg.port}),
+                        "sofia::register_failure")
+
+    def expire(self, reg: SofiaRegistration) -> None:
+        """The registration ran out: the captured sofia::expire, values substituted."""
+        self.registrations = [r for r in self.registrations or [] if r.contact != reg.contact]
+        self.push_event(substitute(REG_EXPIRE, {
+            "call-id": reg.call_id, "user": reg.user, "username": reg.user,
+            "contact": reg.contact, "network-ip": reg.ip, "network-port": reg.port,
+            "user-agent": reg.agent}), "sofia::expire")
 
     def wait_notifies(self, count: int, timeout: float = 5.0) -> list[list[tuple[str, str]]]:
         deadline = time.monotonic() + timeout
