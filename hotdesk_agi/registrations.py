@@ -14,7 +14,10 @@ refresh, and ``Removed`` on unregister or expiry; it carries ``URI``, ``AOR``,
 ``EndpointName`` but no expiry (the listing's ``ExpirationTime`` supplies it). A
 wrong password is ``ChallengeResponseFailed``, an unknown user ``InvalidAccountID``,
 an address refused by an ACL ``FailedACL``; each with ``AccountID`` and
-``RemoteAddress: IPV4/UDP/<ip>/<port>``.
+``RemoteAddress: IPV4/UDP/<ip>/<port>``; ``ChallengeResponseFailed`` also has a header
+named ``Response`` (the digest), so it must never be taken for an action's response.
+``PJSIPShowContacts`` with no contact at all is ``Response: Error`` / ``Message: No
+Contacts found``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from hotdesk_agi.ami import AmiClient, AmiError, Message
 log = logging.getLogger(__name__)
 
 EVENT_CLASSES = "system,security"
+NO_CONTACTS = "No Contacts found"
 GONE = {"Removed"}
 REFUSED = {
     "ChallengeResponseFailed": "wrong password",
@@ -121,7 +125,13 @@ class AmiRegistrationWatcher:
     async def list_contacts(self) -> int:
         """Ask for every contact; the writer replaces the table with the answer."""
         started = utcnow()
-        items = await self.client.list_action([("Action", "PJSIPShowContacts")])
+        try:
+            items = await self.client.list_action([("Action", "PJSIPShowContacts")])
+        except AmiError as exc:
+            # Asterisk 22 answers an empty listing with an Error, not an empty list.
+            if str(exc) != NO_CONTACTS:
+                raise
+            items = []
         contacts = [c for c in (contact_from_list(i, started) for i in items) if c]
         self.writer.listing(contacts, started)
         return len(contacts)

@@ -325,6 +325,10 @@ class FakeAMI:
 
     def _show_contacts(self, conn: int, aid: list[tuple[str, str]],
                        respond: Callable[..., None]) -> None:
+        if not self.contacts:
+            # Asterisk 22: an Error, and this one line ends with a bare LF before the CR LF.
+            respond("Error", ("Message", "No Contacts found\n"))
+            return
         respond("Success", ("EventList", "start"),
                 ("Message", "A listing of Contacts follows, presented as ContactList events"))
         for c in self.contacts:
