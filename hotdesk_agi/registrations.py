@@ -13,7 +13,8 @@ created, ``Reachable``/``Unreachable``/``Unknown`` after qualify, re-sent on eve
 refresh, and ``Removed`` on unregister or expiry; it carries ``URI``, ``AOR``,
 ``EndpointName`` but no expiry (the listing's ``ExpirationTime`` supplies it). A
 wrong password is ``ChallengeResponseFailed``, an unknown user ``InvalidAccountID``,
-an address refused by an ACL ``FailedACL``; each with ``AccountID`` and
+an address refused by an ACL ``FailedACL``; accepted credentials ``SuccessfulAuth``
+(also for a refresh, which raises no ``ContactStatus``); each with ``AccountID`` and
 ``RemoteAddress: IPV4/UDP/<ip>/<port>``; ``ChallengeResponseFailed`` also has a header
 named ``Response`` (the digest), so it must never be taken for an action's response.
 ``PJSIPShowContacts`` with no contact at all is ``Response: Error`` / ``Message: No
@@ -66,6 +67,9 @@ def translate(msg: Message, now: datetime) -> regs.Change | None:
         if msg.get("ContactStatus") in GONE:
             return regs.ContactGone(account, uri, now)
         return regs.ContactSeen(account, uri, regs.host_port(uri), now)
+    if event == "SuccessfulAuth" and msg.get("Service") == "PJSIP":
+        address = security_address(msg.get("RemoteAddress", ""))
+        return regs.AuthAccepted(msg.get("AccountID", ""), address, now) if address else None
     if event in REFUSED and msg.get("Service", "PJSIP") in ("PJSIP", "SIP"):
         address = security_address(msg.get("RemoteAddress", ""))
         if not address:

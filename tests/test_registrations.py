@@ -129,6 +129,21 @@ def test_refused_registration_is_credentials_rejected_until_a_newer_success(runt
     assert regs.view(Device.get_by_id(desk.id)).state == "registered"
 
 
+def test_accepted_credentials_settle_a_refusal_without_a_contact_event(runtime, desk):
+    """Asterisk raises no ContactStatus for a refresh, but SuccessfulAuth: it settles."""
+    regs.apply([seen("8001", "10.0.0.7:5060")], "asterisk")
+    regs.apply([regs.AuthRefused("8001", "10.0.0.7:5060", "wrong password",
+                                 T0 + timedelta(seconds=5))], "asterisk")
+    assert regs.view(Device.get_by_id(desk.id)).state == "rejected"
+    regs.apply([regs.AuthAccepted("8001", "10.0.0.7:5060", T0 + timedelta(seconds=9))],
+               "asterisk")
+    assert regs.view(Device.get_by_id(desk.id)).state == "registered"
+    # Refused then accepted within one batch: nothing refused is stored.
+    regs.apply([regs.AuthRefused("8001", "10.0.0.7:5060", "wrong password", T0),
+                regs.AuthAccepted("8001", "10.0.0.7:5060", T0)], "asterisk")
+    assert RegistrationFailure.select().count() == 0
+
+
 def test_listing_prunes_old_refusals_strangers_first(runtime, desk):
     regs.apply([regs.AuthRefused("8001", "10.0.0.7:5060", "wrong password", T0),
                 regs.AuthRefused("admin", "203.0.113.5:5060", "no such account on the switch",

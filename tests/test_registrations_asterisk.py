@@ -119,14 +119,18 @@ def test_translate_ignores_other_events_and_other_services():
 def test_the_captured_session_translates_event_by_event():
     now = datetime(2030, 1, 1)
     changes = [c for c in (translate(parse_message(m), now) for m in captured_messages()) if c]
+    # The AMI login's own SuccessfulAuth (Service AMI) is not a phone's.
     assert [(type(c).__name__, c.account, getattr(c, "address", "")) for c in changes] == [
+        ("AuthAccepted", "101", "127.0.0.1:5071"),
         ("ContactSeen", "101", "127.0.0.1:5071"),
         ("AuthRefused", "102", "127.0.0.1:5072"),
+        ("AuthAccepted", "101", "127.0.0.1:5071"),  # the unREGISTER is authenticated too
         ("ContactGone", "101", ""),
+        ("AuthAccepted", "8001", "127.0.0.1:5073"),
         ("ContactSeen", "8001", "127.0.0.1:5073"),
         ("ContactGone", "8001", ""),  # expired: the same Removed as an unregister
     ]
-    assert changes[1].reason == "wrong password"
+    assert changes[2].reason == "wrong password"
     listed = [contact_from_list(parse_message(m), now) for m in captured_messages()]
     listed = [c for c in listed if c]
     assert listed[0].account == "101" and listed[0].contact_uri == "sip:101@127.0.0.1:5071"

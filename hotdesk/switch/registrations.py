@@ -79,7 +79,17 @@ class AuthRefused:
     at: datetime
 
 
-Change = ContactSeen | ContactGone | AuthRefused
+@dataclass(frozen=True)
+class AuthAccepted:
+    """The switch accepted credentials from ``address`` (Asterisk's SuccessfulAuth: it comes
+    for every REGISTER, also a refresh that raises no contact event)."""
+
+    account: str
+    address: str
+    at: datetime
+
+
+Change = ContactSeen | ContactGone | AuthRefused | AuthAccepted
 
 
 def host_port(uri: str) -> str:
@@ -144,15 +154,20 @@ class DeviceIndex:
 # -- writes -----------------------------------------------------------------------------
 
 
-def _coalesce(changes: Iterable[Change]) -> tuple[dict, dict, dict]:
+def _coalesce(changes: Iterable[Change]) -> tuple[dict, dict, dict, dict]:
     """Last word per contact and per refused address wins: a storm collapses to one row each."""
     seen: dict[tuple[str, str], ContactSeen] = {}
     gone: dict[tuple[str, str], ContactGone] = {}
     refused: dict[str, tuple[AuthRefused, int]] = {}
+    accepted: dict[str, datetime] = {}
     for change in changes:
         if isinstance(change, AuthRefused):
             _, n = refused.get(change.address, (change, 0))
             refused[change.address] = (change, n + 1)
+            continue
+        if isinstance(change, AuthAccepted):
+            accepted[change.address] = change.at
+            refused.pop(change.address, None)  # refused earlier in this batch, then accepted
             continue
         key = (change.account, change.contact_uri)
         if isinstance(change, ContactSeen):
@@ -161,18 +176,20 @@ def _coalesce(changes: Iterable[Change]) -> tuple[dict, dict, dict]:
         else:
             gone[key] = change
             seen.pop(key, None)
-    return seen, gone, refused
+    return seen, gone, refused, accepted
 
 
 def apply(changes: Sequence[Change], switch: str, index: DeviceIndex | None = None) -> int:
     """Store a batch of changes in one transaction; returns the rows written."""
     if not changes:
         return 0
-    seen, gone, refused = _coalesce(changes)
+    seen, gone, refused, accepted = _coalesce(changes)
     index = index or DeviceIndex()
+    for c in seen.values():
+        accepted[c.address] = max(c.at, accepted.get(c.address, c.at))
     with write_transaction(database_proxy.obj):
         _upsert_seen(list(seen.values()), switch, index)
-        _forget_refusals(list(seen.values()), switch)
+        _forget_refusals(accepted, switch)
         _delete_gone(list(gone), switch)
         _upsert_refused(list(refused.values()), switch, index)
     return len(seen) + len(gone) + len(refused)
@@ -201,15 +218,15 @@ def _upsert_seen(rows: list[ContactSeen], switch: str, index: DeviceIndex) -> No
          .execute())
 
 
-def _forget_refusals(rows: list[ContactSeen], switch: str) -> None:
-    """A registration accepted from an address settles the refusals stored before it.
+def _forget_refusals(accepted: dict[str, datetime], switch: str) -> None:
+    """Credentials accepted from an address settle the refusals stored before it.
 
     Stored ones are older than every event of this batch (events arrive in order), and
     the batch's own refusals are written after this, so one statement per chunk does."""
-    if not rows:
+    if not accepted:
         return
-    latest = max(c.at for c in rows)
-    for part in chunked(sorted({c.address for c in rows}), _ROWS_PER_STATEMENT):
+    latest = max(accepted.values())
+    for part in chunked(sorted(accepted), _ROWS_PER_STATEMENT):
         (RegistrationFailure.delete()
          .where((RegistrationFailure.switch == switch)
                 & RegistrationFailure.address.in_(list(part))
