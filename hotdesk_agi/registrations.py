@@ -156,7 +156,8 @@ class AmiRegistrationWatcher:
                 log.info("AMI registrations: %d contact(s) listed", n)
             except AmiError as exc:
                 log.error("AMI refused PJSIPShowContacts (%s): registrations are not "
-                          "watched; the manager.conf user needs read = system", exc)
+                          "watched; the manager.conf user needs write = system (the "
+                          "listing) and read = system,security (the events)", exc)
                 self.writer.on_listing(False, f"PJSIPShowContacts refused: {exc}")
             except NotifyError as exc:  # SwitchDown or a timeout: the connection recovers
                 log.warning("AMI registrations: listing failed (%s); retrying", exc)

@@ -17,6 +17,10 @@ Full calls (``*70``, ``*71``, a wrong PIN) through the switch's dialplan to a re
     HOTDESK_TEST_AGI_LISTEN=host:port               where the dialplan's AGI() connects
                                                     (default 127.0.0.1:4573; must be free)
     HOTDESK_TEST_ASTERISK_DTMF=info|rfc2833         the phone endpoint's dtmf_mode (info)
+
+With those, ``test_registrations_observed`` checks that ``hotdesk agi`` records what the
+switch reports: the phone's registration (account, address), "credentials rejected" for
+a wrong password, and the registration as the user after a login.
 """
 
 from __future__ import annotations

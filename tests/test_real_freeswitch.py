@@ -12,6 +12,10 @@ also need:
                                                    (default 127.0.0.1:8084; must be free)
     HOTDESK_TEST_FREESWITCH_DTMF=info|rfc2833      how the phone keys the PIN (default info)
     HOTDESK_TEST_ESL_PROFILE=name                  the sofia profile (default internal)
+
+With those, ``test_registrations_observed`` checks that ``hotdesk esl`` records what the
+switch reports: the phone's registration (account, address), "credentials rejected" for
+a wrong password, and the registration as the user after a login.
 """
 
 from __future__ import annotations
