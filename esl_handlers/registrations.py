@@ -181,6 +181,10 @@ class EslRegistrationWatcher:
                 log.warning("Event Socket registrations: listing failed (%s); retrying", exc)
                 self._stop.wait(self.conn.backoff_start)
                 self._connected_again.set()
+            except Exception:  # noqa: BLE001 - supervised: a bug must not end the watcher
+                log.exception("Event Socket registrations: listing failed; retrying")
+                self._stop.wait(max(self.conn.backoff_start, 1.0))
+                self._connected_again.set()
 
 
 def start_watcher(config: Config, backoff_start: float = 0.5) -> EslRegistrationWatcher | None:

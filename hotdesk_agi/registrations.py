@@ -122,7 +122,11 @@ class AmiRegistrationWatcher:
         await asyncio.to_thread(self.writer.stop)
 
     def _on_event(self, msg: Message) -> None:
-        change = translate(msg, utcnow())
+        try:
+            change = translate(msg, utcnow())
+        except Exception:  # noqa: BLE001 - one odd event must not drop the connection
+            log.exception("AMI registrations: event %s not understood", msg.get("Event"))
+            return
         if change is not None:
             self.writer.put(change)
 
@@ -163,6 +167,10 @@ class AmiRegistrationWatcher:
                 log.warning("AMI registrations: listing failed (%s); retrying", exc)
                 self._connected_again.set()
                 await asyncio.sleep(self.client.min_backoff)
+            except Exception:  # noqa: BLE001 - supervised: a bug must not end the watcher
+                log.exception("AMI registrations: listing failed; retrying")
+                self._connected_again.set()
+                await asyncio.sleep(max(self.client.min_backoff, 1.0))
 
     def _on_state(self, up: bool, detail: str) -> None:
         if not up:

@@ -373,3 +373,34 @@ def test_writer_keeps_events_while_the_database_fails(runtime, desk, monkeypatch
     finally:
         writer.stop()
     assert calls["n"] >= 2 and Registration.get().address == "10.0.0.7:5060"
+
+
+def test_writer_survives_an_unexpected_error(runtime, desk, monkeypatch, caplog):
+    from hotdesk.settings import RegistrationsConfig
+    from hotdesk.switch import registration_writer
+
+    calls = {"n": 0}
+    real_apply = regs.apply
+
+    def buggy(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug")
+        return real_apply(*args, **kw)
+
+    monkeypatch.setattr(registration_writer.regs, "apply", buggy)
+    writer = registration_writer.RegistrationWriter(
+        "asterisk", RegistrationsConfig(flush_seconds=0.05))
+    writer.start()
+    try:
+        writer.put(seen("8001", "10.0.0.7:5060"))
+        deadline = datetime.now() + timedelta(seconds=10)
+        while calls["n"] < 1 and datetime.now() < deadline:
+            writer.flush(0.2)
+        writer.put(seen("8001", "10.0.0.8:5060"))  # the thread is still there
+        while writer.written < 1 and datetime.now() < deadline:
+            writer.flush(0.5)
+    finally:
+        writer.stop()
+    assert writer.written == 1 and Registration.get().address == "10.0.0.8:5060"
+    assert any("could not be stored" in r.getMessage() for r in caplog.records)

@@ -116,15 +116,21 @@ class RegistrationWriter:
         return self._index[1]
 
     def _run(self) -> None:
+        """Supervised: an unexpected error loses that batch (logged), never the thread."""
         try:
             while True:
                 self._wake.wait(self.config.flush_seconds)
                 self._wake.clear()
-                while self._write_once():
-                    pass
-                if self._stop.is_set():
-                    self._write_once()
-                    return
+                try:
+                    while self._write_once():
+                        pass
+                    if self._stop.is_set():
+                        self._write_once()
+                        return
+                except Exception:  # noqa: BLE001 - the watcher must outlive a bad batch
+                    log.exception("%s registrations: a batch could not be stored; the next "
+                                  "listing repairs it", self.switch)
+                    self._stop.wait(1.0)
         finally:
             _close_quietly()
 
