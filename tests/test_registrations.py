@@ -346,22 +346,30 @@ def test_writer_batches_bounds_its_buffer_and_reports_the_listing(runtime, desk,
     assert writer.written == 3
 
 
+def apply_failing_once(monkeypatch, exc: Exception) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """The writer's first batch raises ``exc``; later ones are stored. Counts the calls."""
+    from hotdesk.switch import registration_writer
+
+    calls = {"n": 0}
+    real_apply = regs.apply
+
+    def failing(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise exc
+        return real_apply(*args, **kw)
+
+    monkeypatch.setattr(registration_writer.regs, "apply", failing)
+    return calls
+
+
 def test_writer_keeps_events_while_the_database_fails(runtime, desk, monkeypatch):
     from peewee import OperationalError
 
     from hotdesk.settings import RegistrationsConfig
     from hotdesk.switch import registration_writer
 
-    calls = {"n": 0}
-    real_apply = regs.apply
-
-    def flaky(*args, **kw):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OperationalError("database is locked")
-        return real_apply(*args, **kw)
-
-    monkeypatch.setattr(registration_writer.regs, "apply", flaky)
+    calls = apply_failing_once(monkeypatch, OperationalError("database is locked"))
     writer = registration_writer.RegistrationWriter(
         "asterisk", RegistrationsConfig(flush_seconds=0.05))
     writer.put(seen("8001", "10.0.0.7:5060"))
@@ -379,16 +387,7 @@ def test_writer_survives_an_unexpected_error(runtime, desk, monkeypatch, caplog)
     from hotdesk.settings import RegistrationsConfig
     from hotdesk.switch import registration_writer
 
-    calls = {"n": 0}
-    real_apply = regs.apply
-
-    def buggy(*args, **kw):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyError("a bug")
-        return real_apply(*args, **kw)
-
-    monkeypatch.setattr(registration_writer.regs, "apply", buggy)
+    calls = apply_failing_once(monkeypatch, KeyError("a bug"))
     writer = registration_writer.RegistrationWriter(
         "asterisk", RegistrationsConfig(flush_seconds=0.05))
     writer.start()
