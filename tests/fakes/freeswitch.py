@@ -571,10 +571,11 @@ class FakeInboundServer:
         subs: set[str] = set()
         with self._lock:
             self._conns.append((conn, subs))
-        conn.settimeout(30.0)
         buf = b""
         authed = False
         try:
+            # stop() may close a connection accepted a moment before: OSError, like a RST.
+            conn.settimeout(30.0)
             conn.sendall(b"Content-Type: auth/request\n\n")
             while True:
                 while b"\n\n" not in buf:
