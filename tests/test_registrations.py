@@ -10,7 +10,13 @@ from hotdesk.notify import confirm
 from hotdesk.notify.outbox import drain_once
 from hotdesk.ops import health, worker
 from hotdesk.settings import Config, WorkerConfig
-from hotdesk.store.db import MIGRATIONS, open_database, schema_version, upgrade
+from hotdesk.store.db import (
+    MIGRATIONS,
+    _v3_create_registrations,
+    open_database,
+    schema_version,
+    upgrade,
+)
 from hotdesk.store.models import (
     ALL_MODELS,
     AuditEvent,
@@ -289,7 +295,8 @@ def test_worker_tick_runs_the_registration_check(runtime, alice, desk):
 
 def test_upgrade_from_the_previous_schema_keeps_data(database_url):
     db = open_database(database_url)  # empty: the fixture made a new file or dropped all
-    previous = MIGRATIONS[:-1]
+    # The schema version just before this migration, wherever a merge puts it.
+    previous = MIGRATIONS[:MIGRATIONS.index(_v3_create_registrations)]
     # The schema as the previous version made it: no registration tables.
     with db.atomic():
         from hotdesk.store.models import SchemaVersion
