@@ -177,6 +177,21 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class RegistrationsConfig:
+    # `hotdesk agi` / `hotdesk esl` watch the switch's registrations on a connection of
+    # their own (AMI: read = system,security; ESL: sofia::register events).
+    watch: bool = True
+    # Seconds between two full listings of the switch's registrations (missed events).
+    resync_seconds: float = 300.0
+    # Events held in memory while the database is slow; older ones are dropped beyond it
+    # (the next listing repairs what they would have said).
+    buffer_max: int = 50000
+    # Events written per transaction, and the longest an event waits to be written.
+    batch_max: int = 2000
+    flush_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     # HOST:PORT of a per-process Prometheus endpoint for agi/esl/worker; empty = off.
     listen: str = ""
@@ -294,6 +309,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    registrations: RegistrationsConfig = field(default_factory=RegistrationsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tenant: TenantConfig = field(default_factory=TenantConfig)
     pnp: PnpConfig = field(default_factory=PnpConfig)

@@ -13,6 +13,7 @@ from hotdesk.ops.health import ConnectionReporter
 from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
+from hotdesk_agi.registrations import AmiRegistrationWatcher, start_watcher
 from hotdesk_agi.server import AgiServer
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class AgiApp:
     stop: asyncio.Event
     tasks: list[asyncio.Task[None]]
     health: ConnectionReporter | None = None
+    registrations: AmiRegistrationWatcher | None = None
 
     async def close(self) -> None:
         self.stop.set()
@@ -57,6 +59,8 @@ class AgiApp:
         await self.server.close()
         if self.client is not None:
             await self.client.close()
+        if self.registrations is not None:
+            await self.registrations.close()
         if self.health is not None:
             await asyncio.to_thread(self.health.stop)
 
@@ -71,6 +75,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     address = await server.start(host, port, reuse_port)
     client = None
     health = None
+    watcher = None
     tasks: list[asyncio.Task[None]] = []
     if runtime.config.switch.type == "asterisk":
         client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
@@ -81,10 +86,11 @@ async def start_app(runtime: Runtime, listen: str | None = None,
         client.start()
         tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop,
                                                     server.executor)))
+        watcher = start_watcher(runtime.config, ami_min_backoff)
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks, health)
+    return AgiApp(server, client, address, wake, stop, tasks, health, watcher)
 
 
 async def serve_forever(runtime: Runtime, reuse_port: bool = False) -> None:

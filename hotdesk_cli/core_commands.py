@@ -15,7 +15,8 @@ from hotdesk.mac import format_mac
 from hotdesk.provisioning.render import device_url
 from hotdesk.runtime import Runtime, redact_url, start
 from hotdesk.settings import example_ini
-from hotdesk.store.models import Device, Session, Tenant, User
+from hotdesk.store.models import Device, Session, Tenant, User, utcnow
+from hotdesk.switch import registrations
 
 
 def _fail(message: str) -> int:
@@ -167,15 +168,18 @@ def cmd_device_remove(args: argparse.Namespace) -> int:
 def cmd_device_list(args: argparse.Namespace) -> int:
     start(args.cfg)
     rows = [("MAC", "VENDOR", "MODEL", "NAME", "IDLE EXT", "METHOD", "NETWORK", "USER",
-             "CONFIG")]
-    for device in Device.select().order_by(Device.idle_extension):
+             "CONFIG", "REGISTRATION")]
+    devices = list(Device.select().order_by(Device.idle_extension))
+    now = utcnow()
+    views = registrations.views(devices, now)
+    for device in devices:
         session = Session.get_or_none((Session.device == device) & Session.ended_at.is_null())
         fetched = ("fetched" if device.fetched_version >= device.config_version else "pending")
         rows.append((format_mac(device.mac), device.vendor, device.model, device.display_name,
                      device.idle_extension, device.method, device.network
                      + (f" {device.sbc_address}" if device.network == "sbc" else ""),
                      session.user.extension if session else "-",
-                     f"v{device.config_version} {fetched}"))
+                     f"v{device.config_version} {fetched}", views[device.id].summary(now)))
     _table(rows)
     return 0
 

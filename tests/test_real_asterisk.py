@@ -25,6 +25,10 @@ hotdesk holds none. The test that changes it on the switch also needs:
                                                     user's line; restored afterwards) and
                                                     an AMI user allowed ``command``
                                                     (``voicemail reload``)
+
+With those, ``test_registrations_observed`` checks that ``hotdesk agi`` records what the
+switch reports: the phone's registration (account, address), "credentials rejected" for
+a wrong password, and the registration as the user after a login.
 """
 
 from __future__ import annotations
@@ -369,3 +373,9 @@ def test_doctor_passes_on_the_lab_and_names_a_fault(lab_accounts, database_url, 
         assert "FAIL user 7199 account: no account 7199 on the switch" in bad.stdout, bad.stdout
     finally:
         server.shutdown()
+
+@needs_user
+def test_registrations_observed(agi, database_url, tmp_path):
+    realswitch.registrations_observed(phone(tmp_path), agi, database_url,
+                                      realswitch.split_credentials(PHONE),
+                                      realswitch.split_credentials(USER), DTMF)

@@ -18,6 +18,10 @@ that changes it on the switch also needs:
 
     HOTDESK_TEST_FREESWITCH_USER_XML=path          the user's directory file it may edit
                                                    (vm-password; restored, then reloadxml)
+
+With those, ``test_registrations_observed`` checks that ``hotdesk esl`` records what the
+switch reports: the phone's registration (account, address), "credentials rejected" for
+a wrong password, and the registration as the user after a login.
 """
 
 from __future__ import annotations
@@ -295,3 +299,9 @@ def test_doctor_passes_on_the_lab_and_names_a_fault(fs_user, database_url, tmp_p
                              capture_output=True, text=True, timeout=60)
         assert bad.returncode == 1
         assert "FAIL user 7199 account: no account 7199 on the switch" in bad.stdout
+
+@full_calls
+def test_registrations_observed(esl, database_url, tmp_path):
+    realswitch.registrations_observed(phone(tmp_path), esl, database_url,
+                                      realswitch.split_credentials(PHONE),
+                                      realswitch.split_credentials(USER), DTMF)

@@ -11,8 +11,8 @@ from werkzeug.wrappers import Response
 from hotdesk.admin import admins, inventory, reports
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
-from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
-from hotdesk.switch import idle_accounts
+from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
+from hotdesk.switch import idle_accounts, registrations
 from webadmin import actions
 from webadmin.auth import (
     actor,
@@ -83,8 +83,10 @@ def tenant_from(data: dict[str, Any]) -> Tenant:
     return tenant_choice(None)
 
 
-def phone_json(d: Device, status: reports.PhoneStatus | None = None) -> dict[str, Any]:
+def phone_json(d: Device, status: reports.PhoneStatus | None = None,
+               registration: registrations.RegistrationView | None = None) -> dict[str, Any]:
     status = status or reports.phone_statuses([d], offline_after())[d.id]
+    registration = registration or registrations.view(d)
     return {
         "id": d.id, "tenant_id": d.tenant_id, "mac": d.mac, "vendor": d.vendor,
         "model": d.model, "name": d.display_name, "extension": d.idle_extension,
@@ -95,7 +97,18 @@ def phone_json(d: Device, status: reports.PhoneStatus | None = None) -> dict[str
         "last_address": d.last_address, "state": status.state,
         "last_seen": iso(status.last_seen),
         "user": status.user.extension if status.user else None,
+        "registration": registration_json(registration),
     }
+
+
+def registration_json(v: registrations.RegistrationView) -> dict[str, Any]:
+    """What the switch reports next to what hotdesk expects; ``ok`` false = look at it."""
+    now = utcnow()
+    return {"state": v.state, "label": v.label, "ok": v.ok, "expected_account": v.expected,
+            "account": v.account or None, "address": v.address or None,
+            "since": iso(v.since), "expires_at": iso(v.expires_at),
+            "age_seconds": int((now - v.since).total_seconds()) if v.since else None,
+            "failure_reason": v.failure_reason or None, "failure_at": iso(v.failure_at)}
 
 
 def user_json(u: User) -> dict[str, Any]:
@@ -134,7 +147,8 @@ def _error(exc: Exception, status: int = 400) -> Response:
 def phones_list() -> Response:
     devices = list(reports.scoped(Device.select(), Device, scope()).order_by(Device.id))
     statuses = reports.phone_statuses(devices, offline_after())
-    return jsonify(phones=[phone_json(d, statuses[d.id]) for d in devices])
+    views = registrations.views(devices)
+    return jsonify(phones=[phone_json(d, statuses[d.id], views[d.id]) for d in devices])
 
 
 def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:

@@ -44,6 +44,16 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+NULLABLE_INT = {"type": ["integer", "null"]}
+REGISTRATION = _obj({
+    "state": {"enum": ["registered", "mismatch", "rejected", "unregistered"]},
+    "label": {"type": S}, "ok": {"type": "boolean"},
+    "expected_account": {"type": S, "description": "the logged-in user's account, or idle"},
+    "account": NULLABLE_S, "address": NULLABLE_S, "since": NULLABLE_S,
+    "expires_at": NULLABLE_S, "age_seconds": NULLABLE_INT, "failure_reason": NULLABLE_S,
+    "failure_at": NULLABLE_S,
+}, required=["state", "ok", "expected_account"])
+
 PHONE = _obj({
     "id": {"type": "integer"}, "tenant_id": {"type": "integer"},
     "mac": {"type": S, "pattern": "^[0-9a-f]{12}$"}, "vendor": {"type": S},
@@ -53,7 +63,7 @@ PHONE = _obj({
     "config_version": {"type": "integer"}, "fetched_version": {"type": "integer"},
     "config_state": {"enum": ["fetched", "pending"]}, "last_address": {"type": S},
     "state": {"enum": ["in_use", "idle", "offline"]}, "last_seen": NULLABLE_S,
-    "user": NULLABLE_S,
+    "user": NULLABLE_S, "registration": REGISTRATION,
 }, required=["id", "mac", "extension", "state", "config_state", "provisioning_url"])
 
 PHONE_INPUT = _obj({

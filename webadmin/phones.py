@@ -9,8 +9,8 @@ from hotdesk.admin import inventory, reports
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS
-from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session
-from hotdesk.switch import idle_accounts
+from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
+from hotdesk.switch import idle_accounts, registrations
 from webadmin import actions, integrations
 from webadmin.auth import (
     actor,
@@ -53,6 +53,7 @@ def index() -> str:
     devices = list(devices_in_scope())
     return render_template("phones.html", devices=devices,
                            statuses=reports.phone_statuses(devices, offline_after()),
+                           registrations=registrations.views(devices), now=utcnow(),
                            offline_minutes=runtime().config.web.offline_after_minutes,
                            url=lambda d: device_url(runtime().config, d),
                            switch_sync=idle_accounts.state())
@@ -95,6 +96,7 @@ def detail(device_id: int) -> str:
                    .order_by(Session.started_at.desc()).limit(10))
     return render_template("phone.html", device=device, status=status, fetches=fetches,
                            notifies=notifies, history=history,
+                           registration=registrations.view(device), now=utcnow(),
                            url=device_url(runtime().config, device),
                            result=reports.notify_result)
 

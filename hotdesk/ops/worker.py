@@ -1,7 +1,8 @@
 """``hotdesk worker``: the background jobs no call triggers.
 
 Each tick ends sessions past their maximum login time or their daily logout time,
-re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.notify.reconcile`), tidies
+re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.notify.reconcile`) or that
+left a phone registered as the wrong account (:mod:`hotdesk.notify.confirm`), tidies
 expired outbox claims and records a heartbeat. Every job decides from the database
 alone and re-checks under the service's write lock, so a worker that was down
 catches up on start, and several workers on several nodes never do a job twice.
@@ -20,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from peewee import InterfaceError, OperationalError
 
 from hotdesk.calls.service import HotdeskService, Outcome
-from hotdesk.notify import reconcile
+from hotdesk.notify import confirm, reconcile
 from hotdesk.notify.drain import drain_round
 from hotdesk.notify.outbox import NotifySender, worker_id
 from hotdesk.ops import health, metrics
@@ -91,13 +92,15 @@ class TickResult:
     requeued: int = 0
     flagged: int = 0
     released: int = 0
+    unconfirmed: int = 0
     drained: dict[str, int] = field(default_factory=dict)
     switch: str = ""
 
     def summary(self) -> str:
         parts = [f"expired={self.expired}", f"daily_logout={self.daily}",
                  f"requeued={self.requeued}", f"flagged_pending={self.flagged}",
-                 f"claims_released={self.released}"]
+                 f"claims_released={self.released}",
+                 f"registration_requeued={self.unconfirmed}"]
         if self.drained:
             parts.append("notify " + ",".join(f"{k}={v}" for k, v in self.drained.items() if v))
         if self.switch:
@@ -120,11 +123,13 @@ def tick(service: HotdeskService, config: Config, sender: NotifySender | None = 
     result.released = reconcile.release_expired_claims(now)
     rec = reconcile.reconcile(config, now or service.clock())
     result.requeued, result.flagged = rec.requeued, rec.flagged
+    result.unconfirmed = confirm.check(config, now or service.clock()).requeued
     if sender is not None:
         result.drained = drain_round(sender, config, owner or worker_id())
     for action, n in (("expired", result.expired), ("daily_logout", result.daily),
                       ("requeued", result.requeued), ("flagged_pending", result.flagged),
-                      ("claims_released", result.released)):
+                      ("claims_released", result.released),
+                      ("registration_requeued", result.unconfirmed)):
         if n:
             metrics.WORKER_ACTIONS.labels(action=action).inc(n)
     return result

@@ -22,6 +22,8 @@ from hotdesk.store.models import (
     ALL_MODELS,
     Device,
     Heartbeat,
+    Registration,
+    RegistrationFailure,
     SchemaVersion,
     SwitchSync,
     Tenant,
@@ -185,9 +187,15 @@ def _v4_switch_accounts(db: Database) -> None:
     db.create_tables([SwitchSync], safe=True)
 
 
+def _v5_create_registrations(db: Database) -> None:
+    """Registrations the switch reports, and the newest refused one per address."""
+    db.create_tables([Registration, RegistrationFailure], safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
-                                                _v3_tenant_pin_source, _v4_switch_accounts]
+                                                _v3_tenant_pin_source, _v4_switch_accounts,
+                                                _v5_create_registrations]
 
 
 def schema_version(db: Database) -> int:

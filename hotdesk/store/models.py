@@ -255,8 +255,43 @@ class SwitchSync(BaseModel):
     last_error = TextField(default="")
     updated_at = DateTimeField(default=utcnow)
 
+class Registration(BaseModel):
+    """One contact registered on the switch, as its events say (hotdesk.switch.registrations)."""
+
+    id = AutoField()
+    switch = CharField(default="asterisk")
+    account = CharField()  # the SIP account (AOR / directory user) the phone registered as
+    contact_uri = CharField()
+    address = CharField(default="")  # ip:port of the contact
+    domain = CharField(default="")
+    user_agent = CharField(default="")
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    registered_at = DateTimeField(default=utcnow)  # first seen: "since"
+    refreshed_at = DateTimeField(default=utcnow)  # newest event or listing that showed it
+    expires_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("switch", "account", "contact_uri"), True),)
+
+
+class RegistrationFailure(BaseModel):
+    """The newest refused registration from one address (wrong password, unknown account)."""
+
+    id = AutoField()
+    switch = CharField(default="asterisk")
+    address = CharField()  # ip:port the REGISTER came from
+    account = CharField(default="")
+    reason = CharField(default="")
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    at = DateTimeField(default=utcnow)
+    count = IntegerField(default=1)
+
+    class Meta:
+        indexes = ((("switch", "address"), True),)
+
 
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
     OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat, SwitchSync,
+    Registration, RegistrationFailure,
 ]
