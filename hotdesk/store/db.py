@@ -17,9 +17,11 @@ from playhouse.db_url import connect, parse
 
 from hotdesk.store.models import (
     ALL_MODELS,
+    Device,
     Heartbeat,
     SchemaVersion,
     Tenant,
+    User,
     database_proxy,
     utcnow,
 )
@@ -132,8 +134,27 @@ def _v2_create_heartbeat(db: Database) -> None:
     db.create_tables([Heartbeat], safe=True)
 
 
+def _add_missing_columns(db: Database, model: type, names: tuple[str, ...]) -> None:
+    """Add ``names`` of ``model`` that the table lacks (a fresh v1 already has them)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    table = model._meta.table_name
+    present = {c.name for c in db.get_columns(table)}
+    migrator = SqliteMigrator(db) if isinstance(db, SqliteDatabase) else PostgresqlMigrator(db)
+    migrate(*(migrator.add_column(table, name, model._meta.fields[name])
+              for name in names if name not in present))
+
+
+def _v3_phone_clock_transport(db: Database) -> None:
+    """Time zone per tenant and user, SIP transport per phone, the DST job's last offset."""
+    _add_missing_columns(db, Tenant, ("timezone",))
+    _add_missing_columns(db, User, ("timezone",))
+    _add_missing_columns(db, Device, ("sip_transport", "clock_state"))
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
+                                                _v3_phone_clock_transport]
 
 
 def schema_version(db: Database) -> int:

@@ -1,0 +1,246 @@
+"""Each vendor's rendered config read the way that vendor's phone reads it (Yealink
+``key = value``, Poly XML attributes, Cisco flat XML elements, Grandstream P-values or
+named items, Snom settings XML, Fanvil XML), for every model family a template claims,
+idle -> logged in -> logged out, on LAN and SBC, over UDP, TCP and TLS."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import pytest
+
+from hotdesk.admin.inventory import add_user, default_tenant
+from hotdesk.calls.service import CallContext
+from hotdesk.provisioning.render import make_environment, render_device
+from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.store.models import Device
+from tests.conftest import make_device
+
+TRANSPORT = {"yealink": {"0": "udp", "1": "tcp", "2": "tls"},
+             "polycom": {"UDPOnly": "udp", "TCPOnly": "tcp", "TLS": "tls"},
+             "cisco": {"UDP": "udp", "TCP": "tcp", "TLS": "tls"},
+             "grandstream": {"UDP": "udp", "TCP": "tcp", "TlsOrTcp": "tls"},
+             "fanvil": {"0": "udp", "1": "tcp", "3": "tls"}}
+
+
+@dataclass
+class Read:
+    """What the phone will do, as read from its file."""
+
+    server: str
+    port: str
+    transport: str | None  # None: the file does not set it
+    user: str
+    auth_user: str
+    password: str
+    proxy: str
+    label: str
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (label, value), set ones
+    clock: str = ""  # offset or rule the phone gets
+    dst_off: bool = False  # the phone's own DST rule switched off
+    url: str = ""  # where the phone fetches next
+
+
+def _tr(vendor: str, value: str | None) -> str | None:
+    return None if value is None else TRANSPORT[vendor][value]
+
+
+def read_yealink(files: dict[str, str]) -> Read:
+    text = next(v for k, v in files.items() if k.endswith(".cfg"))
+    kv: dict[str, str] = {}
+    for line in text.splitlines()[1:]:
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" = ")
+            kv[key] = value.strip()
+    proxy = (f"{kv['account.1.outbound_proxy.1.address']}:{kv['account.1.outbound_proxy.1.port']}"
+             if kv["account.1.outbound_proxy_enable"] == "1" else "")
+    keys = [(kv[f"linekey.{n}.label"], kv[f"linekey.{n}.value"]) for n in range(2, 11)
+            if kv.get(f"linekey.{n}.type", "0") != "0"]
+    return Read(kv["account.1.sip_server.1.address"], kv["account.1.sip_server.1.port"],
+                _tr("yealink", kv["account.1.sip_server.1.transport_type"]),
+                kv["account.1.user_name"], kv["account.1.auth_name"], kv["account.1.password"],
+                proxy, kv["account.1.label"], keys, kv["local_time.time_zone"],
+                kv["local_time.summer_time"] == "0", kv["static.auto_provision.server.url"])
+
+
+def read_polycom(files: dict[str, str]) -> Read:
+    master = ET.fromstring(next(v for k, v in files.items() if "-" not in k))
+    attrs: dict[str, str] = {}
+    for name in master.get("CONFIG_FILES", "").split(","):
+        for el in ET.fromstring(files[name.strip()]).iter():
+            attrs.update(el.attrib)
+    proxy = (f"{attrs['reg.1.outboundProxy.address']}:{attrs['reg.1.outboundProxy.port']}"
+             if attrs["reg.1.outboundProxy.address"] else "")
+    keys = [(attrs[f"softkey.{n}.label"], attrs[f"softkey.{n}.action"].removesuffix("$Tinvite$"))
+            for n in range(1, 11) if attrs[f"softkey.{n}.enable"] == "1"]
+    keys += [(attrs[f"attendant.resourceList.{n}.label"],
+              attrs[f"attendant.resourceList.{n}.address"])
+             for n in range(1, 11) if attrs[f"attendant.resourceList.{n}.address"]]
+    return Read(attrs["reg.1.server.1.address"], attrs["reg.1.server.1.port"],
+                _tr("polycom", attrs["reg.1.server.1.transport"]), attrs["reg.1.address"],
+                attrs["reg.1.auth.userId"], attrs["reg.1.auth.password"], proxy,
+                attrs["reg.1.label"], keys, attrs["tcpIpApp.sntp.gmtOffset"],
+                attrs["tcpIpApp.sntp.daylightSavings.enable"] == "0",
+                attrs["device.prov.serverName"])
+
+
+def read_cisco(files: dict[str, str]) -> Read:
+    flat = {el.tag: el.text or "" for el in ET.fromstring(next(iter(files.values())))}
+    host, _, port = flat["Proxy_1_"].rpartition(":")
+    keys = []
+    for n in range(2, 11):
+        fn = dict(p.split("=", 1) for p in flat[f"Extended_Function_{n}_"].split(";") if p)
+        if fn:
+            keys.append((fn["nme"], fn["ext"].removesuffix("@$PROXY")))
+    assert flat["Auth_Resync-Reboot_1_"] == "No" and flat["Resync_From_SIP"] == "Yes"
+    return Read(host, port, _tr("cisco", flat["SIP_Transport_1_"]), flat["User_ID_1_"],
+                flat["Auth_ID_1_"], flat["Password_1_"],
+                flat["Outbound_Proxy_1_"] if flat["Use_Outbound_Proxy_1_"] == "Yes" else "",
+                flat["Station_Display_Name"], keys, flat["Time_Zone"],
+                flat["Daylight_Saving_Time_Enable"] == "No",
+                flat["Profile_Rule"].removesuffix("$MA.xml"))
+
+
+def read_grandstream(files: dict[str, str]) -> Read:
+    config = ET.fromstring(next(iter(files.values()))).find("config")
+    assert config is not None
+    if config.get("version") == "2":
+        it = {el.get("name"): el.text or "" for el in config.iter("item")}
+        host, _, port = it["account.1.sip.server.1.address"].rpartition(":")
+        keys = [(it[f"pks.vpk.{n}.description"], it[f"pks.vpk.{n}.value"])
+                for n in range(1, 11) if it[f"pks.vpk.{n}.keyMode"] != "None"]
+        return Read(host, port, _tr("grandstream", it["account.1.sip.transport"]),
+                    it["account.1.sip.userid"], it["account.1.sip.subscriber.userid"],
+                    it["account.1.sip.subscriber.password"],
+                    it["account.1.sip.outboundProxy.1.address"], it["account.1.name"], keys,
+                    it["dateTime.timezone"], False, "")
+    p = {el.tag: el.text or "" for el in config}
+    host, _, port = p["P47"].rpartition(":")
+    keys = [(p[f"P{299 + 3 * n}"], p[f"P{300 + 3 * n}"]) for n in range(1, 8)
+            if p[f"P{299 + 3 * n}"] or p[f"P{300 + 3 * n}"]]
+    return Read(host, port, None, p["P35"], p["P36"], p["P34"], p["P48"], p["P270"], keys,
+                p["P64"], False, {"1": "http://", "2": "https://"}[p["P212"]] + p["P237"])
+
+
+def read_snom(files: dict[str, str]) -> Read:
+    root = ET.fromstring(next(iter(files.values())))
+    ps = {el.tag: el.text or "" for el in root.find("phone-settings")}
+    host, _, port = ps["user_host"].rpartition(":")
+    keys = [(fk.get("label", ""), (fk.text or "").split(" ", 1)[1].strip("<>"))
+            for fk in root.find("functionKeys") if fk.text not in ("none", "line")]
+    keys = [(label, re.sub(r"^sip:|@.*$", "", value)) for label, value in keys]
+    return Read(host, port, None, ps["user_name"], ps["user_pname"], ps["user_pass"],
+                ps["user_outbound"], ps["user_idle_text"], keys, ps["utc_offset"], False,
+                re.sub(r"//[^@/]*@", "//", ps["setting_server"]).removesuffix("{mac}.xml"))
+
+
+def read_fanvil(files: dict[str, str]) -> Read:
+    root = ET.fromstring(next(iter(files.values())))
+    if root.tag == "VOIP_CONFIG_FILE":
+        line = root.find(".//SIP_Line_List_Entry")
+        g = {el.tag: el.text or "" for el in root.find("GLOBAL_CONFIG_MODULE")}
+        f = {el.tag: el.text or "" for el in line}
+        keys = [(k.findtext("Title") or "", (k.findtext("Value") or "").split("@")[0])
+                for k in root.iter("Function_Key_Entry") if k.findtext("Type") != "0"]
+        proxy = f"{f['Proxy_Addr']}:{f['Proxy_Port']}"
+        return Read(f["Register_Addr"], f["Register_Port"], _tr("fanvil", f["Transport"]),
+                    f["Phone_Number"], f["Register_User"], f["Register_Pswd"], proxy,
+                    root.findtext(".//LCD_Title") or "", keys, g["Time_Zone"],
+                    g["Enable_DST"] == "0", root.findtext(".//Download_Server_IP") or "")
+    line = {el.tag: el.text or "" for el in root.find("sip/line[@index='1']")}
+    keys = [(k.findtext("Title") or "", (k.findtext("Value") or "").split("@")[0])
+            for k in root.iter("Fkey") if k.findtext("Type") != "0"]
+    return Read(line["RegisterAddr"], line["RegisterPort"], _tr("fanvil", line["Transport"]),
+                line["PhoneNumber"], line["RegisterUser"], line["RegisterPswd"],
+                f"{line['ProxyAddr']}:{line['ProxyPort']}",
+                root.findtext("phone/display/LCDTitle") or "", keys,
+                root.findtext("phone/date/TimeZone") or "",
+                root.findtext("phone/date/EnableDST") == "0",
+                root.findtext("ap/FlashServerIP") or "")
+
+
+READERS = {"yealink": read_yealink, "polycom": read_polycom, "cisco": read_cisco,
+           "grandstream": read_grandstream, "snom": read_snom, "fanvil": read_fanvil}
+
+# (vendor, a model of each family the template claims)
+FAMILIES = [(v.key, f.key, f.models[0]) for v in VENDORS.values() for f in v.families]
+# What each vendor is told for Europe/Berlin in winter (UTC+1).
+CLOCK = {"yealink": "+1", "polycom": "3600", "cisco": "GMT+01:00", "snom": "3600",
+         "fanvil": "4", "grandstream": "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00"}
+
+
+def ctx() -> CallContext:
+    return CallContext(switch="asterisk", call_id="t", endpoint="x")
+
+
+@pytest.mark.parametrize("network", ["lan", "sbc"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+@pytest.mark.parametrize(("vendor", "family", "model"), FAMILIES)
+def test_phone_reads_idle_login_logout(runtime, vendor, family, model, transport, network):
+    config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
+        runtime.config.provisioning, transport=transport, timezone="Europe/Berlin",
+        registrar="pbx.example.com", base_url="https://prov.example.com/prov"))
+    tenant = default_tenant()
+    add_user(runtime.db, tenant, "101", name="Alice", pin="1234", sip_password="alice-pw",
+             hotdesk=True, keys=[{"type": "blf", "value": "102", "label": "Bob"},
+                                 {"type": "speeddial", "value": "5551234", "label": "Pizza"}])
+    extra = {"network": "sbc", "sbc": "sbc.example.net"} if network == "sbc" else {}
+    desk = make_device(runtime, mac="00:15:65:00:09:01", extension="8101", vendor=vendor,
+                       model=model, **extra)
+    fam = VENDORS[vendor].family_for(model)
+    assert (fam.family.key, fam.known) == (family, True)
+    env = make_environment(config)
+    port = "5061" if transport == "tls" else "5060"
+    token_url = f"https://prov.example.com/prov/{desk.prov_token}/"
+
+    def read() -> Read:
+        files = render_device(env, Device.get_by_id(desk.id), config)
+        return READERS[vendor](files)
+
+    def check_common(r: Read) -> None:
+        assert (r.server, r.port) == ("pbx.example.com", port)
+        if fam.family.sets_transport:
+            assert r.transport == transport
+        else:
+            assert r.transport is None
+        if network == "sbc":
+            assert r.proxy == f"sbc.example.net:{port}"
+        elif vendor != "fanvil":  # Fanvil's proxy field defaults to the registrar
+            assert r.proxy == ""
+        assert r.clock == CLOCK[vendor]
+        if vendor != "snom":  # no Snom parameter to switch its DST off was found
+            assert r.dst_off is not VENDORS[vendor].follows_dst
+        if not (vendor == "grandstream" and family == "vpk"):
+            assert r.url == token_url
+
+    idle = read()
+    check_common(idle)
+    assert (idle.user, idle.auth_user, idle.password) == ("8101", "8101", "idle-8101")
+    assert "free" in idle.label
+    assert [v for _, v in idle.keys] == ["*70"]
+
+    assert runtime.service.login(desk.id, "101", "1234", ctx()).value == "ok"
+    user = read()
+    check_common(user)
+    assert (user.user, user.auth_user, user.password) == ("101", "101", "alice-pw")
+    assert "Alice" in user.label
+    assert sorted(v for _, v in user.keys) == sorted(["*71", "102", "5551234"])
+
+    runtime.service.logout(desk.id)
+    back = read()
+    assert back == idle, "after log out the phone must read exactly its idle config"
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_http_credentials_reach_the_phone(runtime, vendor):
+    """With [provisioning] auth on, the URL written back carries what the server asks for."""
+    config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
+        runtime.config.provisioning, auth="digest"))
+    desk = make_device(runtime, mac="00:15:65:00:09:02", extension="8102", vendor=vendor)
+    files = render_device(make_environment(config), Device.get_by_id(desk.id), config)
+    text = "".join(files.values())
+    expect_creds = vendor in {"yealink", "polycom", "cisco", "snom"}
+    assert (desk.prov_token in text.replace(f"/{desk.prov_token}/", "")) is expect_creds
