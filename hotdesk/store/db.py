@@ -135,14 +135,18 @@ def _v2_create_heartbeat(db: Database) -> None:
 
 
 def _add_missing_columns(db: Database, model: type, names: tuple[str, ...]) -> None:
-    """Add ``names`` of ``model`` that the table lacks (a fresh v1 already has them)."""
-    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+    """Add ``names`` (text columns, default "") that the table lacks (a fresh v1 has them).
 
+    Plain ``ALTER TABLE … ADD COLUMN … NOT NULL DEFAULT ''`` on both databases: SQLite
+    does it in place, whereas a migrator's table rebuild would drop the old table, and
+    with foreign keys on that cascades into every referencing row.
+    """
     table = model._meta.table_name
     present = {c.name for c in db.get_columns(table)}
-    migrator = SqliteMigrator(db) if isinstance(db, SqliteDatabase) else PostgresqlMigrator(db)
-    migrate(*(migrator.add_column(table, name, model._meta.fields[name])
-              for name in names if name not in present))
+    for name in names:
+        if name not in present:
+            db.execute_sql(f'ALTER TABLE "{table}" ADD COLUMN "{name}" VARCHAR(255) '
+                           "NOT NULL DEFAULT ''")
 
 
 def _v3_phone_clock_transport(db: Database) -> None:
