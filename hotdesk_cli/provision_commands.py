@@ -8,6 +8,7 @@ import sys
 
 from hotdesk.admin import inventory
 from hotdesk.mac import format_mac
+from hotdesk.provisioning.check import describe
 from hotdesk.provisioning.render import (
     TemplateError,
     device_url,
@@ -73,6 +74,15 @@ def cmd_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    device = inventory.find_device(args.mac)
+    print(f"phone {format_mac(device.mac)}:")
+    for line in describe(device, args.cfg):
+        print(f"  {line}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     prov = sub.add_parser("provision", help="provisioning files").add_subparsers(
         dest="prov_cmd", required=True)
@@ -83,6 +93,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = prov.add_parser("render-all", help="write every phone's files to [provisioning] "
                         "render_dir")
     p.set_defaults(handler=guarded(cmd_render_all))
+    p = prov.add_parser("check", help="say in plain words what a phone will do with its "
+                        "current config")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_check))
     p = prov.add_parser("url", help="print the URL (and credentials) to give a phone")
     p.add_argument("mac")
     p.set_defaults(handler=guarded(cmd_url))

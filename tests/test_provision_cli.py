@@ -46,3 +46,18 @@ def test_render_multi_file_render_all_and_url(db_url, tmp_path):  # noqa: F811
     finally:
         for key in (*env_dir, "HOTDESK_PROVISIONING_AUTH"):
             os.environ.pop(key, None)
+
+
+def test_check_says_what_the_phone_will_do(db_url):  # noqa: F811
+    hotdesk(db_url, "device", "add", "--mac", "00:0b:82:00:00:07", "--vendor", "grandstream",
+            "--model", "GXP2140", "--extension", "8007", "--sip-password", "GsIdle7")
+    hotdesk(db_url, "device", "add", "--mac", "00:15:65:00:00:08", "--vendor", "yealink",
+            "--model", "T99Z", "--extension", "8008", "--sip-password", "YlIdle8")
+    gs = hotdesk(db_url, "provision", "check", "000b82000007").stdout
+    assert "virtual multi-purpose keys" in gs
+    assert "Registers its idle account: user 8007" in gs
+    assert "Transport UDP; SRTP off." in gs and "Hot desk log in -> *70" in gs
+    assert "the phone follows DST" in gs and "Warning" not in gs
+    yl = hotdesk(db_url, "provision", "check", "00:15:65:00:00:08").stdout
+    assert "DST off" in yl and "on its own" in yl
+    assert "Warning: model 'T99Z' is not in a model list" in yl

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from hotdesk.admin import inventory, reports
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
-from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.provisioning.vendors import VENDORS, model_warnings
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session
 from webadmin import actions, integrations
 from webadmin.auth import (
@@ -52,7 +52,8 @@ def index() -> str:
     return render_template("phones.html", devices=devices,
                            statuses=reports.phone_statuses(devices, offline_after()),
                            offline_minutes=runtime().config.web.offline_after_minutes,
-                           url=lambda d: device_url(runtime().config, d))
+                           url=lambda d: device_url(runtime().config, d),
+                           model_warnings=model_warnings(devices))
 
 
 @bp.route("/new", methods=["GET", "POST"])

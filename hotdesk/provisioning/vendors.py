@@ -11,7 +11,9 @@ not by the name the phone asks for: a Poly ``.cfg`` file is XML.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hotdesk.mac import format_mac
 
@@ -228,6 +230,17 @@ VENDORS: dict[str, Vendor] = {
         ),
     ),
 }
+
+
+def model_warnings(devices: Iterable[Any]) -> dict[int, str]:
+    """Device id -> why its model gets its vendor's default config (phones page)."""
+    out = {}
+    for device in devices:
+        vendor = VENDORS.get(device.vendor)
+        warning = vendor.family_for(device.model).warning if vendor else ""
+        if warning:
+            out[device.id] = warning
+    return out
 
 
 def get_vendor(key: str) -> Vendor:

@@ -1,0 +1,55 @@
+"""``hotdesk provision check MAC``: what a phone will do with its current config, in plain
+words, so an admin sees a problem before walking to the desk."""
+
+from __future__ import annotations
+
+from hotdesk.provisioning.render import Profile, offset_text, profile_for
+from hotdesk.provisioning.vendors import get_vendor
+from hotdesk.settings import Config
+from hotdesk.store.models import Device
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
+
+
+def describe(device: Device, config: Config) -> list[str]:
+    """Sentences, one per line: account, server, transport, clock, keys, re-sync, warnings."""
+    vendor = get_vendor(device.vendor)
+    match = vendor.family_for(device.model)
+    p: Profile = profile_for(device, config)
+    who = "its idle account" if p.idle else f"user {p.extension}'s account"
+    lines = [
+        f"{vendor.label} {device.model or '(no model)'}: {match.family.label} config.",
+        f"Registers {who}: user {p.sip_username}, auth user {p.auth_username}, "
+        f"{'a password' if p.sip_password else 'NO password'}, label \"{p.label}\".",
+        f"Server {p.registrar_host}:{p.registrar_port}"
+        + (f" through the SBC {p.outbound_proxy_host}:{p.outbound_proxy_port}"
+           if p.outbound_proxy_host else "") + ".",
+    ]
+    if match.family.sets_transport:
+        lines.append(f"Transport {p.transport.upper()}; SRTP {p.srtp}.")
+    else:
+        lines.append(f"Transport: this config cannot set it; the phone keeps its own (UDP "
+                     f"unless changed on the phone). Wanted: {p.transport.upper()}.")
+    if vendor.follows_dst:
+        lines.append(f"Clock: {p.timezone}, rule {p.posix_tz} (the phone follows DST).")
+    else:
+        lines.append(f"Clock: {p.timezone}, today UTC{offset_text(p.utc_offset_minutes)} "
+                     "with the phone's own DST off; hotdesk re-provisions it at each DST "
+                     "change.")
+    keys = ", ".join(f"{k['label'] or '(no label)'} -> {k['value']}" for k in p.keys)
+    lines.append(f"Keys: {keys or 'none'}; every other key slot is cleared.")
+    if p.resync_seconds:
+        lines.append(f"Fetches {p.provisioning_url} on check-sync and about every "
+                     f"{_duration(p.resync_seconds)} on its own.")
+    else:
+        lines.append(f"Fetches {p.provisioning_url} on check-sync only "
+                     "([provisioning] resync_minutes = 0).")
+    if device.fetched_version < device.config_version:
+        lines.append(f"Not fetched yet: the phone has config v{device.fetched_version}, "
+                     f"current is v{device.config_version}.")
+    if match.warning:
+        lines.append(f"Warning: {match.warning}.")
+    return lines
