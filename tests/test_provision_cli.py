@@ -59,5 +59,11 @@ def test_check_says_what_the_phone_will_do(db_url):  # noqa: F811
     assert "Transport UDP; SRTP off." in gs and "Hot desk log in -> *70" in gs
     assert "the phone follows DST" in gs and "Warning" not in gs
     yl = hotdesk(db_url, "provision", "check", "00:15:65:00:00:08").stdout
-    assert "DST off" in yl and "on its own" in yl
+    assert "the zone has no DST and the phone's own DST is off" in yl  # UTC by default
+    assert "on its own" in yl
     assert "Warning: model 'T99Z' is not in a model list" in yl
+    hotdesk(db_url, "device", "add", "--mac", "00:04:13:00:00:09", "--vendor", "snom",
+            "--model", "D785", "--extension", "8009", "--sip-password", "SnIdle9")
+    sn = hotdesk(db_url, "provision", "check", "000413000009").stdout
+    assert "re-provisions it at each DST change" in sn
+    assert "cannot set it; the phone keeps its own" in sn

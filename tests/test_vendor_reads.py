@@ -9,13 +9,15 @@ import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pytest
 
 from hotdesk.admin.inventory import add_user, default_tenant
 from hotdesk.calls.service import CallContext
-from hotdesk.provisioning.render import make_environment, render_device
-from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.provisioning import clock
+from hotdesk.provisioning.render import make_environment, profile_for, render_profile
+from hotdesk.provisioning.vendors import VENDORS, get_vendor
 from hotdesk.store.models import Device
 from tests.conftest import make_device
 
@@ -59,10 +61,15 @@ def read_yealink(files: dict[str, str]) -> Read:
              if kv["account.1.outbound_proxy_enable"] == "1" else "")
     keys = [(kv[f"linekey.{n}.label"], kv[f"linekey.{n}.value"]) for n in range(2, 11)
             if kv.get(f"linekey.{n}.type", "0") != "0"]
+    clock = kv["local_time.time_zone"]
+    if kv["local_time.summer_time"] == "1":
+        assert kv["local_time.dst_time_type"] == "1"
+        clock += " " + " ".join(kv[f"local_time.{k}"] for k in ("start_time", "end_time",
+                                                                 "offset_time"))
     return Read(kv["account.1.sip_server.1.address"], kv["account.1.sip_server.1.port"],
                 _tr("yealink", kv["account.1.sip_server.1.transport_type"]),
                 kv["account.1.user_name"], kv["account.1.auth_name"], kv["account.1.password"],
-                proxy, kv["account.1.label"], keys, kv["local_time.time_zone"],
+                proxy, kv["account.1.label"], keys, clock,
                 kv["local_time.summer_time"] == "0", kv["static.auto_provision.server.url"])
 
 
@@ -79,10 +86,16 @@ def read_polycom(files: dict[str, str]) -> Read:
     keys += [(attrs[f"attendant.resourceList.{n}.label"],
               attrs[f"attendant.resourceList.{n}.address"])
              for n in range(1, 11) if attrs[f"attendant.resourceList.{n}.address"]]
+    clock = attrs["tcpIpApp.sntp.gmtOffset"]
+    if attrs["tcpIpApp.sntp.daylightSavings.enable"] == "1":
+        clock += " " + " ".join(
+            "/".join(attrs[f"tcpIpApp.sntp.daylightSavings.{edge}.{k}"]
+                     for k in ("month", "date", "dayOfWeek", "dayOfWeek.lastInMonth", "time"))
+            for edge in ("start", "stop"))
     return Read(attrs["reg.1.server.1.address"], attrs["reg.1.server.1.port"],
                 _tr("polycom", attrs["reg.1.server.1.transport"]), attrs["reg.1.address"],
                 attrs["reg.1.auth.userId"], attrs["reg.1.auth.password"], proxy,
-                attrs["reg.1.label"], keys, attrs["tcpIpApp.sntp.gmtOffset"],
+                attrs["reg.1.label"], keys, clock,
                 attrs["tcpIpApp.sntp.daylightSavings.enable"] == "0",
                 attrs["device.prov.serverName"])
 
@@ -167,9 +180,15 @@ READERS = {"yealink": read_yealink, "polycom": read_polycom, "cisco": read_cisco
 
 # (vendor, a model of each family the template claims)
 FAMILIES = [(v.key, f.key, f.models[0]) for v in VENDORS.values() for f in v.families]
-# What each vendor is told for Europe/Berlin in winter (UTC+1).
-CLOCK = {"yealink": "+1", "polycom": "3600", "cisco": "GMT+01:00", "snom": "3600",
+# What each vendor is told for Europe/Berlin in winter (UTC+1): Yealink and Poly its rule
+# (last Sunday of March 02:00 to last Sunday of October 03:00, one hour), Grandstream its
+# POSIX rule, the others today's offset.
+CLOCK = {"yealink": "+1 3/5/7/2 10/5/7/3 60", "polycom": "3600 3/1/1/1/2 10/1/1/1/3",
+         "cisco": "GMT+01:00", "snom": "3600",
          "fanvil": "4", "grandstream": "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00"}
+
+
+WINTER = datetime(2026, 1, 15, 12, 0)
 
 
 def ctx() -> CallContext:
@@ -197,8 +216,9 @@ def test_phone_reads_idle_login_logout(runtime, vendor, family, model, transport
     token_url = f"https://prov.example.com/prov/{desk.prov_token}/"
 
     def read() -> Read:
-        files = render_device(env, Device.get_by_id(desk.id), config)
-        return READERS[vendor](files)
+        device = Device.get_by_id(desk.id)
+        profile = profile_for(device, config, now=WINTER)
+        return READERS[vendor](render_profile(env, get_vendor(vendor), profile))
 
     def check_common(r: Read) -> None:
         assert (r.server, r.port) == ("pbx.example.com", port)
@@ -212,7 +232,7 @@ def test_phone_reads_idle_login_logout(runtime, vendor, family, model, transport
             assert r.proxy == ""
         assert r.clock == CLOCK[vendor]
         if vendor != "snom":  # no Snom parameter to switch its DST off was found
-            assert r.dst_off is not VENDORS[vendor].follows_dst
+            assert r.dst_off is not clock.follows(VENDORS[vendor].dst, "Europe/Berlin")
         if not (vendor == "grandstream" and family == "vpk"):
             assert r.url == token_url
 
@@ -240,7 +260,28 @@ def test_http_credentials_reach_the_phone(runtime, vendor):
     config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
         runtime.config.provisioning, auth="digest"))
     desk = make_device(runtime, mac="00:15:65:00:09:02", extension="8102", vendor=vendor)
-    files = render_device(make_environment(config), Device.get_by_id(desk.id), config)
+    device = Device.get_by_id(desk.id)
+    files = render_profile(make_environment(config), get_vendor(vendor),
+                           profile_for(device, config))
     text = "".join(files.values())
     expect_creds = vendor in {"yealink", "polycom", "cisco", "snom"}
     assert (desk.prov_token in text.replace(f"/{desk.prov_token}/", "")) is expect_creds
+
+
+@pytest.mark.parametrize(("zone", "yealink", "polycom"), [
+    # 30-minute DST: Yealink takes the amount, Poly only whole hours -> fixed offset
+    ("Australia/Lord_Howe", "+10:30 10/1/7/2 4/1/7/2 30", "39600"),
+    # negative DST (Irish "winter time"): neither takes it -> fixed offset
+    ("Europe/Dublin", "+0", "0"),
+    ("Asia/Kolkata", "+5:30", "19800"),
+])
+def test_zones_a_phone_cannot_follow_fall_back_to_the_offset(runtime, zone, yealink, polycom):
+    config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
+        runtime.config.provisioning, timezone=zone))
+    env = make_environment(config)
+    got = {}
+    for vendor, mac in (("yealink", "00:15:65:00:09:03"), ("polycom", "00:04:f2:00:09:04")):
+        desk = make_device(runtime, mac=mac, extension=mac[-2:] + "00", vendor=vendor)
+        profile = profile_for(Device.get_by_id(desk.id), config, now=WINTER)
+        got[vendor] = READERS[vendor](render_profile(env, get_vendor(vendor), profile)).clock
+    assert got == {"yealink": yealink, "polycom": polycom}

@@ -14,6 +14,15 @@ def _duration(seconds: int) -> str:
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min"
 
 
+def _rule_text(p: Profile) -> str:
+    assert p.dst is not None
+    start, end = p.dst.start, p.dst.end
+    assert start is not None and end is not None
+    return (f"standard UTC{offset_text(p.dst.std_offset_minutes)}, +{p.dst.save_minutes} min "
+            f"from month {start.month} week {start.week} day {start.weekday} {start.hour}:00 "
+            f"to month {end.month} week {end.week} day {end.weekday} {end.hour}:00")
+
+
 def describe(device: Device, config: Config) -> list[str]:
     """Sentences, one per line: account, server, transport, clock, keys, re-sync, warnings."""
     vendor = get_vendor(device.vendor)
@@ -33,8 +42,12 @@ def describe(device: Device, config: Config) -> list[str]:
     else:
         lines.append(f"Transport: this config cannot set it; the phone keeps its own (UDP "
                      f"unless changed on the phone). Wanted: {p.transport.upper()}.")
-    if vendor.follows_dst:
-        lines.append(f"Clock: {p.timezone}, rule {p.posix_tz} (the phone follows DST).")
+    if p.follows_dst and p.dst is not None and not p.dst.has_dst:
+        lines.append(f"Clock: {p.timezone}, UTC{offset_text(p.utc_offset_minutes)}; the "
+                     "zone has no DST and the phone's own DST is off.")
+    elif p.follows_dst:
+        rule = p.posix_tz or _rule_text(p)
+        lines.append(f"Clock: {p.timezone}, {rule} (the phone follows DST itself).")
     else:
         lines.append(f"Clock: {p.timezone}, today UTC{offset_text(p.utc_offset_minutes)} "
                      "with the phone's own DST off; hotdesk re-provisions it at each DST "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import zoneinfo
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,6 +99,82 @@ def posix_rule(tz_name: str) -> str:
     dstoff = m["dstoff"] or _shift_hours(m["stdoff"], -1)
     return (f"{m['std']}{m['stdoff']}{m['dst']}{dstoff},{m['start']}/{_hms(m['start_t'])},"
             f"{m['end']}/{_hms(m['end_t'])}")
+
+
+@dataclass(frozen=True)
+class Change:
+    """A DST change in "Mm.w.d/h" form: month, week (5 = last), weekday (0 = Sunday),
+    local hour."""
+
+    month: int
+    week: int
+    weekday: int
+    hour: int
+
+
+@dataclass(frozen=True)
+class DstRule:
+    """A zone's rule in the terms desk phones take: the standard UTC offset and, when the
+    zone has DST, how much it adds and when it starts and ends."""
+
+    std_offset_minutes: int
+    save_minutes: int = 0
+    start: Change | None = None
+    end: Change | None = None
+
+    @property
+    def has_dst(self) -> bool:
+        return self.start is not None
+
+
+def _minutes(posix_offset: str) -> int:
+    """POSIX offsets count west of Greenwich: "-1" is UTC+1."""
+    sign = 1 if posix_offset.startswith("-") else -1
+    parts = [int(p) for p in posix_offset.lstrip("+-").split(":")] + [0, 0]
+    return sign * (parts[0] * 60 + parts[1])
+
+
+def _change(rule: str, time: str | None) -> Change | None:
+    m = re.fullmatch(r"M(\d{1,2})\.([1-5])\.([0-6])", rule)
+    hms = _hms(time).split(":")
+    if m is None or hms[0].startswith(("-", "+")) or hms[1:] != ["00", "00"]:
+        return None
+    hour = int(hms[0])
+    if hour > 23:
+        return None
+    return Change(int(m[1]), int(m[2]), int(m[3]), hour)
+
+
+def dst_rule(tz_name: str) -> DstRule | None:
+    """The zone's rule as month/week/weekday/hour changes, or None when its POSIX rule
+    uses a form desk phones cannot take (Julian days, minutes, hours beyond 0-23)."""
+    footer = _tzif_footer(tz_name)
+    m = _POSIX.fullmatch(footer) if footer else None
+    if m is None:
+        return None
+    std = _minutes(m["stdoff"])
+    if not m["dst"]:
+        return DstRule(std)
+    if not m["start"]:
+        return None
+    save = (_minutes(m["dstoff"]) - std) if m["dstoff"] else 60
+    start, end = _change(m["start"], m["start_t"]), _change(m["end"], m["end_t"])
+    if start is None or end is None or save <= 0:
+        return None
+    return DstRule(std, save, start, end)
+
+
+# How a vendor can be told a zone's DST (Vendor.dst): "posix" a POSIX TZ rule, "rule" a
+# month/week/weekday/hour rule with any DST amount, "rule-1h" the same with a fixed one
+# hour, "" not at all (fixed offset, re-provisioned at each DST change).
+def follows(dst_mode: str, tz_name: str) -> bool:
+    """True when a phone of this DST mode switches to and from DST itself in this zone."""
+    if dst_mode == "posix":
+        return bool(posix_rule(tz_name))
+    if dst_mode in ("rule", "rule-1h"):
+        rule = dst_rule(tz_name)
+        return rule is not None and (dst_mode == "rule" or rule.save_minutes in (0, 60))
+    return False
 
 
 def clock_state(zone: str, offset_minutes: int) -> str:

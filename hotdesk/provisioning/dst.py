@@ -1,7 +1,7 @@
 """The DST-change job: phones that carry a fixed UTC offset get their new one.
 
-Phones whose vendor cannot follow the zone's DST rule (``Vendor.follows_dst`` False) are
-given today's offset with their own DST switched off. At each DST change of their zone
+Phones whose vendor cannot be told their zone's DST rule (``Vendor.dst``) are given
+today's offset with their own DST switched off. At each DST change of their zone
 this job bumps their config version and queues a check-sync NOTIFY, so the clock moves
 with the zone. It decides from ``Device.clock_state`` (zone and offset the config last
 carried), so a worker that was down at the change catches up when it starts.
@@ -38,10 +38,12 @@ def dst_resync(db: Database, config: Config, now: datetime | None = None) -> int
     notified = 0
     for device in Device.select():
         vendor = VENDORS.get(device.vendor)
-        if vendor is None or vendor.follows_dst:
+        if vendor is None:
             continue
         user = users.get(device.id)
         zone = phone_zone(config, tenants[device.tenant_id], user)
+        if clock.follows(vendor.dst, zone):
+            continue
         offset = clock.utc_offset_minutes(zone, now)
         state = clock.clock_state(zone, offset)
         if device.clock_state == state:

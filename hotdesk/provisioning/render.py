@@ -73,8 +73,12 @@ class Profile:
     # Current offset of ``timezone`` from UTC, for vendors that take an offset, not a name.
     utc_offset_minutes: int = 0
     sip_domain: str = ""
-    # The zone's POSIX TZ rule (DST included) for vendors that follow one; "" = none.
+    # The phone switches DST itself (its vendor can be told this zone's rule); False: it
+    # gets today's offset with its DST off and is re-provisioned at each change.
+    follows_dst: bool = False
+    # The zone's POSIX TZ rule and month/week/weekday/hour rule, when the phone follows it.
     posix_tz: str = ""
+    dst: clock.DstRule | None = None
     transport: str = "udp"  # udp | tcp | tls, to the registrar or the SBC
     srtp: str = "off"  # off | optional | required
     # This phone's own provisioning URL (ends with "/"), written back into its config so
@@ -152,6 +156,13 @@ def offset_text(minutes: int, style: str = "hours") -> str:
 utc_offset_minutes = clock.utc_offset_minutes
 
 
+def posix_fixed(minutes: int) -> str:
+    """A POSIX TZ string for a fixed offset: UTC+1 is "UTC-1" (POSIX counts westwards)."""
+    west = -minutes
+    hours, mins = divmod(abs(west), 60)
+    return f"UTC{'-' if west < 0 else ''}{hours}" + (f":{mins:02d}" if mins else "")
+
+
 def fanvil_zone_name(minutes: int) -> str:
     """Fanvil's zone label for a whole-hour offset ("UTC+1", "UTC-05", "UCT" for 0, as the
     open-source Fanvil templates list them); "" for other offsets."""
@@ -186,6 +197,13 @@ def prov_credentials(config: Config, device: Device) -> tuple[str, str]:
         return "", ""
     return (device.mac if prov.auth_username == "mac" else prov.auth_username,
             device.prov_token)
+
+
+def _dst_fields(vendor: Vendor, zone: str) -> dict[str, Any]:
+    follows = clock.follows(vendor.dst, zone)
+    return {"follows_dst": follows,
+            "posix_tz": clock.posix_rule(zone) if follows and vendor.dst == "posix" else "",
+            "dst": clock.dst_rule(zone) if follows and vendor.dst != "posix" else None}
 
 
 def phone_zone(config: Config, tenant: Tenant, user: User | None) -> str:
@@ -246,7 +264,7 @@ def profile_for(device: Device, config: Config, user: User | None = None,
         logout_code=dialstring(policy.logout_code),
         utc_offset_minutes=clock.utc_offset_minutes(zone, now),
         sip_domain=clean(tenant.sip_domain),
-        posix_tz=clock.posix_rule(zone) if vendor.follows_dst else "",
+        **_dst_fields(vendor, zone),
         transport=transport, srtp=prov.srtp, provisioning_url=device_url(config, device),
         prov_username=clean(prov_user), prov_password=clean(prov_password),
         resync_seconds=resync_seconds(device.mac, prov.resync_minutes),
@@ -299,6 +317,7 @@ def make_environment(config: Config) -> jinja2.Environment:
     env.filters["fnc"] = fnc_text
     env.filters["offset"] = offset_text
     env.filters["fanvil_zone"] = fanvil_zone_name
+    env.filters["posix_fixed"] = posix_fixed
     return env
 
 

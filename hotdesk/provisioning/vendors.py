@@ -91,10 +91,12 @@ class Vendor:
     # The first family is the default for a model in no list.
     families: tuple[Family, ...] = ()
     common_files: tuple[CommonFile, ...] = field(default_factory=tuple)
-    # True: the config carries the zone's DST rule, the phone switches itself. False: the
-    # config carries today's offset with the phone's DST off, and the worker re-provisions
-    # the phone at each DST change of its zone (hotdesk.provisioning.clock).
-    follows_dst: bool = False
+    # How the config tells the phone its zone's DST (hotdesk.provisioning.clock.follows):
+    # "posix" a POSIX TZ rule, "rule" month/week/weekday/hour changes with any amount,
+    # "rule-1h" the same with one hour only, "" not at all. When the phone cannot follow
+    # its zone, the config carries today's offset with the phone's DST off, and the worker
+    # re-provisions it at each DST change (hotdesk.provisioning.dst).
+    dst: str = ""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -144,6 +146,8 @@ VENDORS: dict[str, Vendor] = {
         # Yealink: check-sync re-provisions; reboot=false keeps the phone up even when
         # sip.notify_reboot_enable is 1 on the phone.
         notify_event="check-sync;reboot=false",
+        # local_time.summer_time/dst_time_type/start_time/end_time/offset_time
+        dst="rule",
         families=(Family("t3x-t5x", "Yealink T3x/T4x/T5x", (
             "T31P", "T33G", "T43U", "T44U", "T46U", "T48U", "T53", "T53W", "T54W", "T57W",
             "T58W", "T46S", "T48S", "T42S")),),
@@ -160,6 +164,8 @@ VENDORS: dict[str, Vendor] = {
             ConfigFile("{mac}-hotdesk.cfg", "polycom/phone.xml.j2", "application/xml"),
         ),
         notify_event="check-sync",
+        # tcpIpApp.sntp.daylightSavings.*: no DST amount parameter, so one hour only
+        dst="rule-1h",
         families=(Family("ucs", "Poly UC Software (VVX, Edge E)", (
             "VVX150", "VVX250", "VVX350", "VVX450", "VVX501", "VVX601", "Edge E100",
             "Edge E220", "Edge E320", "Edge E350", "Edge E450", "Edge E550"), keys=10),),
@@ -197,9 +203,8 @@ VENDORS: dict[str, Vendor] = {
                    overrides=(("grandstream/cfg.xml.j2", "grandstream/vpk.xml.j2"),),
                    keys=10),
         ),
-        # The time zone goes as a POSIX TZ rule (P64 / dateTime.timezone): the phone
-        # switches to and from DST itself.
-        follows_dst=True,
+        # The time zone goes as a POSIX TZ rule (P64 / dateTime.timezone).
+        dst="posix",
     ),
     "snom": Vendor(
         key="snom",
