@@ -67,3 +67,15 @@ def test_check_says_what_the_phone_will_do(db_url):  # noqa: F811
     sn = hotdesk(db_url, "provision", "check", "000413000009").stdout
     assert "re-provisions it at each DST change" in sn
     assert "cannot set it; the phone keeps its own" in sn
+
+
+def test_timezone_command(db_url):  # noqa: F811
+    hotdesk(db_url, "device", "add", "--mac", "00:15:65:00:00:0a", "--vendor", "cisco",
+            "--extension", "8010", "--sip-password", "CiIdle10", "--transport", "tls")
+    out = hotdesk(db_url, "provision", "timezone", "America/New_York").stdout
+    assert "time zone America/New_York; 1 phone(s) re-provisioned" in out
+    check = hotdesk(db_url, "provision", "check", "00:15:65:00:00:0a").stdout
+    assert "Clock: America/New_York" in check and "Transport TLS" in check
+    assert ":5061" in check
+    bad = hotdesk(db_url, "provision", "timezone", "Mars/Base", check=False)
+    assert bad.returncode == 1 and "not an IANA name" in bad.stderr

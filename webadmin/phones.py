@@ -32,7 +32,8 @@ def spec_from_form(form, keep_password: str = "") -> DeviceSpec:  # type: ignore
                       vendor=form.get("vendor", "yealink"), model=form.get("model", ""),
                       name=form.get("name", ""), method=method,
                       network=form.get("network", "lan"), sbc=form.get("sbc", ""),
-                      rps=method == "rps" or form.get("rps") == "on")
+                      rps=method == "rps" or form.get("rps") == "on",
+                      transport=form.get("transport", ""))
 
 
 def _form_context(form, device: Device | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -104,6 +105,7 @@ def edit(device_id: int) -> Response | str:
         form = {"mac": device.mac, "extension": device.idle_extension, "vendor": device.vendor,
                 "model": device.model, "name": device.display_name, "method": device.method,
                 "network": device.network, "sbc": device.sbc_address,
+                "transport": device.sip_transport,
                 "rps": "on" if device.rps_enabled else ""}
         return render_template("phone_form.html", **_form_context(form, device))
     rt = runtime()

@@ -175,9 +175,13 @@ def fanvil_zone_name(minutes: int) -> str:
 
 
 def sip_server(value: str, transport: str) -> tuple[str, int]:
-    """Host and port of a SIP server for ``transport``: an explicit port is kept, else
-    5061 for TLS and 5060 otherwise (RFC 3261, section 19.1.2)."""
-    host, port = split_hostport(value, 5061 if transport == "tls" else 5060)
+    """Host and port of a SIP server for ``transport``: 5060 by default, 5061 for TLS
+    (RFC 3261, section 19.1.2). Over TLS a port of 5060 (the shipped registrar default,
+    or a value written for UDP) is taken as that default and becomes 5061; any other
+    explicit port is kept."""
+    host, port = split_hostport(value, 5060)
+    if transport == "tls" and port == 5060:
+        port = 5061
     return host, port
 
 
