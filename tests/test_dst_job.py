@@ -56,7 +56,7 @@ def test_dst_change_bumps_and_notifies_fixed_offset_phones_once(runtime):
 
 def test_zone_change_by_login_is_not_a_dst_change(runtime):
     config = berlin(runtime)
-    desk = make_device(runtime, mac="00:15:65:00:0a:03", extension="8203", vendor="cisco")
+    desk = make_device(runtime, mac="00:04:13:00:0a:03", extension="8203", vendor="snom")
     add_user(runtime.db, default_tenant(), "101", name="Alice", pin="1234",
              sip_password="pw", hotdesk=True)
     User.update(timezone="America/New_York").where(User.extension == "101").execute()
@@ -67,7 +67,7 @@ def test_zone_change_by_login_is_not_a_dst_change(runtime):
     assert dst_resync(runtime.db, config, BEFORE) == 0
     assert OutboxNotify.select().where(OutboxNotify.device == desk.id).count() == queued
     # the user's zone, not the tenant's: New York is on EDT (UTC-4) on 29 March
-    assert '<Time_Zone ua="na">GMT-04:00</Time_Zone>' in render_at(
+    assert '<utc_offset perm="R">-14400</utc_offset>' in render_at(
         config, Device.get_by_id(desk.id), BEFORE)
 
 

@@ -109,10 +109,13 @@ def read_cisco(files: dict[str, str]) -> Read:
         if fn:
             keys.append((fn["nme"], fn["ext"].removesuffix("@$PROXY")))
     assert flat["Auth_Resync-Reboot_1_"] == "No" and flat["Resync_From_SIP"] == "Yes"
+    clock = flat["Time_Zone"]
+    if flat["Daylight_Saving_Time_Enable"] == "Yes":
+        clock += " " + flat["Daylight_Saving_Time_Rule"]
     return Read(host, port, _tr("cisco", flat["SIP_Transport_1_"]), flat["User_ID_1_"],
                 flat["Auth_ID_1_"], flat["Password_1_"],
                 flat["Outbound_Proxy_1_"] if flat["Use_Outbound_Proxy_1_"] == "Yes" else "",
-                flat["Station_Display_Name"], keys, flat["Time_Zone"],
+                flat["Station_Display_Name"], keys, clock,
                 flat["Daylight_Saving_Time_Enable"] == "No",
                 flat["Profile_Rule"].removesuffix("$MA.xml"))
 
@@ -142,11 +145,14 @@ def read_snom(files: dict[str, str]) -> Read:
     root = ET.fromstring(next(iter(files.values())))
     ps = {el.tag: el.text or "" for el in root.find("phone-settings")}
     host, _, port = ps["user_host"].rpartition(":")
+    outbound, _, transport = ps["user_outbound"].partition(";transport=")
+    if outbound == ps["user_host"]:  # the registrar itself: only there for the transport
+        outbound = ""
     keys = [(fk.get("label", ""), (fk.text or "").split(" ", 1)[1].strip("<>"))
             for fk in root.find("functionKeys") if fk.text not in ("none", "line")]
     keys = [(label, re.sub(r"^sip:|@.*$", "", value)) for label, value in keys]
-    return Read(host, port, None, ps["user_name"], ps["user_pname"], ps["user_pass"],
-                ps["user_outbound"], ps["user_idle_text"], keys, ps["utc_offset"], False,
+    return Read(host, port, transport or "udp", ps["user_name"], ps["user_pname"],
+                ps["user_pass"], outbound, ps["user_idle_text"], keys, ps["utc_offset"], False,
                 re.sub(r"//[^@/]*@", "//", ps["setting_server"]).removesuffix("{mac}.xml"))
 
 
@@ -184,7 +190,7 @@ FAMILIES = [(v.key, f.key, f.models[0]) for v in VENDORS.values() for f in v.fam
 # (last Sunday of March 02:00 to last Sunday of October 03:00, one hour), Grandstream its
 # POSIX rule, the others today's offset.
 CLOCK = {"yealink": "+1 3/5/7/2 10/5/7/3 60", "polycom": "3600 3/1/1/1/2 10/1/1/1/3",
-         "cisco": "GMT+01:00", "snom": "3600",
+         "cisco": "GMT+01:00 start=3/-1/7/2;end=10/-1/7/3;save=1", "snom": "3600",
          "fanvil": "4", "grandstream": "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00"}
 
 
@@ -268,20 +274,26 @@ def test_http_credentials_reach_the_phone(runtime, vendor):
     assert (desk.prov_token in text.replace(f"/{desk.prov_token}/", "")) is expect_creds
 
 
-@pytest.mark.parametrize(("zone", "yealink", "polycom"), [
-    # 30-minute DST: Yealink takes the amount, Poly only whole hours -> fixed offset
-    ("Australia/Lord_Howe", "+10:30 10/1/7/2 4/1/7/2 30", "39600"),
-    # negative DST (Irish "winter time"): neither takes it -> fixed offset
-    ("Europe/Dublin", "+0", "0"),
-    ("Asia/Kolkata", "+5:30", "19800"),
+@pytest.mark.parametrize(("zone", "yealink", "polycom", "cisco"), [
+    # 30-minute DST: Yealink and Cisco take the amount, Poly only whole hours -> offset
+    ("Australia/Lord_Howe", "+10:30 10/1/7/2 4/1/7/2 30", "39600",
+     "GMT+10:30 start=10/1/7/2;end=4/1/7/2;save=0:30"),
+    # negative DST (Irish "winter time"): none takes it -> today's offset
+    ("Europe/Dublin", "+0", "0", "GMT+00:00"),
+    ("Asia/Kolkata", "+5:30", "19800", "GMT+05:30"),
+    # second Sunday of March / first Sunday of November
+    ("America/New_York", "-5 3/2/7/2 11/1/7/2 60", "-18000 3/8/1/0/2 11/1/1/0/2",
+     "GMT-05:00 start=3/8/7/2;end=11/1/7/2;save=1"),
 ])
-def test_zones_a_phone_cannot_follow_fall_back_to_the_offset(runtime, zone, yealink, polycom):
+def test_zones_a_phone_cannot_follow_fall_back_to_the_offset(runtime, zone, yealink, polycom,
+                                                              cisco):
     config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
         runtime.config.provisioning, timezone=zone))
     env = make_environment(config)
     got = {}
-    for vendor, mac in (("yealink", "00:15:65:00:09:03"), ("polycom", "00:04:f2:00:09:04")):
+    for vendor, mac in (("yealink", "00:15:65:00:09:03"), ("polycom", "00:04:f2:00:09:04"),
+                        ("cisco", "00:1e:f7:00:09:05")):
         desk = make_device(runtime, mac=mac, extension=mac[-2:] + "00", vendor=vendor)
         profile = profile_for(Device.get_by_id(desk.id), config, now=WINTER)
         got[vendor] = READERS[vendor](render_profile(env, get_vendor(vendor), profile)).clock
-    assert got == {"yealink": yealink, "polycom": polycom}
+    assert got == {"yealink": yealink, "polycom": polycom, "cisco": cisco}

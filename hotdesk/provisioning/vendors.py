@@ -182,6 +182,8 @@ VENDORS: dict[str, Vendor] = {
             ConfigFile("spa{mac}.xml", "cisco/mpp.xml.j2", "application/xml"),
         ),
         notify_event="resync",
+        # Daylight_Saving_Time_Rule start=m/d/w/h;end=...;save=...
+        dst="rule",
         families=(Family("mpp", "Cisco MPP 68xx/78xx/88xx", (
             "6821", "6841", "6851", "6861", "6871", "7811", "7821", "7841", "7861", "8811",
             "8841", "8845", "8851", "8861", "8865")),),
@@ -217,7 +219,7 @@ VENDORS: dict[str, Vendor] = {
         notify_event="check-sync;reboot=false",
         families=(Family("d", "Snom D series", (
             "D120", "D140", "D150", "D315", "D335", "D385", "D713", "D717", "D735", "D785",
-            "D812", "D815", "D862", "D865"), keys=10, sets_transport=False),),
+            "D812", "D815", "D862", "D865"), keys=10),),
     ),
     "fanvil": Vendor(
         key="fanvil",
