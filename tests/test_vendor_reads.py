@@ -24,7 +24,7 @@ from tests.conftest import make_device
 TRANSPORT = {"yealink": {"0": "udp", "1": "tcp", "2": "tls"},
              "polycom": {"UDPOnly": "udp", "TCPOnly": "tcp", "TLS": "tls"},
              "cisco": {"UDP": "udp", "TCP": "tcp", "TLS": "tls"},
-             "grandstream": {"UDP": "udp", "TCP": "tcp", "TlsOrTcp": "tls"},
+             "grandstream": {"0": "udp", "1": "tcp", "2": "tls"},
              "fanvil": {"0": "udp", "1": "tcp", "3": "tls"}}
 
 
@@ -34,7 +34,7 @@ class Read:
 
     server: str
     port: str
-    transport: str | None  # None: the file does not set it
+    transport: str
     user: str
     auth_user: str
     password: str
@@ -46,8 +46,8 @@ class Read:
     url: str = ""  # where the phone fetches next
 
 
-def _tr(vendor: str, value: str | None) -> str | None:
-    return None if value is None else TRANSPORT[vendor][value]
+def _tr(vendor: str, value: str) -> str:
+    return TRANSPORT[vendor][value]
 
 
 def read_yealink(files: dict[str, str]) -> Read:
@@ -123,22 +123,18 @@ def read_cisco(files: dict[str, str]) -> Read:
 def read_grandstream(files: dict[str, str]) -> Read:
     config = ET.fromstring(next(iter(files.values()))).find("config")
     assert config is not None
-    if config.get("version") == "2":
-        it = {el.get("name"): el.text or "" for el in config.iter("item")}
-        host, _, port = it["account.1.sip.server.1.address"].rpartition(":")
-        keys = [(it[f"pks.vpk.{n}.description"], it[f"pks.vpk.{n}.value"])
-                for n in range(1, 11) if it[f"pks.vpk.{n}.keyMode"] != "None"]
-        return Read(host, port, _tr("grandstream", it["account.1.sip.transport"]),
-                    it["account.1.sip.userid"], it["account.1.sip.subscriber.userid"],
-                    it["account.1.sip.subscriber.password"],
-                    it["account.1.sip.outboundProxy.1.address"], it["account.1.name"], keys,
-                    it["dateTime.timezone"], False, "")
     p = {el.tag: el.text or "" for el in config}
     host, _, port = p["P47"].rpartition(":")
-    keys = [(p[f"P{299 + 3 * n}"], p[f"P{300 + 3 * n}"]) for n in range(1, 8)
-            if p[f"P{299 + 3 * n}"] or p[f"P{300 + 3 * n}"]]
-    return Read(host, port, None, p["P35"], p["P36"], p["P34"], p["P48"], p["P270"], keys,
-                p["P64"], False, {"1": "http://", "2": "https://"}[p["P212"]] + p["P237"])
+    if "P23800" in p:  # virtual multi-purpose keys
+        keys = [(p[f"P{23802 + 4 * n}"], p[f"P{23803 + 4 * n}"]) for n in range(10)
+                if p[f"P{23800 + 4 * n}"] != "-1"]
+    else:
+        keys = [(p[f"P{299 + 3 * n}"], p[f"P{300 + 3 * n}"]) for n in range(1, 8)
+                if p[f"P{299 + 3 * n}"] or p[f"P{300 + 3 * n}"]]
+    assert (p["P64"], p["P143"], p["P145"], p["P4428"]) == ("customize", "0", "0", "1")
+    return Read(host, port, _tr("grandstream", p["P130"]), p["P35"], p["P36"], p["P34"],
+                p["P48"], p["P270"], keys, p["P246"], False,
+                {"1": "http://", "2": "https://"}[p["P212"]] + p["P237"])
 
 
 def read_snom(files: dict[str, str]) -> Read:
@@ -228,10 +224,7 @@ def test_phone_reads_idle_login_logout(runtime, vendor, family, model, transport
 
     def check_common(r: Read) -> None:
         assert (r.server, r.port) == ("pbx.example.com", port)
-        if fam.family.sets_transport:
-            assert r.transport == transport
-        else:
-            assert r.transport is None
+        assert r.transport == transport
         if network == "sbc":
             assert r.proxy == f"sbc.example.net:{port}"
         elif vendor != "fanvil":  # Fanvil's proxy field defaults to the registrar
@@ -239,8 +232,7 @@ def test_phone_reads_idle_login_logout(runtime, vendor, family, model, transport
         assert r.clock == CLOCK[vendor]
         if vendor != "snom":  # no Snom parameter to switch its DST off was found
             assert r.dst_off is not clock.follows(VENDORS[vendor].dst, "Europe/Berlin")
-        if not (vendor == "grandstream" and family == "vpk"):
-            assert r.url == token_url
+        assert r.url == token_url
 
     idle = read()
     check_common(idle)
@@ -262,16 +254,19 @@ def test_phone_reads_idle_login_logout(runtime, vendor, family, model, transport
 
 @pytest.mark.parametrize("vendor", sorted(VENDORS))
 def test_http_credentials_reach_the_phone(runtime, vendor):
-    """With [provisioning] auth on, the URL written back carries what the server asks for."""
-    config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
-        runtime.config.provisioning, auth="digest"))
+    """With [provisioning] auth on, the config carries the user and password the server
+    asks for (auth_username and the token); with auth off, the token is only in the URL."""
     desk = make_device(runtime, mac="00:15:65:00:09:02", extension="8102", vendor=vendor)
     device = Device.get_by_id(desk.id)
-    files = render_profile(make_environment(config), get_vendor(vendor),
-                           profile_for(device, config))
-    text = "".join(files.values())
-    expect_creds = vendor in {"yealink", "polycom", "cisco", "snom"}
-    assert (desk.prov_token in text.replace(f"/{desk.prov_token}/", "")) is expect_creds
+    for auth in ("none", "digest"):
+        config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
+            runtime.config.provisioning, auth=auth, auth_username="desk-phones"))
+        files = render_profile(make_environment(config), get_vendor(vendor),
+                               profile_for(device, config))
+        body = "".join(f.split("-->", 1)[-1] for f in files.values())  # past the header
+        outside_url = body.replace(f"/{desk.prov_token}/", "")
+        assert (desk.prov_token in outside_url) is (auth == "digest")
+        assert ("desk-phones" in body) is (auth == "digest")
 
 
 @pytest.mark.parametrize(("zone", "yealink", "polycom", "cisco"), [
@@ -297,3 +292,28 @@ def test_zones_a_phone_cannot_follow_fall_back_to_the_offset(runtime, zone, yeal
         profile = profile_for(Device.get_by_id(desk.id), config, now=WINTER)
         got[vendor] = READERS[vendor](render_profile(env, get_vendor(vendor), profile)).clock
     assert got == {"yealink": yealink, "polycom": polycom, "cisco": cisco}
+
+
+SRTP_REQUIRED = {  # how each vendor's file says "SRTP required", read its own way
+    "yealink": lambda t: "account.1.srtp_encryption = 2" in t.splitlines(),
+    "polycom": lambda t: 'sec.srtp.enable="1"' in t and 'sec.srtp.require="1"' in t,
+    "grandstream": lambda t: ET.fromstring(t).findtext("config/P183") == "2",
+    "snom": lambda t: (ET.fromstring(t).findtext("phone-settings/user_srtp"),
+                       ET.fromstring(t).findtext("phone-settings/user_savp"))
+    == ("on", "mandatory"),
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_srtp_option(runtime, vendor):
+    desk = make_device(runtime, mac="00:15:65:00:09:06", extension="8906", vendor=vendor)
+    for srtp in ("off", "required"):
+        config = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
+            runtime.config.provisioning, srtp=srtp))
+        profile = profile_for(Device.get_by_id(desk.id), config)
+        files = render_profile(make_environment(config), get_vendor(vendor), profile)
+        text = "".join(v for k, v in files.items() if vendor != "polycom" or "-" in k)
+        if vendor in SRTP_REQUIRED:
+            assert SRTP_REQUIRED[vendor](text) is (srtp == "required")
+        else:  # Cisco and Fanvil: no parameter name found, nothing is written
+            assert "srtp" not in text.lower().replace("no srtp", "").split("-->")[-1]

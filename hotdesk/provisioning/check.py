@@ -37,11 +37,9 @@ def describe(device: Device, config: Config) -> list[str]:
         + (f" through the SBC {p.outbound_proxy_host}:{p.outbound_proxy_port}"
            if p.outbound_proxy_host else "") + ".",
     ]
-    if match.family.sets_transport:
-        lines.append(f"Transport {p.transport.upper()}; SRTP {p.srtp}.")
-    else:
-        lines.append(f"Transport: this config cannot set it; the phone keeps its own (UDP "
-                     f"unless changed on the phone). Wanted: {p.transport.upper()}.")
+    lines.append(f"Transport {p.transport.upper()}; SRTP {p.srtp}"
+                 + (" (not set for Cisco: no parameter found)" if vendor.key == "cisco"
+                    and p.srtp != "off" else "") + ".")
     if p.follows_dst and p.dst is not None and not p.dst.has_dst:
         lines.append(f"Clock: {p.timezone}, UTC{offset_text(p.utc_offset_minutes)}; the "
                      "zone has no DST and the phone's own DST is off.")

@@ -52,9 +52,6 @@ class Family:
     models: tuple[str, ...]
     overrides: tuple[tuple[str, str], ...] = ()
     keys: int = 9
-    # False: no parameter for the SIP transport was found in a source, so the config
-    # cannot move the phone off its own setting (UDP by default).
-    sets_transport: bool = True
 
     def template(self, default: str) -> str:
         return dict(self.overrides).get(default, default)
@@ -194,18 +191,18 @@ VENDORS: dict[str, Vendor] = {
         files=(ConfigFile("cfg{mac}.xml", "grandstream/cfg.xml.j2", "application/xml"),),
         notify_event="check-sync",
         families=(
-            # P-value file; multi-purpose keys P323-P329 (models with physical MPKs).
-            Family("p-mpk", "Grandstream P-values, multi-purpose keys",
+            # Keys in the multi-purpose key block P323-P329 (models with physical MPKs).
+            Family("p-mpk", "Grandstream multi-purpose keys",
                    ("GXP1610", "GXP1625", "GXP1630", "GXP2160", "GRP2614", "GRP2616"),
-                   keys=7, sets_transport=False),
-            # Keypad-less models: virtual multi-purpose keys on the screen, set through
-            # the named-item file (config version 2, pks.vpk.N).
-            Family("vpk", "Grandstream named items, virtual multi-purpose keys",
-                   ("GRP2612", "GRP2613", "GRP2615", "GXP2135", "GXP2140", "GXP2170"),
-                   overrides=(("grandstream/cfg.xml.j2", "grandstream/vpk.xml.j2"),),
+                   keys=7),
+            # Keypad-less models: the keys go to virtual multi-purpose keys on the screen
+            # (P23800 + 4n, as in Grandstream's GXP17xx configuration template).
+            Family("vpk", "Grandstream virtual multi-purpose keys",
+                   ("GRP2612", "GRP2613", "GRP2615", "GXP2135", "GXP2140", "GXP2170",
+                    "GXP1760", "GXP1780", "GXP1782"),
                    keys=10),
         ),
-        # The time zone goes as a POSIX TZ rule (P64 / dateTime.timezone).
+        # The time zone goes as a POSIX TZ rule (P64 customize + P246).
         dst="posix",
     ),
     "snom": Vendor(
