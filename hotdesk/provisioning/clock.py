@@ -10,6 +10,7 @@ phones from the offset their config last carried (``Device.clock_state``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import zoneinfo
@@ -54,8 +55,12 @@ def utc_offset_minutes(tz_name: str, now: datetime | None = None) -> int:
     return int(offset.total_seconds() // 60) if offset else 0
 
 
+@functools.lru_cache(maxsize=1024)
 def _tzif_footer(tz_name: str) -> str:
-    """The POSIX TZ string at the end of the zone's TZif file (RFC 8536, section 3.3)."""
+    """The POSIX TZ string at the end of the zone's TZif file (RFC 8536, section 3.3).
+
+    Cached: every render and every worker tick asks, and the file changes only with a
+    tzdata upgrade (a restart picks that up)."""
     for root in zoneinfo.TZPATH:
         path = Path(root) / tz_name
         try:
