@@ -118,6 +118,24 @@ def test_settings_validation_and_save(root_client):
         "deny", 480, "19:30")
 
 
+def test_settings_tenant_time_zone(root_client, desk):
+    token = csrf_token(root_client, "/settings")
+    before = desk.config_version
+    bad = root_client.post("/settings", data={"csrf_token": token, "multiple_login": "deny",
+                                              "timezone": "Mars/Base"})
+    assert bad.status_code == 400 and "not an IANA name" in bad.get_data(as_text=True)
+    tenant = Tenant.get(Tenant.is_default == True)  # noqa: E712
+    assert (tenant.timezone, tenant.multiple_login) == ("", "")  # nothing half-written
+    ok = root_client.post("/settings", data={"csrf_token": token,
+                                             "timezone": "Europe/Berlin"})
+    assert ok.status_code == 302
+    assert Tenant.get_by_id(tenant.id).timezone == "Europe/Berlin"
+    assert desk.__class__.get_by_id(desk.id).config_version == before + 1
+    assert OutboxNotify.select().where(OutboxNotify.device == desk.id).exists()
+    page = root_client.get("/settings").get_data(as_text=True)
+    assert 'value="Europe/Berlin"' in page
+
+
 def test_sign_in_rate_limited_per_username(app, sysadmin):
     client = app.test_client()
     for _ in range(5):
