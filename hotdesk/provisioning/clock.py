@@ -89,6 +89,7 @@ def _shift_hours(offset: str, hours: int) -> str:
     return ("-" if total < 0 else "") + (f"{hh}:{mm:02d}" if mm else f"{hh}")
 
 
+@functools.lru_cache(maxsize=1024)
 def posix_rule(tz_name: str) -> str:
     """The zone's POSIX TZ rule with every field spelled out, e.g.
     ``CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00`` for Europe/Berlin; ``""`` when the
@@ -150,6 +151,7 @@ def _change(rule: str, time: str | None) -> Change | None:
     return Change(int(m[1]), int(m[2]), int(m[3]), hour)
 
 
+@functools.lru_cache(maxsize=1024)
 def dst_rule(tz_name: str) -> DstRule | None:
     """The zone's rule as month/week/weekday/hour changes, or None when its POSIX rule
     uses a form desk phones cannot take (Julian days, minutes, hours beyond 0-23)."""

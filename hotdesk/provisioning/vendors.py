@@ -10,6 +10,7 @@ not by the name the phone asks for: a Poly ``.cfg`` file is XML.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -78,6 +79,19 @@ def _norm_model(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", model).upper()
 
 
+@functools.lru_cache(maxsize=4096)
+def _find_family(families: tuple[Family, ...], model: str) -> tuple[Family, bool]:
+    """Cached: every render asks, and a fleet has few distinct model strings."""
+    norm = _norm_model(model)
+    best: tuple[int, Family] | None = None
+    for fam in families:
+        for name in fam.models:
+            n = _norm_model(name)
+            if norm and n in norm and (best is None or len(n) > best[0]):
+                best = (len(n), fam)
+    return (families[0], False) if best is None else (best[1], True)
+
+
 @dataclass(frozen=True)
 class Vendor:
     key: str
@@ -102,16 +116,8 @@ class Vendor:
     def family_for(self, model: str) -> FamilyMatch:
         """The family of ``model``: the longest listed model name it contains, so
         "SIP-T46U", "CP-8841-3PCC" and "X4U-Pro" find T46U, 8841 and X4U."""
-        norm = _norm_model(model)
-        best: tuple[int, Family] | None = None
-        for fam in self.families:
-            for name in fam.models:
-                n = _norm_model(name)
-                if norm and n in norm and (best is None or len(n) > best[0]):
-                    best = (len(n), fam)
-        if best is None:
-            return FamilyMatch(self.families[0], False, model)
-        return FamilyMatch(best[1], True, model)
+        family, known = _find_family(self.families, model)
+        return FamilyMatch(family, known, model)
 
     def filenames(self, mac: str, model: str = "") -> dict[str, ConfigFile]:
         """File name the phone requests -> its spec (template chosen by model family)."""
