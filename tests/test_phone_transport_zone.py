@@ -9,6 +9,7 @@ from hotdesk.admin import zones
 from hotdesk.admin.inventory import DeviceSpec, InventoryError, default_tenant, update_device
 from hotdesk.calls.service import CallContext
 from hotdesk.provisioning.render import profile_for
+from hotdesk.settings import ConfigError, load_config
 from hotdesk.store.models import Device, OutboxNotify, Tenant
 from tests.conftest import make_device
 
@@ -54,3 +55,20 @@ def test_unknown_zone_is_refused(runtime, alice):
     with pytest.raises(InventoryError, match="not an IANA name"):
         zones.set_tenant_timezone(runtime.db, runtime.service, default_tenant(), "Mars/Base")
     assert Tenant.get_by_id(default_tenant().id).timezone == ""
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("TRANSPORT", "sctp", "transport"),
+    ("SRTP", "sometimes", "srtp"),
+    ("TIMEZONE", "Mars/Base", "timezone"),
+    ("RESYNC_MINUTES", "-5", "resync_minutes"),
+])
+def test_bad_provisioning_settings_are_refused(key, value, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(environ={f"HOTDESK_PROVISIONING_{key}": value})
+
+
+def test_provisioning_defaults_keep_existing_behaviour():
+    prov = load_config(environ={}).provisioning
+    assert (prov.transport, prov.srtp, prov.timezone) == ("udp", "off", "UTC")
+    assert prov.resync_minutes == 360  # new on purpose: phones poll again on their own
