@@ -67,6 +67,11 @@ def test_check_says_what_the_phone_will_do(db_url):  # noqa: F811
     sn = hotdesk(db_url, "provision", "check", "000413000009").stdout
     assert "re-provisions it at each DST change" in sn
     assert "Transport UDP; SRTP off." in sn
+    assert "its own DST rule may still apply" in sn
+    hotdesk(db_url, "device", "add", "--mac", "00:a8:59:00:00:0c", "--vendor", "fanvil",
+            "--model", "X3S", "--extension", "8012", "--sip-password", "FvIdle12")
+    fv = hotdesk(db_url, "provision", "check", "00a85900000c").stdout
+    assert "<VOIP_CONFIG_FILE>" in fv and "at boot only" in fv
 
 
 def test_timezone_command(db_url):  # noqa: F811

@@ -37,9 +37,9 @@ def describe(device: Device, config: Config) -> list[str]:
         + (f" through the SBC {p.outbound_proxy_host}:{p.outbound_proxy_port}"
            if p.outbound_proxy_host else "") + ".",
     ]
+    not_set = " (not set: no parameter known for this vendor)"
     lines.append(f"Transport {p.transport.upper()}; SRTP {p.srtp}"
-                 + (" (not set for Cisco: no parameter found)" if vendor.key == "cisco"
-                    and p.srtp != "off" else "") + ".")
+                 + (not_set if "srtp" in vendor.unsupported and p.srtp != "off" else "") + ".")
     if p.follows_dst and p.dst is not None and not p.dst.has_dst:
         lines.append(f"Clock: {p.timezone}, UTC{offset_text(p.utc_offset_minutes)}; the "
                      "zone has no DST and the phone's own DST is off.")
@@ -47,12 +47,16 @@ def describe(device: Device, config: Config) -> list[str]:
         rule = p.posix_tz or _rule_text(p)
         lines.append(f"Clock: {p.timezone}, {rule} (the phone follows DST itself).")
     else:
+        own = ("its own DST rule may still apply (no parameter known to switch it off)"
+               if "dst_off" in vendor.unsupported else "the phone's own DST off")
         lines.append(f"Clock: {p.timezone}, today UTC{offset_text(p.utc_offset_minutes)} "
-                     "with the phone's own DST off; hotdesk re-provisions it at each DST "
-                     "change.")
+                     f"with {own}; hotdesk re-provisions it at each DST change.")
     keys = ", ".join(f"{k['label'] or '(no label)'} -> {k['value']}" for k in p.keys)
     lines.append(f"Keys: {keys or 'none'}; every other key slot is cleared.")
-    if p.resync_seconds:
+    if "resync" in vendor.unsupported:
+        lines.append(f"Fetches {p.provisioning_url} on check-sync and at boot only (no "
+                     "periodic re-sync parameter known for this vendor).")
+    elif p.resync_seconds:
         lines.append(f"Fetches {p.provisioning_url} on check-sync and about every "
                      f"{_duration(p.resync_seconds)} on its own.")
     else:

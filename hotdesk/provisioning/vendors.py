@@ -108,6 +108,9 @@ class Vendor:
     # its zone, the config carries today's offset with the phone's DST off, and the worker
     # re-provisions it at each DST change (hotdesk.provisioning.dst).
     dst: str = ""
+    # What its templates cannot set, for lack of a parameter name in any source:
+    # "srtp", "resync" (periodic re-fetch), "dst_off" (switching the phone's own DST off).
+    unsupported: frozenset[str] = frozenset()
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -187,6 +190,7 @@ VENDORS: dict[str, Vendor] = {
         notify_event="resync",
         # Daylight_Saving_Time_Rule start=m/d/w/h;end=...;save=...
         dst="rule",
+        unsupported=frozenset({"srtp"}),
         families=(Family("mpp", "Cisco MPP 68xx/78xx/88xx", (
             "6821", "6841", "6851", "6861", "6871", "7811", "7821", "7841", "7861", "8811",
             "8841", "8845", "8851", "8861", "8865")),),
@@ -212,6 +216,7 @@ VENDORS: dict[str, Vendor] = {
         dst="posix",
     ),
     "snom": Vendor(
+        unsupported=frozenset({"dst_off"}),
         key="snom",
         label="Snom D series",
         files=(
@@ -225,6 +230,7 @@ VENDORS: dict[str, Vendor] = {
             "D812", "D815", "D862", "D865"), keys=10),),
     ),
     "fanvil": Vendor(
+        unsupported=frozenset({"srtp", "resync"}),
         key="fanvil",
         label="Fanvil X series",
         files=(ConfigFile("{mac}.cfg", "fanvil/mac.xml.j2", "application/xml"),),
