@@ -6,13 +6,27 @@ import dataclasses
 import time
 
 from hotdesk.calls.service import CallContext
-from hotdesk.store.models import AuditEvent, OutboxNotify, Session, Tenant, User
+from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session, Tenant, User
 from tests.web.conftest import PASSWORD, csrf_token, sign_in
 from webadmin.app import create_app
 from webadmin.secret import load_secret_key
 
 PHONE = {"mac": "00 15 65 AA BB CC", "name": "Desk 7", "method": "pnp", "network": "lan",
          "extension": "8077", "sip_password": "idle-77", "vendor": "yealink", "model": "T54W"}
+
+
+def test_phone_form_sets_the_phones_transport(root_client):
+    token = csrf_token(root_client, "/phones/new")
+    data = dict(PHONE, network="sbc", sbc="sbc.example.net", transport="tls", csrf_token=token)
+    assert root_client.post("/phones/new", data=data).status_code == 302
+    device = Device.get(Device.mac == "001565aabbcc")
+    assert device.sip_transport == "tls"
+    edit = root_client.get(f"/phones/{device.id}/edit").get_data(as_text=True)
+    assert '<option value="tls" selected>' in edit
+    bad = dict(data, mac="00:15:65:aa:bb:cd", extension="8078", transport="sctp")
+    response = root_client.post("/phones/new", data=bad)
+    assert response.status_code == 400 and "transport must be udp, tcp or tls" in \
+        response.get_data(as_text=True)
 
 
 def test_post_without_csrf_token_is_refused(root_client):
