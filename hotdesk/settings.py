@@ -125,6 +125,13 @@ class ProvisioningConfig:
     # processes (0 = one per CPU). Point base_url at it to use it.
     listen: str = "127.0.0.1:8081"
     workers: int = 0
+    # SIP transport phones register with: udp | tcp | tls (a phone's own transport wins).
+    transport: str = "udp"
+    # Media encryption the configs ask for: off | optional | required.
+    srtp: str = "off"
+    # Phones re-fetch their config on their own about this often (each phone a little
+    # earlier or later, so a fleet does not poll at once); 0 = only on check-sync.
+    resync_minutes: int = 360
 
 
 @dataclass(frozen=True)
@@ -440,6 +447,8 @@ def _validate(config: Config) -> None:
                                        {"auto_logout", "deny", "allow"}),
         ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),
         ("provisioning", "auth"): (config.provisioning.auth, {"none", "basic", "digest"}),
+        ("provisioning", "transport"): (config.provisioning.transport, {"udp", "tcp", "tls"}),
+        ("provisioning", "srtp"): (config.provisioning.srtp, {"off", "optional", "required"}),
     }
     for (section, key), (value, allowed) in choices.items():
         if value not in allowed:
@@ -470,16 +479,27 @@ def _validate(config: Config) -> None:
         except ConfigError as exc:
             raise ConfigError(f"[metrics] listen: {exc}") from None
     _validate_daily_logout(config.policy)
+    _validate_provisioning_zone(config.provisioning)
 
 
-def _validate_daily_logout(policy: PolicyConfig) -> None:
+def _require_zone(section: str, name: str) -> None:
     import zoneinfo
 
     try:
-        zoneinfo.ZoneInfo(policy.timezone)
+        zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"[policy] timezone = {policy.timezone!r} is not a known "
+        raise ConfigError(f"[{section}] timezone = {name!r} is not a known "
                           "time zone (e.g. UTC, Europe/Berlin)") from None
+
+
+def _validate_provisioning_zone(prov: ProvisioningConfig) -> None:
+    _require_zone("provisioning", prov.timezone)
+    if prov.resync_minutes < 0:
+        raise ConfigError("[provisioning] resync_minutes must be 0 (off) or more")
+
+
+def _validate_daily_logout(policy: PolicyConfig) -> None:
+    _require_zone("policy", policy.timezone)
     if policy.daily_logout_time and parse_hhmm(policy.daily_logout_time) is None:
         raise ConfigError(f"[policy] daily_logout_time = {policy.daily_logout_time!r} "
                           "must be HH:MM")

@@ -103,7 +103,7 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     spec = DeviceSpec(mac=args.mac, extension=args.extension, sip_password=args.sip_password,
                       vendor=args.vendor, model=args.model or "", name=args.name or "",
                       method=args.method, network=args.network, sbc=args.sbc or "",
-                      rps=args.method == "rps")
+                      rps=args.method == "rps", transport=args.transport or "")
     spec = idle_accounts.prepare(spec, args.cfg)
     if not spec.sip_password:
         return _fail(idle_accounts.missing_password_hint(args.cfg))
@@ -268,6 +268,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=["pnp", "rps"], default="pnp")
     p.add_argument("--network", choices=["lan", "sbc"], default="lan")
     p.add_argument("--sbc", help="SBC address HOST:PORT (with --network sbc)")
+    p.add_argument("--transport", choices=["udp", "tcp", "tls"],
+                   help="SIP transport of this phone (default: [provisioning] transport)")
     p.add_argument("--tenant")
     p.set_defaults(handler=guarded(cmd_device_add))
     p = device.add_parser("remove", help="remove a hot-desking phone")

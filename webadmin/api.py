@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import admins, inventory, reports
+from hotdesk.admin import admins, inventory, reports, zones
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
@@ -91,6 +91,7 @@ def phone_json(d: Device, status: reports.PhoneStatus | None = None,
         "id": d.id, "tenant_id": d.tenant_id, "mac": d.mac, "vendor": d.vendor,
         "model": d.model, "name": d.display_name, "extension": d.idle_extension,
         "method": d.method, "network": d.network, "sbc": d.sbc_address, "rps": d.rps_enabled,
+        "transport": d.sip_transport,
         "provisioning_url": device_url(runtime().config, d),
         "config_version": d.config_version, "fetched_version": d.fetched_version,
         "config_state": "fetched" if d.fetched_version >= d.config_version else "pending",
@@ -117,7 +118,7 @@ def user_json(u: User) -> dict[str, Any]:
     return {"id": u.id, "tenant_id": u.tenant_id, "extension": u.extension,
             "name": u.display_name, "sip_username": u.sip_username,
             "hotdesk": u.hotdesk_enabled, "pin_set": bool(u.pin_hash),
-            "language": u.language, "logged_in_on": phones}
+            "language": u.language, "timezone": u.timezone, "logged_in_on": phones}
 
 
 def session_json(s: Session) -> dict[str, Any]:
@@ -165,7 +166,8 @@ def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:
                       name=pick("name", d.display_name if d else ""), method=method,
                       network=pick("network", d.network if d else "lan"),
                       sbc=pick("sbc", d.sbc_address if d else ""),
-                      rps=bool(rps) or method == "rps")
+                      rps=bool(rps) or method == "rps",
+                      transport=pick("transport", d.sip_transport if d else ""))
 
 
 def _conflict_status(exc: InventoryError) -> int:
@@ -269,6 +271,10 @@ def users_update(user_id: int) -> Response:
             sip_password=text(data, "sip_password") or None, hotdesk=flag(data, "hotdesk"),
             pin=text(data, "pin") or None,
             language=text(data, "language") if "language" in data else None, actor=actor())
+        if "timezone" in data:
+            zones.set_user_timezone(runtime().db, runtime().service, user,
+                                    text(data, "timezone"), actor=actor())
+            user = User.get_by_id(user.id)
     except InventoryError as exc:
         return _error(exc)
     return jsonify(user=user_json(user))

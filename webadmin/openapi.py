@@ -60,6 +60,7 @@ PHONE = _obj({
     "model": {"type": S}, "name": {"type": S}, "extension": {"type": S},
     "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
     "sbc": {"type": S}, "rps": {"type": "boolean"}, "provisioning_url": {"type": S},
+    "transport": {"enum": ["", "udp", "tcp", "tls"]},
     "config_version": {"type": "integer"}, "fetched_version": {"type": "integer"},
     "config_state": {"enum": ["fetched", "pending"]}, "last_address": {"type": S},
     "state": {"enum": ["in_use", "idle", "offline"]}, "last_seen": NULLABLE_S,
@@ -76,6 +77,8 @@ PHONE_INPUT = _obj({
     "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
     "sbc": {"type": S, "description": "SBC HOST[:PORT], required with network sbc"},
     "rps": {"type": "boolean", "description": "also write the URL to the vendor's RPS"},
+    "transport": {"enum": ["", "udp", "tcp", "tls"],
+                  "description": "SIP transport of this phone; empty = [provisioning] transport"},
     "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
                   "description": "system administrators only"},
 }, extra=True)
@@ -83,7 +86,7 @@ PHONE_INPUT = _obj({
 USER = _obj({
     "id": {"type": "integer"}, "tenant_id": {"type": "integer"}, "extension": {"type": S},
     "name": {"type": S}, "sip_username": {"type": S}, "hotdesk": {"type": "boolean"},
-    "pin_set": {"type": "boolean"}, "language": {"type": S},
+    "pin_set": {"type": "boolean"}, "language": {"type": S}, "timezone": {"type": S},
     "logged_in_on": {"type": "array", "items": {"type": "integer"}},
 }, required=["id", "extension", "hotdesk", "pin_set", "logged_in_on"])
 
@@ -91,6 +94,7 @@ USER_INPUT = _obj({
     "extension": {"type": S}, "name": {"type": S},
     "pin": {"type": S, "description": "4 to 8 digits; stored hashed"},
     "sip_password": {"type": S}, "hotdesk": {"type": "boolean"}, "language": {"type": S},
+    "timezone": {"type": S, "description": "IANA zone while logged in; empty = the tenant's"},
     "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
 }, extra=True)
 

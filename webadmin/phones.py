@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from hotdesk.admin import inventory, reports
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
-from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.provisioning.vendors import VENDORS, model_warnings
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
 from hotdesk.switch import idle_accounts, registrations
 from webadmin import actions, integrations
@@ -33,7 +33,8 @@ def spec_from_form(form, keep_password: str = "") -> DeviceSpec:  # type: ignore
                       vendor=form.get("vendor", "yealink"), model=form.get("model", ""),
                       name=form.get("name", ""), method=method,
                       network=form.get("network", "lan"), sbc=form.get("sbc", ""),
-                      rps=method == "rps" or form.get("rps") == "on")
+                      rps=method == "rps" or form.get("rps") == "on",
+                      transport=form.get("transport", ""))
 
 
 def _form_context(form, device: Device | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -56,7 +57,8 @@ def index() -> str:
                            registrations=registrations.views(devices), now=utcnow(),
                            offline_minutes=runtime().config.web.offline_after_minutes,
                            url=lambda d: device_url(runtime().config, d),
-                           switch_sync=idle_accounts.state())
+                           switch_sync=idle_accounts.state(),
+                           model_warnings=model_warnings(devices))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -109,6 +111,7 @@ def edit(device_id: int) -> Response | str:
         form = {"mac": device.mac, "extension": device.idle_extension, "vendor": device.vendor,
                 "model": device.model, "name": device.display_name, "method": device.method,
                 "network": device.network, "sbc": device.sbc_address,
+                "transport": device.sip_transport,
                 "rps": "on" if device.rps_enabled else ""}
         return render_template("phone_form.html", **_form_context(form, device))
     rt = runtime()

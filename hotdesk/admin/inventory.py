@@ -45,6 +45,9 @@ class DeviceSpec:
     # The idle account is created on the switch by hotdesk (hotdesk.switch.idle_accounts).
     idle_managed: bool = False
 
+    # SIP transport of this phone (to the registrar, or to its SBC); "" = [provisioning]
+    transport: str = ""
+
 
 def _check_extension(value: str, field: str = "extension") -> str:
     value = (value or "").strip()
@@ -134,13 +137,16 @@ def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
         raise InventoryError("network sbc needs the SBC address as HOST or HOST:PORT")
     if not spec.sip_password:
         raise InventoryError("the idle extension needs a SIP password")
+    transport = (spec.transport or "").strip().lower()
+    if transport not in {"", "udp", "tcp", "tls"}:
+        raise InventoryError("transport must be udp, tcp or tls (empty = the site default)")
     extension = _check_extension(spec.extension)
     return DeviceSpec(mac=mac, extension=extension, sip_password=spec.sip_password,
                       vendor=vendor, model=spec.model.strip(), name=spec.name.strip(),
                       method=spec.method, network=spec.network,
                       sbc=sbc if spec.network == "sbc" else "",
                       sip_username=_check_sip_user(spec.sip_username or extension),
-                      rps=spec.rps, idle_managed=spec.idle_managed)
+                      rps=spec.rps, idle_managed=spec.idle_managed, transport=transport)
 
 
 def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "system",
@@ -165,7 +171,8 @@ def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "sys
                 method=spec.method, network=spec.network, sbc_address=spec.sbc,
                 display_name=spec.name, idle_extension=spec.extension,
                 idle_sip_username=spec.sip_username, idle_sip_password=spec.sip_password,
-                rps_enabled=spec.rps, idle_managed=spec.idle_managed)
+                rps_enabled=spec.rps, idle_managed=spec.idle_managed,
+                sip_transport=spec.transport)
         except IntegrityError:
             raise InventoryError("MAC or extension already registered") from None
         if spec.idle_managed:
@@ -193,6 +200,7 @@ def update_device(db: Database, device: Device, spec: DeviceSpec,
                        network=spec.network, sbc_address=spec.sbc, display_name=spec.name,
                        idle_extension=spec.extension, idle_sip_username=spec.sip_username,
                        idle_sip_password=spec.sip_password, rps_enabled=spec.rps,
+                       sip_transport=spec.transport,
                        config_version=Device.config_version + 1)
          .where(Device.id == device.id).execute())
         audit.record("device_changed", tenant=device.tenant_id, actor=actor, device=device,

@@ -25,6 +25,7 @@ from hotdesk.notify import confirm, reconcile
 from hotdesk.notify.drain import drain_round
 from hotdesk.notify.outbox import NotifySender, worker_id
 from hotdesk.ops import health, metrics
+from hotdesk.provisioning.dst import dst_resync
 from hotdesk.settings import Config, parse_hhmm
 from hotdesk.store.models import Session, Tenant, database_proxy
 
@@ -93,6 +94,8 @@ class TickResult:
     flagged: int = 0
     released: int = 0
     unconfirmed: int = 0
+
+    dst: int = 0
     drained: dict[str, int] = field(default_factory=dict)
     switch: str = ""
 
@@ -100,7 +103,7 @@ class TickResult:
         parts = [f"expired={self.expired}", f"daily_logout={self.daily}",
                  f"requeued={self.requeued}", f"flagged_pending={self.flagged}",
                  f"claims_released={self.released}",
-                 f"registration_requeued={self.unconfirmed}"]
+                 f"registration_requeued={self.unconfirmed}", f"dst_resync={self.dst}"]
         if self.drained:
             parts.append("notify " + ",".join(f"{k}={v}" for k, v in self.drained.items() if v))
         if self.switch:
@@ -121,6 +124,7 @@ def tick(service: HotdeskService, config: Config, sender: NotifySender | None = 
     result.expired = expire_sessions(service)
     result.daily = daily_logout(service, config, now)
     result.released = reconcile.release_expired_claims(now)
+    result.dst = dst_resync(service.db, config, now)
     rec = reconcile.reconcile(config, now or service.clock())
     result.requeued, result.flagged = rec.requeued, rec.flagged
     result.unconfirmed = confirm.check(config, now or service.clock()).requeued
@@ -129,7 +133,8 @@ def tick(service: HotdeskService, config: Config, sender: NotifySender | None = 
     for action, n in (("expired", result.expired), ("daily_logout", result.daily),
                       ("requeued", result.requeued), ("flagged_pending", result.flagged),
                       ("claims_released", result.released),
-                      ("registration_requeued", result.unconfirmed)):
+                      ("registration_requeued", result.unconfirmed),
+                      ("dst_resync", result.dst)):
         if n:
             metrics.WORKER_ACTIONS.labels(action=action).inc(n)
     return result

@@ -192,10 +192,18 @@ def _v5_create_registrations(db: Database) -> None:
     db.create_tables([Registration, RegistrationFailure], safe=True)
 
 
+def _v6_phone_clock_transport(db: Database) -> None:
+    """Time zone per tenant and user, SIP transport per phone, the DST job's last offset."""
+    add_column_if_missing(db, Tenant._meta.table_name, "timezone", CharField(default=""))
+    add_column_if_missing(db, User._meta.table_name, "timezone", CharField(default=""))
+    for column in ("sip_transport", "clock_state"):
+        add_column_if_missing(db, Device._meta.table_name, column, CharField(default=""))
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
-                                                _v5_create_registrations]
+                                                _v5_create_registrations, _v6_phone_clock_transport]
 
 
 def schema_version(db: Database) -> int:

@@ -59,6 +59,8 @@ class Tenant(BaseModel):
     daily_logout_time = CharField(default="")
     # Which PIN callers key: switch | hotdesk; empty = [policy] pin_source.
     pin_source = CharField(default="")
+
+    timezone = CharField(default="")  # IANA name for its phones' clocks; "" = [provisioning]
     created_at = DateTimeField(default=utcnow)
 
 
@@ -77,6 +79,7 @@ class User(BaseModel):
     max_login_minutes = IntegerField(null=True)
     # JSON list of {"type": "blf"|"speeddial"|"line", "value": "...", "label": "..."}
     keys_json = TextField(default="[]")
+    timezone = CharField(default="")  # IANA name while logged in; "" = the tenant's
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -92,6 +95,9 @@ class Device(BaseModel):
     method = CharField(default="pnp")  # pnp | rps
     network = CharField(default="lan")  # lan | sbc
     sbc_address = CharField(default="")
+    sip_transport = CharField(default="")  # udp | tcp | tls; "" = [provisioning] transport
+    # "<zone>|<UTC offset minutes>" the phone's config last carried (DST-change job).
+    clock_state = CharField(default="")
     display_name = CharField(default="")
     idle_extension = CharField()
     idle_sip_username = CharField()

@@ -26,3 +26,13 @@ def test_every_page_renders_with_data(runtime, root_client, alice, desk):
         response = root_client.get(path)
         assert response.status_code == 200, (path, response.get_data(as_text=True)[:2000])
         assert "hotdesk" in response.get_data(as_text=True)
+
+
+def test_phones_page_warns_about_a_model_in_no_list(runtime, root_client):
+    from tests.conftest import make_device
+
+    make_device(runtime, mac="00:15:65:00:0c:01", extension="8401", model="T99Z")
+    make_device(runtime, mac="00:15:65:00:0c:02", extension="8402", model="T46U")
+    page = root_client.get("/phones").get_data(as_text=True)
+    assert page.count("model-warning") == 1
+    assert "model &#39;T99Z&#39; is not in a model list" in page
