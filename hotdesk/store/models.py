@@ -191,6 +191,9 @@ class OutboxNotify(BaseModel):
     last_error = TextField(default="")
     created_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
+    # Set on the newest row of a config version once reconciliation gave up on it (the
+    # phone is left "pending" for an admin); at most once per device and version.
+    gave_up = BooleanField(default=False)
 
 
 class ConfigFetch(BaseModel):
