@@ -153,10 +153,14 @@ def _reprovisioned(result: usecases.UserResult) -> str:
     return f" {n} phone{'s' if n != 1 else ''} re-provisioned." if n else ""
 
 
-def _read(field: str) -> str:
+def _read(field: str, label: str, problems: list[importers.Problem]) -> str:
+    """The uploaded file (or pasted text) as text; lines that are not UTF-8 become
+    problems of their own (with ``label`` naming the file when there are two)."""
     upload = request.files.get(field)
     if upload is not None and upload.filename:
-        return upload.read(importers.MAX_INPUT_BYTES + 1).decode("utf-8", errors="replace")
+        text, bad = importers.decode(upload.read(importers.MAX_INPUT_BYTES + 1))
+        problems += [importers.Problem(p.line, f"{label}{p.message}") for p in bad]
+        return text
     return request.form.get(field + "_text", "")
 
 
@@ -168,14 +172,17 @@ def import_users() -> Response | str:
         return render_template("import.html", parsers=importers.PARSERS, tenants=tenants,
                                form={})
     kind = request.form.get("kind", "csv")
+    problems: list[importers.Problem] = []
     if kind == "asterisk":
-        parsed = importers.parse_asterisk(_read("main"), _read("voicemail"))
+        parsed = importers.parse_asterisk(_read("main", "pjsip.conf: ", problems),
+                                          _read("voicemail", "voicemail.conf: ", problems))
     elif kind == "freeswitch":
-        parsed = importers.parse_freeswitch(_read("main"))
+        parsed = importers.parse_freeswitch(_read("main", "", problems))
     elif kind == "csv":
-        parsed = importers.parse_csv(_read("main"))
+        parsed = importers.parse_csv(_read("main", "", problems))
     else:
         abort(400, "unknown import format")
+    parsed.problems = sorted(problems + parsed.problems, key=lambda p: p.line)
     if not parsed.records:
         flash("Nothing to import: no users found in the file.", "danger")
         return render_template("import.html", parsers=importers.PARSERS, tenants=tenants,

@@ -23,6 +23,8 @@ from hotdesk.store.models import (
     AuditEvent,
     Device,
     Heartbeat,
+    ImportJob,
+    ImportRow,
     OutboxNotify,
     Registration,
     RegistrationFailure,
@@ -225,11 +227,16 @@ def _v7_outbox_gave_up(db: Database) -> None:
             OutboxNotify.update(gave_up=True).where(OutboxNotify.id == newest.id).execute()
 
 
+def _v8_import_jobs(db: Database) -> None:
+    """Durable user imports: a web restart resumes them instead of losing count."""
+    db.create_tables([ImportJob, ImportRow], safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
                                                 _v5_create_registrations, _v6_phone_clock_transport,
-                                                _v7_outbox_gave_up]
+                                                _v7_outbox_gave_up, _v8_import_jobs]
 
 
 def schema_version(db: Database) -> int:
