@@ -33,7 +33,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class SwitchConfig:
-    # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch.
+    # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch;
+    # none = talk to no switch at all (the demo): NOTIFYs stay queued.
     type: str = "asterisk"
     # Where users' SIP accounts live: switch (read live when a config is rendered; hotdesk
     # stores no user's SIP password) | hotdesk (the password stored with the user).
@@ -473,7 +474,7 @@ def _refuse_unknown_env(environ: Mapping[str, str]) -> None:
 
 def _validate(config: Config) -> None:
     choices = {
-        ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
+        ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch", "none"}),
         ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
         ("policy", "pin_source"): (config.policy.pin_source, {"switch", "hotdesk"}),
         ("switch", "credentials"): (config.switch.credentials, {"switch", "hotdesk"}),
