@@ -99,3 +99,26 @@ def test_switch_asterisk_uses_the_standard_fastagi_port(tmp_path):
     hotdesk(tmp_path, "demo", "--write-config", "hotdesk.ini", "--switch", "asterisk")
     text = (tmp_path / "hotdesk.ini").read_text()
     assert "type = asterisk" in text and "listen = 127.0.0.1:4573" in text
+
+
+def test_a_demo_login_works_without_any_switch(demo_dir):
+    from tests.web.browser import free_port
+
+    listen = f"127.0.0.1:{free_port()}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HOTDESK_")}
+    script = Path(sys.executable).parent / "hotdesk"
+    agi = subprocess.Popen([str(script), "agi"], cwd=demo_dir, stderr=subprocess.PIPE,
+                           env={**clean, "HOTDESK_AGI_LISTEN": listen}, text=True)
+    try:
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", int(listen.rsplit(":", 1)[1]))) == 0:
+                    break
+            time.sleep(0.1)
+        out = hotdesk(demo_dir, "simulate", "login", "--device", "00:15:65:12:34:01",
+                      "--extension", "101", "--pin", "1234", HOTDESK_AGI_LISTEN=listen).stdout
+        assert "HOTDESK_RESULT" in out and "ok" in out
+        assert "Desk 1" in hotdesk(demo_dir, "session", "list").stdout
+    finally:
+        agi.terminate()
+        agi.communicate(timeout=10)
