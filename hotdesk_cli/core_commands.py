@@ -126,10 +126,12 @@ def cmd_user_remove(args: argparse.Namespace) -> int:
 def cmd_user_list(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     rows = [("EXTENSION", "NAME", "HOTDESK", "PIN", "LOGGED IN ON")]
-    for user in User.select().order_by(User.tenant, User.extension):
+    users = list(User.select().order_by(User.tenant, User.extension))
+    locked = usecases.locked_users(rt, users)
+    for user in users:
         where = [s.device.display_name or s.device.idle_extension for s in
                  Session.select().where((Session.user == user) & Session.ended_at.is_null())]
-        until = usecases.locked_until(rt, user) if user.pin_hash else None
+        until = locked.get(user.id)
         pin = f"locked until {until.isoformat(timespec='minutes')}Z" if until else (
             "set" if user.pin_hash else "-")
         rows.append((user.extension, user.display_name, "yes" if user.hotdesk_enabled else "no",
