@@ -46,10 +46,14 @@ def push_pnp(config: Config, device: Device) -> Step:
     if not phone_address(device.mac):
         return Step("pnp", None, f"{what}: phone not yet seen; it gets the URL when it asks")
     try:
-        push = importlib.import_module("hotdesk_pnp").push_provisioning_url
+        module = importlib.import_module("hotdesk_pnp.push")
+        push, succeeded = module.push_provisioning_url, module.push_succeeded
     except (ImportError, AttributeError):
         return Step("pnp", None, f"{what}: not available in this installation")
-    return _guarded("pnp", what, device, lambda: push(config, device))
+    step = _guarded("pnp", what, device, lambda: push(config, device))
+    if step.ok and not succeeded(step.message.removeprefix(f"{what}: ")):
+        return Step("pnp", False, step.message)  # sent, but the phone did not accept it
+    return step
 
 
 def save_to_rps(config: Config, device: Device, actor: str) -> Step:

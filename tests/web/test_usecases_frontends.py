@@ -227,3 +227,27 @@ def test_sip_password_of_a_user_not_logged_in_queues_nothing(runtime, alice, des
     assert status == 0 and "re-provisioned" not in out
     assert OutboxNotify.select().count() == before
     assert User.get_by_id(alice.id).sip_password == "n3w-Secret"
+
+
+def test_a_pnp_push_the_phone_never_answers_is_a_failed_step(runtime):
+    """Seen on the LAN, but the NOTIFY goes unanswered: reported as failed, not success."""
+    import dataclasses
+    import socket
+
+    from hotdesk.admin import usecases
+    from hotdesk.admin.inventory import DeviceSpec, default_tenant
+    from hotdesk.provisioning.discovery import Sighting, record_sighting
+    from hotdesk.runtime import Runtime
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        record_sighting(runtime.db, Sighting("001565000077", "Yealink", "T46U", "1", address))
+        cfg = dataclasses.replace(runtime.config, pnp=dataclasses.replace(
+            runtime.config.pnp, t1_ms=50, notify_timeout_seconds=0.3))
+        rt = Runtime(config=cfg, db=runtime.db, service=runtime.service)
+        result = usecases.add_phone(rt, default_tenant(), DeviceSpec(
+            mac="00:15:65:00:00:77", extension="8077", sip_password="idle-pw"), actor="t")
+    assert [s.name for s in result.steps] == ["check-sync", "pnp"]
+    assert result.steps[0].ok and result.steps[1].ok is False
+    assert result.steps[1].message.startswith("PnP URL push: ")
