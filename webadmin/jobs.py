@@ -64,7 +64,7 @@ class ImportJobs:
 
     def _run(self, rt: Runtime, job_id: str) -> None:
         try:
-            import_jobs.run(rt.db, job_id, self.owner, should_stop=self._stop.is_set)
+            import_jobs.run(rt, job_id, self.owner, should_stop=self._stop.is_set)
         finally:
             with self._lock:
                 self._threads.pop(job_id, None)

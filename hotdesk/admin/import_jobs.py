@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 
 from peewee import Database
 
-from hotdesk.admin import importers
+from hotdesk.admin import importers, usecases
 from hotdesk.admin.importers import ImportRecord, ParseResult
+from hotdesk.runtime import Runtime
 from hotdesk.store.db import write_transaction
-from hotdesk.store.models import ImportJob, ImportRow, Tenant, utcnow
+from hotdesk.store.models import ImportJob, ImportRow, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def orphaned(now: datetime | None = None) -> list[tuple[str, str]]:
             if j.lease_until is None or j.lease_until < now or _dead_here(j.owner)]
 
 
-def run(db: Database, job_id: str, owner: str,
+def run(rt: Runtime, job_id: str, owner: str,
         should_stop: Callable[[], bool] = lambda: False) -> str:
     """Apply the job's remaining rows while ``owner`` holds it; returns its state."""
     job = ImportJob.get_by_id(job_id)
@@ -107,7 +108,7 @@ def run(db: Database, job_id: str, owner: str,
             if not todo:
                 break
             for row in todo:
-                if should_stop() or not _apply(db, tenant, job, row, owner):
+                if should_stop() or not _apply(rt, tenant, job, row, owner):
                     return ImportJob.get_by_id(job_id).state
         ImportJob.update(state="finished", finished_at=utcnow(), lease_until=None).where(
             (ImportJob.id == job_id) & (ImportJob.owner == owner)).execute()
@@ -118,17 +119,22 @@ def run(db: Database, job_id: str, owner: str,
     return ImportJob.get_by_id(job_id).state
 
 
-def _apply(db: Database, tenant: Tenant, job: ImportJob, row: ImportRow, owner: str) -> bool:
+def _apply(rt: Runtime, tenant: Tenant, job: ImportJob, row: ImportRow, owner: str) -> bool:
     """One row: the user, the row's outcome and the job's count commit together.
-    False when the lease was lost (another process took the job over)."""
+    False when the lease was lost (another process took the job over). An existing user
+    is changed through the use case, so their phone follows (new password, disabled)."""
     record = ImportRecord(**json.loads(row.payload))
-    with write_transaction(db):
+
+    def change(user: User, **fields: object) -> None:
+        usecases.change_user(rt, user, actor=job.actor, **fields)  # type: ignore[arg-type]
+
+    with write_transaction(rt.db):
         held = (ImportJob.update(done=ImportJob.done + 1, lease_until=utcnow() + LEASE)
                 .where((ImportJob.id == job.id) & (ImportJob.owner == owner)).execute())
         if not held:
             return False
-        outcome, why = importers.apply_record(db, tenant, record, job.enable_hotdesk,
-                                              job.actor)
+        outcome, why = importers.apply_record(rt.db, tenant, record, job.enable_hotdesk,
+                                              job.actor, change=change)
         ImportRow.update(outcome=outcome, message=why, payload="{}").where(
             (ImportRow.id == row.id) & (ImportRow.outcome == "")).execute()
     return True

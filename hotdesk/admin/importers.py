@@ -316,11 +316,14 @@ def parse_csv(text: str, problems: list[Problem] | None = None) -> ParseResult:
 
 
 def apply_record(db: Database, tenant: Tenant, record: ImportRecord,
-                 enable_hotdesk: bool = False, actor: str = "system") -> tuple[str, str]:
+                 enable_hotdesk: bool = False, actor: str = "system",
+                 change: Callable[..., object] | None = None) -> tuple[str, str]:
     """Create or update one user; returns (``created`` | ``updated`` | ``skipped``, why).
 
     PINs are hashed by :mod:`hotdesk.admin.inventory`; a record's ``hotdesk`` wins over
     ``enable_hotdesk``, which only applies to users the source says nothing about.
+    ``change(user, **fields)`` updates an existing user (default: the stored record only;
+    the import jobs pass the use case, so a logged-in user's phone follows the change).
     """
     try:
         existing = User.get_or_none((User.tenant == tenant)
@@ -332,9 +335,12 @@ def apply_record(db: Database, tenant: Tenant, record: ImportRecord,
                                hotdesk=hotdesk, sip_username=record.sip_username,
                                actor=actor)
             return "created", ""
-        inventory.update_user(db, existing, name=record.name or None,
-                              sip_password=record.sip_password or None,
-                              hotdesk=record.hotdesk, pin=record.pin, actor=actor)
+        fields = {"name": record.name or None, "sip_password": record.sip_password or None,
+                  "hotdesk": record.hotdesk, "pin": record.pin}
+        if change is None:
+            inventory.update_user(db, existing, actor=actor, **fields)
+        else:
+            change(existing, **fields)
         return "updated", ""
     except inventory.InventoryError as exc:
         return "skipped", str(exc)

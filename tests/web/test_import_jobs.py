@@ -65,7 +65,7 @@ def test_job_rows_commit_with_their_users_and_blank_secrets(runtime, sysadmin):
     job = import_jobs.create(runtime.db, default_tenant(), sysadmin.id, "admin:root", parsed,
                              enable_hotdesk=True)
     assert import_jobs.claim(job.id, "me") and not import_jobs.claim(job.id, "other")
-    assert import_jobs.run(runtime.db, job.id, "me") == "finished"
+    assert import_jobs.run(runtime, job.id, "me") == "finished"
     report = import_jobs.report(job.id)
     assert report["created"] == ["101", "102"] and report["done"] == 3
     assert report["skipped"] == [{"what": "101 (line 3)",
@@ -80,13 +80,13 @@ def test_a_job_whose_lease_ran_out_is_taken_over_and_finishes_exactly(runtime, s
     assert import_jobs.claim(job.id, "first")
     calls = iter(range(1000))
     # "first" stops after 10 rows (its process died)...
-    import_jobs.run(runtime.db, job.id, "first", should_stop=lambda: next(calls) >= 10)
+    import_jobs.run(runtime, job.id, "first", should_stop=lambda: next(calls) >= 10)
     assert ImportJob.get_by_id(job.id).done == User.select().count() == 10
     assert import_jobs.orphaned() == []  # ...its lease is still running
     ImportJob.update(lease_until=None).execute()  # ...and now it ran out
     assert import_jobs.orphaned() == [(job.id, "first")]
     assert import_jobs.claim(job.id, "second")
-    assert import_jobs.run(runtime.db, job.id, "second") == "finished"
+    assert import_jobs.run(runtime, job.id, "second") == "finished"
     report = import_jobs.report(job.id)
     assert report["created"] == [str(200 + i) for i in range(30)] and report["done"] == 30
     assert User.select().count() == 30
@@ -152,3 +152,23 @@ def test_kill9_of_hotdesk_web_mid_import_resumes_and_counts_exactly(runtime, dat
     finally:
         web.kill()
         web.wait(10)
+
+
+def test_an_import_that_changes_a_logged_in_users_password_reaches_their_phone(runtime,
+                                                                             sysadmin,
+                                                                             alice, desk):
+    from hotdesk.calls.service import CallContext
+    from hotdesk.store.models import Device, OutboxNotify
+
+    ctx = CallContext(switch="asterisk", call_id="c", endpoint="8001")
+    runtime.service.login(desk.id, "101", "1234", ctx)
+    version = Device.get_by_id(desk.id).config_version
+    before = OutboxNotify.select().count()
+    job = import_jobs.create(runtime.db, default_tenant(), sysadmin.id, "admin:root",
+                             importers.parse_csv("101,Alice,,n3w-Secret\n"), False)
+    assert import_jobs.claim(job.id, "me")
+    assert import_jobs.run(runtime, job.id, "me") == "finished"
+    assert import_jobs.report(job.id)["updated"] == ["101"]
+    assert Device.get_by_id(desk.id).config_version == version + 1
+    rows = list(OutboxNotify.select().order_by(OutboxNotify.id))[before:]
+    assert [(r.endpoint, r.config_version) for r in rows] == [("101", version + 1)]
