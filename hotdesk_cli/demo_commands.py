@@ -46,7 +46,10 @@ def demo_config(directory: Path, switch: str) -> str:
     return (f"{MARKER} (scripts/demo). The hotdesk command uses the hotdesk.ini of the\n"
             "# current directory; delete this file to go back to the built-in defaults.\n\n"
             f"[database]\nurl = sqlite:///{var / 'hotdesk.db'}\n\n"
-            f"[switch]\n{why}type = {switch}\n\n{listen}\n"
+            f"[switch]\n{why}type = {switch}\n"
+            "# The demo users' SIP passwords are kept by hotdesk (no switch to read them from).\n"
+            "credentials = hotdesk\n\n"
+            f"{listen}\n"
             "[policy]\n# The demo users' PINs are hotdesk's own (no voicemail on a switch).\n"
             "pin_source = hotdesk\n\n"
             f"[web]\nlisten = 127.0.0.1:8080\nsecret_key_file = {var / 'web.secret'}\n")

@@ -125,6 +125,8 @@ def test_a_demo_login_works_without_any_switch(demo_dir):
                       "--extension", "101", "--pin", "1234", HOTDESK_AGI_LISTEN=listen).stdout
         assert "HOTDESK_RESULT" in out and "ok" in out
         assert "Desk 1" in hotdesk(demo_dir, "session", "list").stdout
+        config = hotdesk(demo_dir, "provision", "render", "00:15:65:12:34:01").stdout
+        assert "account.1.user_name = 101" in config  # the logged-in user's account
     finally:
         agi.terminate()
         agi.communicate(timeout=10)

@@ -3,6 +3,7 @@ kill -9 of ``hotdesk web`` (resumed by the restarted process, counted exactly)."
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from hotdesk.admin import import_jobs, importers
@@ -19,6 +21,14 @@ from hotdesk.admin.inventory import default_tenant
 from hotdesk.store.models import ImportJob, ImportRow, User
 from tests.web.browser import free_port
 from tests.web.conftest import PASSWORD, csrf_token
+
+
+@pytest.fixture
+def config(config):  # type: ignore[no-untyped-def]
+    """Users' SIP passwords kept by hotdesk ([switch] credentials = hotdesk): what these
+    tests change. (credentials = switch refuses them; see the test for that.)"""
+    return dataclasses.replace(config, switch=dataclasses.replace(config.switch,
+                                                                  credentials="hotdesk"))
 
 
 def wait_job(client, url: str, timeout: float = 60) -> dict:

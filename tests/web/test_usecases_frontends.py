@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hotdesk.calls.service import CallContext, Outcome
@@ -23,9 +25,18 @@ PHONE = {"vendor": "yealink", "model": "T54W", "sip_password": "idle-pw", "metho
 
 
 @pytest.fixture
+def config(config):  # type: ignore[no-untyped-def]
+    """Users' SIP passwords kept by hotdesk ([switch] credentials = hotdesk): what these
+    tests change. (credentials = switch refuses them; see the test for that.)"""
+    return dataclasses.replace(config, switch=dataclasses.replace(config.switch,
+                                                                  credentials="hotdesk"))
+
+
+@pytest.fixture
 def cli(runtime, monkeypatch, capsys):
     """Run ``hotdesk …`` in-process on the test database; returns (status, out, err)."""
     monkeypatch.setenv("HOTDESK_DATABASE_URL", runtime.config.database.url)
+    monkeypatch.setenv("HOTDESK_SWITCH_CREDENTIALS", runtime.config.switch.credentials)
     monkeypatch.delenv("HOTDESK_CONFIG", raising=False)
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -251,3 +262,23 @@ def test_a_pnp_push_the_phone_never_answers_is_a_failed_step(runtime):
     assert [s.name for s in result.steps] == ["check-sync", "pnp"]
     assert result.steps[0].ok and result.steps[1].ok is False
     assert result.steps[1].message.startswith("PnP URL push: ")
+
+
+
+def test_with_credentials_on_the_switch_every_front_end_refuses_a_sip_password(
+        runtime, app, root_client, sysadmin, alice, cli, monkeypatch):
+    app.config["HOTDESK"].config = dataclasses.replace(
+        runtime.config, switch=dataclasses.replace(runtime.config.switch, credentials="switch"))
+    monkeypatch.setenv("HOTDESK_SWITCH_CREDENTIALS", "switch")
+    message = "[switch] credentials = switch: the SIP password is read from the switch"
+    status, _, err = cli("user", "change", "101", "--sip-password", "n3w-Secret")
+    assert status == 1 and message in err
+    api = app.test_client().put(f"/api/v1/users/{alice.id}", headers=bearer(runtime, sysadmin),
+                                json={"sip_password": "n3w-Secret"})
+    assert api.status_code == 400 and message in api.json["error"]
+    token = csrf_token(root_client, f"/users/{alice.id}")
+    page = root_client.post(f"/users/{alice.id}", data={"name": "Alice", "hotdesk": "on",
+                                                        "sip_password": "n3w-Secret",
+                                                        "csrf_token": token})
+    assert page.status_code == 400 and "credentials = switch" in page.get_data(as_text=True)
+    assert User.get_by_id(alice.id).sip_password == "alice-secret"
