@@ -158,7 +158,10 @@ def cmd_device_remove(args: argparse.Namespace) -> int:
     device = inventory.find_device(args.mac)
     steps = usecases.remove_phone(rt, device, actor="cli")
     print(f"phone {format_mac(device.mac)} removed")
-    return _steps(steps)
+    _steps(steps)
+    # The phone is gone either way; a stale RPS entry is a warning to act on by hand, an
+    # idle account still on the switch is an error (the worker retries it).
+    return 1 if any(s.name == "switch" and s.ok is False for s in steps) else 0
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:
