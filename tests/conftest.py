@@ -18,6 +18,9 @@ from hotdesk.store.db import open_database
 from hotdesk.store.models import ALL_MODELS, Device, User
 
 REPO = Path(__file__).resolve().parent.parent
+# Set but empty: built-in defaults, so a ./hotdesk.ini left by scripts/demo in the checkout
+# never reaches the commands the tests start.
+os.environ.setdefault("HOTDESK_CONFIG", "")
 REFERENCE = REPO.parent / "shared" / "reference"
 
 
