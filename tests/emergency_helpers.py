@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from hotdesk.admin.inventory import default_tenant
@@ -30,6 +31,7 @@ class Webhook:
 
     def __init__(self) -> None:
         self.posts: list[dict] = []
+        self.times: list[float] = []  # time.time() of each POST's arrival
         self.received = threading.Event()
         outer = self
 
@@ -37,6 +39,7 @@ class Webhook:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.posts.append(json.loads(body))
+                outer.times.append(time.time())
                 self.send_response(204)
                 self.end_headers()
                 outer.received.set()
