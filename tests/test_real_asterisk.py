@@ -35,13 +35,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -393,43 +391,6 @@ needs_trunk = pytest.mark.skipif(
     "is started there)")
 
 
-def _stamped(trace: str, direction: str, start: str, holding: str = "") -> float:
-    """time.time() of the first message of a SIPp -trace_msg log that was ``direction``
-    ("sent" / "received"), starts with ``start`` and holds ``holding``."""
-    for stamp, head, body in re.findall(r"^-{10,} (\S+ \S+)\n(.*?)\n\n(.*?)(?=^-{10,}|\Z)",
-                                        trace, flags=re.M | re.S):
-        if f"message {direction}" in head and body.startswith(start) and holding in body:
-            return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
-    raise AssertionError(f"no {direction} {start!r} holding {holding!r} in the trace")
-
-
-def trunk_invite(phone: realswitch.Phone, user: tuple[str, str],
-                 name: str) -> tuple[str, float, float]:
-    """Call 911 as ``user`` (the phone hangs up after a second); the INVITE the emergency
-    trunk got, when the phone sent its (authenticated) INVITE and when the trunk got it."""
-    host, port = TRUNK.rsplit(":", 1)
-    trace = phone.log_dir / f"{name}-trunk.log"
-    uas = subprocess.Popen(["sipp", "-sn", "uas", "-i", host, "-p", port, "-m", "1",
-                            "-nostdin", "-timeout", "30s", "-trace_msg", "-message_file",
-                            str(trace)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           cwd=phone.log_dir)
-    try:
-        time.sleep(0.5)  # let the UAS bind
-        run = phone.run(name, SIPP_DIR / "phone_call_hangup.xml", {"user": user[0]},
-                        "-au", user[0], "-ap", user[1], "-s", "911",
-                        "-mi", "127.0.0.1", "-mp", str(realswitch.free_udp_port(even=True)))
-        assert run.returncode == 0, f"the 911 call failed: {run.stderr[-800:]}"
-        assert uas.wait(20) == 0, uas.stderr.read().decode()[-500:]
-    finally:
-        if uas.poll() is None:
-            uas.kill()
-            uas.wait(5)
-    text = trace.read_text(errors="replace")
-    [invite] = [m for m in realswitch.sip_messages(text) if m.startswith("INVITE sip:911@")]
-    phone_sent = _stamped(run.trace, "sent", "INVITE", holding="Authorization:")
-    return invite, phone_sent, _stamped(text, "received", "INVITE")
-
-
 async def _astdb(action: str, family: str, key: str = "") -> dict[str, str]:
     client = AmiClient(ami_config())
     client.start()
@@ -444,58 +405,20 @@ async def _astdb(action: str, family: str, key: str = "") -> dict[str, str]:
 @needs_trunk
 def test_emergency_call_carries_desk_location_and_callback_even_with_hotdesk_down(
         database_url, tmp_path):
-    from hotdesk.calls.service import CallContext, SwitchPin
-    from hotdesk.store.models import Device
-    from hotdesk.switch import emergency
-    from tests.emergency_helpers import Webhook
-
     ami = ami_config()
-    with socket.socket() as s:  # not the dialplan's AGI port: no call uses this process's
-        s.bind(("127.0.0.1", 0))
-        listen = f"127.0.0.1:{s.getsockname()[1]}"
-    hook = Webhook()
     env = realswitch.clean_env(
         HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="asterisk",
-        HOTDESK_AGI_LISTEN=listen, HOTDESK_AMI_HOST=ami.host, HOTDESK_AMI_PORT=str(ami.port),
+        HOTDESK_AMI_HOST=ami.host, HOTDESK_AMI_PORT=str(ami.port),
         HOTDESK_AMI_USERNAME=ami.username, HOTDESK_AMI_SECRET=ami.secret,
-        HOTDESK_NOTIFY_POLL_SECONDS="0.2", HOTDESK_EMERGENCY_WEBHOOK_URL=hook.url)
+        HOTDESK_NOTIFY_POLL_SECONDS="0.2")
     idle, user = realswitch.split_credentials(PHONE), realswitch.split_credentials(USER)
-    realswitch.prepare_database(env, idle, user)
-    realswitch.hotdesk(env, "device", "set-location", realswitch.MAC, "--country", "US",
-                       "--region", "CA", "--city", "Springfield", "--street", "Main St",
-                       "--number", "1", "--building", "A", "--floor", "3", "--room", "3.01",
-                       "--callback", "+15550100")
-    ph = phone(tmp_path)
     try:
-        with realswitch.hotdesk_process("agi", env, listen, tmp_path) as proc:
-            with realswitch.database(database_url) as rt:
-                device = Device.get(Device.mac == realswitch.MAC)
-                rt.service.login(device.id, user[0], realswitch.PIN,
-                                 CallContext("asterisk", "e2e", idle[0], ""), SwitchPin("1234"))
-                deadline = time.monotonic() + 10
-                while emergency.pending_count() and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                assert emergency.pending_count() == 0, proc.log()[-2000:]
-            got = asyncio.run(_astdb("DBGet", f"hotdesk/emergency/{user[0]}", "callback"))
-            assert got["Response"] == "Success"
-            assert ph.register(*user).returncode == 0
-            invite, dialed, _ = trunk_invite(ph, user, "emergency-up")
-            assert hook.received.wait(5), "no webhook notice: " + proc.log()[-2000:]
-            assert hook.times[0] - dialed < 1.0, "the on-site notice took a second or more"
-        post = hook.posts[0]
-        assert (post["extension"], post["number"], post["callback"]) == \
-            (user[0], "911", "+15550100")
-        assert post["location"] == "1 Main St, Springfield, CA, US; building A, floor 3, room 3.01"
-        # hotdesk is stopped now: the switch alone sends the same values, at once.
-        invite_down, dialed, reached = trunk_invite(ph, user, "emergency-down")
-        for sent in (invite, invite_down):
-            assert "<sip:+15550100@" in sent.split("From:", 1)[1].split("\n", 1)[0], sent
-            if GEOLOC:
-                assert "Geolocation: <cid:" in sent, sent
-                assert "<ca:FLR>3</ca:FLR>" in sent and "<ca:ROOM>3.01</ca:ROOM>" in sent, sent
-        assert reached - dialed < 0.5, "the call waited for something with hotdesk down"
+        result = realswitch.emergency_scenario("agi", env, phone(tmp_path), idle, user, TRUNK)
     finally:
-        hook.close()
-        realswitch.unregister(ph, user)
         for account in (user[0], idle[0]):
             asyncio.run(_astdb("DBDelTree", f"hotdesk/emergency/{account}"))
+    for sent in result.invites:
+        assert "<sip:+15550100@" in sent.split("From:", 1)[1].split("\n", 1)[0], sent
+        if GEOLOC:
+            assert "Geolocation: <cid:" in sent, sent
+            assert "<ca:FLR>3</ca:FLR>" in sent and "<ca:ROOM>3.01</ca:ROOM>" in sent, sent
