@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hotdesk.admin import inventory
-from hotdesk.emergency import locations, notices
+from hotdesk.emergency import location_import, locations, notices
 from hotdesk.emergency.locations import FIELDS, LocationError
 from hotdesk.mac import format_mac
 from hotdesk.runtime import start
@@ -53,6 +53,21 @@ def cmd_emergency_default(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emergency_import(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    try:
+        with open(args.file, encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except OSError as exc:
+        return _fail(f"cannot read {args.file}: {exc.strerror}")
+    result = location_import.import_csv(rt.db, _tenant(args.tenant) if args.tenant else None,
+                                        text, actor="cli")
+    for line, why in result.problems:
+        print(f"line {line}: {why}")
+    print(f"{len(result.done)} desk locations set, {len(result.problems)} problems")
+    return 1 if result.problems else 0
+
+
 def cmd_emergency_resync(args: argparse.Namespace) -> int:
     start(args.cfg)
     print(f"{emergency.resync_all()} emergency entries queued for the switch")
@@ -90,6 +105,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenant")
     _location_options(p)
     p.set_defaults(handler=guarded(cmd_emergency_default))
+    p = em.add_parser("import-locations", help="desk locations from a CSV file "
+                      "(header: mac and location columns)")
+    p.add_argument("file")
+    p.add_argument("--tenant")
+    p.set_defaults(handler=guarded(cmd_emergency_import))
     em.add_parser("resync", help="rewrite every emergency entry in the switch").set_defaults(
         handler=cmd_emergency_resync)
     p = em.add_parser("calls", help="emergency calls seen recently")

@@ -19,6 +19,7 @@ from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
+from hotdesk.switch import emergency
 
 _EXTENSION = re.compile(r"^[0-9]{1,15}$")
 _SIP_USER = re.compile(r"^[A-Za-z0-9_.+\-]{1,64}$")
@@ -207,6 +208,7 @@ def update_device(db: Database, device: Device, spec: DeviceSpec,
                      mac=spec.mac)
         if device.idle_managed:
             _switch_accounts_changed(None)
+        emergency.mark(device.tenant_id, device.idle_sip_username, spec.sip_username)
     return Device.get_by_id(device.id)
 
 
@@ -221,6 +223,7 @@ def delete_device(db: Database, service: HotdeskService, device: Device,
         device.delete_instance()
         if device.idle_managed:
             _switch_accounts_changed(config)
+        emergency.mark(device.tenant_id, device.idle_sip_username)  # its entry goes too
 
 
 def _switch_accounts_changed(config: Config | None) -> None:
