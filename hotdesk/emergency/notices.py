@@ -111,13 +111,14 @@ def record(notice: Notice, tenant_id: int | None) -> None:
                      device=device, call_id=notice.call_id, notice=asdict(notice))
 
 
-def recent(minutes: int, tenant_id: int | None = None) -> list[dict[str, str]]:
-    """Emergency calls of the last ``minutes``, newest first (the dashboard banner)."""
+def recent(minutes: int, tenant_ids: list[int] | None = None) -> list[dict[str, str]]:
+    """Emergency calls of the last ``minutes``, newest first (the dashboard banner);
+    ``tenant_ids`` None = every tenant's."""
     since = utcnow() - timedelta(minutes=minutes)
     query = (AuditEvent.select().where((AuditEvent.action == ACTION) & (AuditEvent.at >= since))
              .order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(20))
-    if tenant_id is not None:
-        query = query.where(AuditEvent.tenant == tenant_id)
+    if tenant_ids is not None:
+        query = query.where(AuditEvent.tenant.in_(tenant_ids))
     return [{"id": str(row.id), **json.loads(row.detail or "{}").get("notice", {})}
             for row in query]
 
