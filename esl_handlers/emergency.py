@@ -134,6 +134,8 @@ class Watch:
 
     def start(self) -> None:
         self.inbound.start()
+        log.info("watching calls to %s over the Event Socket (CHANNEL_CREATE)",
+                 ", ".join(sorted(self.watched)))
 
     def stop(self) -> None:
         self.inbound.stop()

@@ -121,4 +121,5 @@ def start_watch(runtime: Runtime, min_backoff: float = 0.5,
 
     client.on_event = on_event
     client.start()
+    log.info("watching calls to %s over AMI (Events: call)", ", ".join(sorted(watched)))
     return client

@@ -143,3 +143,19 @@ def test_a_mark_during_a_write_is_not_lost(runtime, desk):
 def test_bad_location_input_is_refused_with_the_field_named(values, message):
     with pytest.raises(LocationError, match=message):
         locations.check(values)
+
+
+def test_without_any_location_the_switch_gets_no_writes_until_a_resync(runtime, alice, desk):
+    """Installs that do not use the feature cause no AMI/ESL traffic; a resync also removes
+    what hotdesk does not know the switch holds."""
+    switch = Recorder()
+    runtime.service.login(desk.id, "101", "1234", ctx())
+    runtime.service.logout(desk.id)
+    emergency.drain_once(switch)
+    assert switch.writes == 0 and emergency.pending_count() == 0
+    emergency.resync_all()
+    emergency.drain_once(switch)
+    assert switch.writes == 3  # the tenant default, 8001 and 101: each removed once
+    emergency.mark(desk.tenant_id, "101")
+    emergency.drain_once(switch)
+    assert switch.writes == 3

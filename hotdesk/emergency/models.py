@@ -58,6 +58,9 @@ class EmergencySync(BaseModel):
     claimed_until = DateTimeField(null=True)
     last_error = TextField(default="")
     written_at = DateTimeField(null=True)
+    # The switch holds an entry for this account (as far as hotdesk wrote it): without
+    # one, "nothing" needs no write, so installs without locations cause no traffic.
+    held = BooleanField(default=False)
 
     class Meta:
         indexes = ((("tenant", "endpoint"), True),)

@@ -104,17 +104,20 @@ def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
 
 # -- marking (inside the caller's transaction) ---------------------------------------
 
-def mark(tenant_id: int, *endpoints: str, now: datetime | None = None) -> None:
-    """These accounts' entries must be rewritten; one upsert per account."""
+def mark(tenant_id: int, *endpoints: str, now: datetime | None = None,
+         force: bool = False) -> None:
+    """These accounts' entries must be rewritten; one upsert per account. ``force``:
+    also remove what hotdesk does not know the switch holds (a full resync)."""
     now = now or utcnow()
     for endpoint in dict.fromkeys(endpoints):
+        update = {EmergencySync.pending: True, EmergencySync.stamp: EmergencySync.stamp + 1,
+                  EmergencySync.attempts: 0, EmergencySync.next_attempt_at: now}
+        if force:
+            update[EmergencySync.held] = True
         (EmergencySync.insert(tenant=tenant_id, endpoint=endpoint, pending=True, stamp=1,
-                              attempts=0, next_attempt_at=now)
+                              attempts=0, next_attempt_at=now, held=force)
          .on_conflict(conflict_target=[EmergencySync.tenant, EmergencySync.endpoint],
-                      update={EmergencySync.pending: True,
-                              EmergencySync.stamp: EmergencySync.stamp + 1,
-                              EmergencySync.attempts: 0,
-                              EmergencySync.next_attempt_at: now})
+                      update=update)
          .execute())
 
 
@@ -135,13 +138,15 @@ def mark_device(device: Device) -> None:
     mark(device.tenant_id, *endpoints_at(device))
 
 
-def mark_tenant(tenant_id: int) -> None:
+def mark_tenant(tenant_id: int, force: bool = False) -> None:
     """Everything of a tenant (its default changed, or a full resync)."""
     accounts = [d.idle_sip_username for d in Device.select(Device.idle_sip_username)
                 .where(Device.tenant == tenant_id)]
     accounts += [u.sip_username for u in User.select(User.sip_username).join(Session)
                  .where((Session.tenant == tenant_id) & Session.ended_at.is_null())]
-    mark(tenant_id, "", *accounts)
+    accounts += [r.endpoint for r in EmergencySync.select(EmergencySync.endpoint)
+                 .where(EmergencySync.tenant == tenant_id)]  # every account ever written
+    mark(tenant_id, "", *accounts, force=force)
 
 
 # -- draining ------------------------------------------------------------------------
@@ -173,8 +178,10 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
         tenant = tenants.get(row.tenant_id) or Tenant.get_by_id(row.tenant_id)
         tenants[row.tenant_id] = tenant
         key = EntryKey(row.endpoint, tenant.sip_domain, bool(tenant.is_default))
+        entry = entry_for(row.tenant_id, row.endpoint)
         try:
-            writer.write(key, entry_for(row.tenant_id, row.endpoint))
+            if entry is not None or row.held:
+                writer.write(key, entry)
         except StoreDown as exc:
             counts["switch_down"] += 1
             rest = [r.id for r in claimed[index:]]
@@ -192,7 +199,8 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
             continue
         counts["written"] += 1
         # Cleared only if no newer mark arrived while writing; otherwise it goes again.
-        (EmergencySync.update(pending=False, claimed_until=None, last_error="", written_at=now)
+        (EmergencySync.update(pending=False, claimed_until=None, last_error="", written_at=now,
+                              held=entry is not None)
          .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)).execute())
         (EmergencySync.update(claimed_until=None)
          .where((EmergencySync.id == row.id) & (EmergencySync.stamp != row.stamp)).execute())
@@ -208,5 +216,5 @@ def resync_all() -> int:
     with database_proxy.obj.atomic():
         ids: Iterable[int] = [t.id for t in Tenant.select(Tenant.id)]
         for tenant_id in ids:
-            mark_tenant(tenant_id)
+            mark_tenant(tenant_id, force=True)
     return pending_count()
