@@ -7,7 +7,7 @@ import json
 
 from hotdesk.admin.inventory import default_tenant, delete_device
 from hotdesk.emergency import location_import, locations, notices
-from hotdesk.emergency.models import EmergencyLocation, EmergencySync
+from hotdesk.emergency.models import EmergencyCallSeen, EmergencyLocation, EmergencySync
 from hotdesk.runtime import start
 from hotdesk.store.db import MIGRATIONS, schema_version, upgrade
 from hotdesk.store.models import AuditEvent, SchemaVersion
@@ -89,7 +89,7 @@ def test_an_emergency_call_is_audited_even_with_no_point_configured(runtime, ali
 def test_upgrade_from_v3_adds_the_emergency_tables_and_keeps_data(config):
     rt = start(config, migrate=True)
     tenant = default_tenant()
-    rt.db.drop_tables([EmergencySync, EmergencyLocation])
+    rt.db.drop_tables([EmergencyCallSeen, EmergencySync, EmergencyLocation])
     SchemaVersion.delete().where(SchemaVersion.version > 3).execute()
     assert schema_version(rt.db) == 3
     assert upgrade(rt.db) == len(MIGRATIONS)
@@ -97,3 +97,10 @@ def test_upgrade_from_v3_adds_the_emergency_tables_and_keeps_data(config):
     set_location(rt.db, None, {"country": "US"})
     assert locations.tenant_location(tenant.id).country == "US"
     rt.db.close()
+
+
+def test_a_call_seen_by_several_workers_is_notified_once(runtime, alice, desk):
+    call = notices.SeenCall(switch="asterisk", call_id="dup-1", endpoint="8001", number="911")
+    notices.handle(call, runtime.config.emergency)
+    notices.handle(call, runtime.config.emergency)
+    assert AuditEvent.select().where(AuditEvent.action == "emergency_call").count() == 1

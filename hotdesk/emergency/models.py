@@ -66,4 +66,13 @@ class EmergencySync(BaseModel):
         indexes = ((("tenant", "endpoint"), True),)
 
 
-EMERGENCY_MODELS = [EmergencyLocation, EmergencySync]
+class EmergencyCallSeen(BaseModel):
+    """One row per emergency call any process saw: several ``hotdesk agi``/``esl``
+    workers watch the same switch, and only the one whose insert wins notifies."""
+
+    id = AutoField()
+    key = CharField(unique=True)  # "<switch>:<call id>"
+    at = DateTimeField(default=utcnow, index=True)
+
+
+EMERGENCY_MODELS = [EmergencyLocation, EmergencySync, EmergencyCallSeen]

@@ -19,7 +19,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
+from peewee import IntegrityError
+
 from hotdesk.emergency import locations
+from hotdesk.emergency.models import EmergencyCallSeen
 from hotdesk.settings import EmergencyConfig
 from hotdesk.store import audit
 from hotdesk.store.models import AuditEvent, Device, Tenant, User, database_proxy, utcnow
@@ -182,7 +185,20 @@ def handle(call: SeenCall, config: EmergencyConfig) -> list[threading.Thread]:
         return []
 
 
+def first_sighting(call: SeenCall) -> bool:
+    """True for the one process that sees this call first (the others skip it)."""
+    try:
+        with database_proxy.obj.atomic():
+            EmergencyCallSeen.create(key=f"{call.switch}:{call.call_id}"[:255])
+    except IntegrityError:
+        return False
+    return True
+
+
 def _handle(call: SeenCall, config: EmergencyConfig) -> list[threading.Thread]:
+    if not first_sighting(call):
+        log.info("emergency call %s: another hotdesk process notifies", call.call_id)
+        return []
     notice = describe(call)
     log.warning("%s; callback %s; location: %s", notice.subject(), notice.callback or "-",
                 notice.location or "unknown")
