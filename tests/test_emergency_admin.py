@@ -104,3 +104,55 @@ def test_a_call_seen_by_several_workers_is_notified_once(runtime, alice, desk):
     notices.handle(call, runtime.config.emergency)
     notices.handle(call, runtime.config.emergency)
     assert AuditEvent.select().where(AuditEvent.action == "emergency_call").count() == 1
+
+
+def test_the_email_notice_goes_through_a_real_smtp_session(runtime, alice, desk):
+    """stdlib smtpd (Python 3.11) as the mail server: the message the guard desk gets."""
+    import asyncore
+    import dataclasses
+    import email
+    import email.policy
+    import threading
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        smtpd = __import__("smtpd")
+    received: list[tuple[str, list[str], str]] = []
+
+    class Server(smtpd.SMTPServer):
+        def process_message(self, peer, mailfrom, rcpttos, data, **kw):  # noqa: ANN001
+            received.append((mailfrom, rcpttos, data.decode()))
+
+    server = Server(("127.0.0.1", 0), None, decode_data=False)
+    port = server.socket.getsockname()[1]
+    loop = threading.Thread(target=asyncore.loop, kwargs={"timeout": 0.05, "count": 200},
+                            daemon=True)
+    loop.start()
+    set_location(runtime.db, desk, DESK_3)
+    config = dataclasses.replace(runtime.config.emergency, smtp_host="127.0.0.1",
+                                 smtp_port=port, mail_to="guard@example.com, desk@example.com",
+                                 mail_from="pbx@example.com")
+    threads = notices.handle(notices.SeenCall(switch="asterisk", call_id="m1",
+                                              endpoint="8001", number="911"), config)
+    for thread in threads:
+        thread.join(10)
+    server.close()
+    [(sender, rcpts, data)] = received
+    assert sender == "pbx@example.com" and rcpts == ["guard@example.com", "desk@example.com"]
+    message = email.message_from_string(data, policy=email.policy.default)
+    assert message["Subject"] == "EMERGENCY CALL to 911 from 8001 at Desk 8001"
+    body = message.get_content()
+    assert "Callback number: +15550100" in body
+    assert "Location:        1 Main St, Springfield, CA, US; building A, floor 3, room 3.01" \
+        in body
+
+
+def test_the_smtp_password_is_a_secret_the_logs_never_show(config):
+    import dataclasses
+
+    from hotdesk.redact import config_secrets
+
+    cfg = dataclasses.replace(config, emergency=dataclasses.replace(
+        config.emergency, smtp_password="mail-s3cret"))
+    assert "mail-s3cret" in config_secrets(cfg)
