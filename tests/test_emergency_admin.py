@@ -108,7 +108,6 @@ def test_a_call_seen_by_several_workers_is_notified_once(runtime, alice, desk):
 
 def test_the_email_notice_goes_through_a_real_smtp_session(runtime, alice, desk):
     """stdlib smtpd (Python 3.11) as the mail server: the message the guard desk gets."""
-    import asyncore
     import dataclasses
     import email
     import email.policy
@@ -117,6 +116,7 @@ def test_the_email_notice_goes_through_a_real_smtp_session(runtime, alice, desk)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        asyncore = __import__("asyncore")
         smtpd = __import__("smtpd")
     received: list[tuple[str, list[str], str]] = []
 

@@ -29,6 +29,13 @@ hotdesk holds none. The test that changes it on the switch also needs:
 With those, ``test_registrations_observed`` checks that ``hotdesk agi`` records what the
 switch reports: the phone's registration (account, address), "credentials rejected" for
 a wrong password, and the registration as the user after a login.
+
+An emergency call (911) from the user logged in on the desk, with hotdesk up and then
+stopped, checked on the trunk's side (a SIPp UAS the test starts), also needs:
+
+    HOTDESK_TEST_ASTERISK_TRUNK=host:port           where the emergency trunk sends 911
+    HOTDESK_TEST_ASTERISK_GEOLOC=1                  the trunk has a geoloc_outgoing_call_profile
+                                                    (docs/emergency.md): require PIDF-LO
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ that changes it on the switch also needs:
 With those, ``test_registrations_observed`` checks that ``hotdesk esl`` records what the
 switch reports: the phone's registration (account, address), "credentials rejected" for
 a wrong password, and the registration as the user after a login.
+
+An emergency call (911) from the user logged in on the desk, with hotdesk up and then
+stopped, checked on the trunk's side, also needs:
+
+    HOTDESK_TEST_FREESWITCH_TRUNK=host:port        $${emergency_trunk}: a 911 call from the
+                                                   logged-in user is checked there (SIPp UAS)
 """
 
 from __future__ import annotations
