@@ -266,8 +266,8 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class EmergencyConfig:
-    # Emergency numbers (comma-separated) whose calls are watched and notified; the
-    # shipped dialplans route 112 and 911 (FreeSWITCH also 999) directly.
+    # Emergency numbers (comma-separated) whose calls are watched and notified, and that
+    # `hotdesk doctor` checks are dialable; the shipped dialplans route these three.
     numbers: str = "112,911,999"
     # Watch the switch for emergency calls (agi: a second AMI login with Events: call;
     # esl: CHANNEL_CREATE events) and notify the points below.
