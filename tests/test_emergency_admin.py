@@ -9,7 +9,7 @@ from hotdesk.admin.inventory import default_tenant, delete_device
 from hotdesk.emergency import location_import, locations, notices
 from hotdesk.emergency.models import EmergencyCallSeen, EmergencyLocation, EmergencySync
 from hotdesk.runtime import start
-from hotdesk.store.db import MIGRATIONS, _v6_emergency, schema_version, upgrade
+from hotdesk.store.db import MIGRATIONS, _v7_emergency, schema_version, upgrade
 from hotdesk.store.models import AuditEvent, SchemaVersion
 from hotdesk.switch import emergency
 from tests.emergency_helpers import DESK_3, set_location
@@ -90,7 +90,7 @@ def test_upgrade_from_the_previous_schema_adds_the_emergency_tables_and_keeps_da
     rt = start(config, migrate=True)
     tenant = default_tenant()
     # The schema version just before this migration, wherever a merge puts it.
-    previous = MIGRATIONS.index(_v6_emergency)
+    previous = MIGRATIONS.index(_v7_emergency)
     rt.db.drop_tables([EmergencyCallSeen, EmergencySync, EmergencyLocation])
     SchemaVersion.delete().where(SchemaVersion.version > previous).execute()
     assert schema_version(rt.db) == previous
