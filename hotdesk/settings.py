@@ -271,6 +271,29 @@ class LogConfig:
     level: str = "INFO"
 
 
+@dataclass(frozen=True)
+class EmergencyConfig:
+    # Emergency numbers (comma-separated) whose calls are watched and notified, and that
+    # `hotdesk doctor` checks are dialable; the shipped dialplans route these three.
+    numbers: str = "112,911,999"
+    # Watch the switch for emergency calls (agi: a second AMI login with Events: call;
+    # esl: CHANNEL_CREATE events) and notify the points below.
+    watch: bool = True
+    # On-site notification: a JSON POST to this URL; empty = none.
+    webhook_url: str = ""
+    webhook_timeout_seconds: float = 5.0
+    # E-mail to these addresses (comma-separated) through this SMTP server; empty = none.
+    mail_to: str = ""
+    mail_from: str = "hotdesk@localhost"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # How long a call stays on the web admin's dashboard banner (minutes).
+    banner_minutes: int = 60
+
+
 # Logical prompt name -> sound file, per switch. Asterisk names are core sounds
 # (asterisk-core-sounds-en); FreeSWITCH names are from the standard English sound set.
 ASTERISK_PROMPTS: dict[str, str] = {
@@ -329,6 +352,7 @@ class Config:
     pnp: PnpConfig = field(default_factory=PnpConfig)
     rps: RpsConfig = field(default_factory=RpsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    emergency: EmergencyConfig = field(default_factory=EmergencyConfig)
     prompts_asterisk: dict[str, str] = field(default_factory=lambda: dict(ASTERISK_PROMPTS))
     prompts_freeswitch: dict[str, str] = field(default_factory=lambda: dict(FREESWITCH_PROMPTS))
 

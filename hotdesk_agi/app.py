@@ -12,6 +12,7 @@ from hotdesk.notify.drain import Drainer
 from hotdesk.ops.health import ConnectionReporter
 from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
+from hotdesk_agi import emergency
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from hotdesk_agi.registrations import AmiRegistrationWatcher, start_watcher
 from hotdesk_agi.server import AgiServer
@@ -49,6 +50,7 @@ class AgiApp:
     tasks: list[asyncio.Task[None]]
     health: ConnectionReporter | None = None
     registrations: AmiRegistrationWatcher | None = None
+    watch: AmiClient | None = None
 
     async def close(self) -> None:
         self.stop.set()
@@ -57,8 +59,9 @@ class AgiApp:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.server.close()
-        if self.client is not None:
-            await self.client.close()
+        for client in (self.client, self.watch):
+            if client is not None:
+                await client.close()
         if self.registrations is not None:
             await self.registrations.close()
         if self.health is not None:
@@ -73,7 +76,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     server = AgiServer(runtime, on_decided=wake.set)
     host, port = parse_listen(listen or runtime.config.agi.listen)
     address = await server.start(host, port, reuse_port)
-    client = None
+    client = watch = None
     health = None
     watcher = None
     tasks: list[asyncio.Task[None]] = []
@@ -87,10 +90,14 @@ async def start_app(runtime: Runtime, listen: str | None = None,
         tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop,
                                                     server.executor)))
         watcher = start_watcher(runtime.config, ami_min_backoff)
+        tasks.append(asyncio.create_task(emergency.drain_loop(
+            client, wake, stop, runtime.config.notify.poll_seconds, server.executor)))
+        if runtime.config.emergency.watch:
+            watch = emergency.start_watch(runtime, ami_min_backoff, server.executor)
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks, health, watcher)
+    return AgiApp(server, client, address, wake, stop, tasks, health, watcher, watch)
 
 
 async def serve_forever(runtime: Runtime, reuse_port: bool = False) -> None:

@@ -46,7 +46,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.session_interface = SessionInterface()
     csrf = CSRFProtect(app)
 
-    from webadmin import api, auth, pages, phones, users
+    from webadmin import api, auth, emergency, pages, phones, users
     from webadmin.provisioning import bp as provisioning_bp
 
     app.register_blueprint(provisioning_bp)
@@ -59,12 +59,15 @@ def create_app(runtime: Runtime) -> Flask:
     app.register_blueprint(users.bp)
     # The API authenticates with bearer tokens only, never the cookie: CSRF cannot apply.
     csrf.exempt(api.bp)
+    csrf.exempt(emergency.bp_api)
     app.register_blueprint(api.bp)
     from webadmin import switch_directory
 
     # FreeSWITCH authenticates with HTTP basic; a browser cookie grants nothing here.
     csrf.exempt(switch_directory.bp)
     app.register_blueprint(switch_directory.bp)
+    app.register_blueprint(emergency.bp)
+    app.register_blueprint(emergency.bp_api)
     app.register_blueprint(api.bp_docs)
     pages.install_template_helpers(app)
 
