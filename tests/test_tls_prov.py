@@ -14,7 +14,6 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -32,6 +31,7 @@ from tests.tls_helpers import (
     hotdesk_process,
     https_get,
     make_pki,
+    served_serial,
 )
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -227,13 +227,6 @@ def test_tls_settings_are_checked_at_start(tmp_path):
         tls.server_context(tls.TlsFiles(str(tmp_path / "missing.pem")))
 
 
-def _serial(port: int, ca: Path) -> int:
-    ctx = client_context(ca)
-    with socket.create_connection(("127.0.0.1", port), 10) as raw_sock, \
-            ctx.wrap_socket(raw_sock, server_hostname="localhost") as sock:
-        return int(sock.getpeercert()["serialNumber"], 16)
-
-
 def test_sighup_reloads_the_certificate_without_dropping_a_connected_client(
         runtime, desk, database_url, pki, tmp_path):
     cert, key = tmp_path / "live.pem", tmp_path / "live.key"
@@ -246,7 +239,7 @@ def test_sighup_reloads_the_certificate_without_dropping_a_connected_client(
     with hotdesk_process(["prov-serve", "--listen", f"127.0.0.1:{port}", "--workers", "2",
                           "--loop", "asyncio"], env, port, log) as proc:
         ctx = client_context(pki.ca)
-        before = _serial(port, pki.ca)
+        before = served_serial(port, pki.ca)
         held = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
         held.request("GET", path_of(desk))
         assert held.getresponse().read().count(b"idle-8001")
@@ -263,7 +256,7 @@ def test_sighup_reloads_the_certificate_without_dropping_a_connected_client(
         assert b"idle-8001" in held.getresponse().read()
         held.close()
         # new connections get the renewed certificate
-        after = {_serial(port, pki.ca) for _ in range(6)}
+        after = {served_serial(port, pki.ca) for _ in range(6)}
         assert len(after) == 1 and before not in after
         # a broken renewal is refused, logged, and the renewed certificate stays in use
         cert.write_text("not a certificate")
@@ -272,5 +265,5 @@ def test_sighup_reloads_the_certificate_without_dropping_a_connected_client(
         while time.monotonic() < deadline and "not reloaded" not in log.read_text():
             time.sleep(0.1)
         assert "TLS files not reloaded, the previous ones stay in use" in log.read_text()
-        assert _serial(port, pki.ca) in after
+        assert served_serial(port, pki.ca) in after
         assert proc.poll() is None

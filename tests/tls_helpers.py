@@ -118,3 +118,11 @@ def https_get(port: int, path: str, ctx: ssl.SSLContext,
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
         conn.close()
+
+
+def served_serial(port: int, ca: Path) -> int:
+    """The serial number of the certificate a new TLS connection to ``port`` gets."""
+    ctx = client_context(ca)
+    with socket.create_connection(("127.0.0.1", port), 10) as raw_sock, \
+            ctx.wrap_socket(raw_sock, server_hostname="localhost") as sock:
+        return int(sock.getpeercert()["serialNumber"], 16)
