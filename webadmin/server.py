@@ -10,8 +10,10 @@ handshakes with a timeout), so it serves https directly with the context of
 memory on a small box (figures in docs/benchmarks-operations.md).
 
 uvicorn never times out a connection before its first request, nor a request head sent
-a byte at a time; :class:`BoundedH11Protocol` adds that deadline
-(``[web] request_timeout_seconds``), so slow clients are bounded as well as cheap.
+a byte at a time; :class:`HeadDeadline` adds that deadline to uvicorn's HTTP protocol
+(``[web] request_timeout_seconds``), so slow clients are bounded as well as cheap. The
+protocol is uvicorn's httptools one when httptools is installed (about 2x h11's rate),
+else its pure-Python h11 one.
 """
 
 from __future__ import annotations
@@ -30,14 +32,19 @@ import uvicorn
 from a2wsgi import WSGIMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools not installed
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
 from hotdesk import tls
 from hotdesk.settings import WebConfig, parse_listen
 
 log = logging.getLogger(__name__)
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus a deadline for each request head.
+class HeadDeadline:
+    """Mixed into uvicorn's HTTP protocol: a deadline for each request head.
 
     The clock starts when the connection is made (and again when bytes of a new request
     arrive after a response) and stops when uvicorn has parsed the request head (it then
@@ -47,15 +54,19 @@ class BoundedH11Protocol(H11Protocol):
     """
 
     request_timeout: float = 10.0
+    # provided by uvicorn's protocol class
+    cycle: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._head_timer: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm()
 
     def data_received(self, data: bytes) -> None:
         cycle = self.cycle
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
         if self.cycle is not cycle:  # a request head was parsed
             self._disarm()
         elif self._head_timer is None and (cycle is None or cycle.response_complete):
@@ -63,7 +74,7 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.request_timeout, self._expired)
@@ -80,8 +91,12 @@ class BoundedH11Protocol(H11Protocol):
                 self.transport.close()
 
 
-def bounded_protocol(request_timeout: float) -> type[BoundedH11Protocol]:
-    return type("BoundedH11", (BoundedH11Protocol,), {"request_timeout": request_timeout})
+def bounded_protocol(request_timeout: float, parser: str = "auto") -> type[asyncio.Protocol]:
+    """uvicorn's httptools (``auto`` when installed) or h11 protocol with the deadline."""
+    base = HttpToolsProtocol if parser != "h11" and HttpToolsProtocol is not None \
+        else H11Protocol
+    return type(f"Bounded{base.__name__}", (HeadDeadline, base),
+                {"request_timeout": request_timeout})
 
 
 @dataclass
