@@ -12,6 +12,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -267,3 +268,34 @@ def test_sighup_reloads_the_certificate_without_dropping_a_connected_client(
         assert "TLS files not reloaded, the previous ones stay in use" in log.read_text()
         assert served_serial(port, pki.ca) in after
         assert proc.poll() is None
+
+
+def test_the_https_url_handed_out_is_the_one_served(runtime, pki, desk, database_url):
+    """``hotdesk provision url`` (and PnP/RPS, which use the same ``device_url``) hand out
+    an https base_url as configured; fetching exactly that URL works over TLS."""
+    import os
+    import urllib.request
+
+    from hotdesk.provisioning.render import device_url
+
+    port = free_port()
+    base = f"https://localhost:{port}/prov"
+    cfg = dataclasses.replace(runtime.config, provisioning=dataclasses.replace(
+        runtime.config.provisioning, base_url=base))
+    url = device_url(cfg, desk)
+    assert url == f"{base}/{desk.prov_token}/"
+    out = subprocess.run(
+        [sys.executable, "-m", "hotdesk_cli", "provision", "url", desk.mac],
+        env=dict(os.environ, HOTDESK_DATABASE_URL=database_url, PYTHONPATH=str(REPO),
+                 HOTDESK_PROVISIONING_BASE_URL=base),
+        capture_output=True, text=True, timeout=60)
+    assert url in out.stdout, out.stdout + out.stderr
+    files = tls.TlsFiles(str(pki.cert), str(pki.key))
+    srv = ThreadedServer(ConfigServer(cfg, runtime.db), port=port,
+                         ssl_context=tls.server_context(files)).start()
+    try:
+        with urllib.request.urlopen(f"{url}{desk.mac}.cfg", timeout=10,
+                                    context=client_context(pki.ca)) as resp:
+            assert resp.status == 200 and b"idle-8001" in resp.read()
+    finally:
+        srv.stop()
