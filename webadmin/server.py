@@ -131,9 +131,9 @@ def bind(address: str) -> socket.socket:
 
 
 def make_listener(asgi: Any, web: WebConfig, sock: socket.socket,
-                  context: ssl.SSLContext | None) -> Listener:
+                  context: ssl.SSLContext | None, parser: str = "auto") -> Listener:
     config = uvicorn.Config(
-        asgi, http=bounded_protocol(web.request_timeout_seconds), lifespan="off",
+        asgi, http=bounded_protocol(web.request_timeout_seconds, parser), lifespan="off",
         interface="asgi3", proxy_headers=False,  # webadmin.app.trust_proxies decides
         server_header=False, date_header=True, access_log=False, log_config=None,
         limit_concurrency=web.max_connections, timeout_keep_alive=web.keepalive_seconds,
