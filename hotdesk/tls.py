@@ -67,8 +67,11 @@ def load(ctx: ssl.SSLContext, files: TlsFiles) -> None:
         ctx.verify_mode = ssl.CERT_REQUIRED
 
 
-def reload(ctx: ssl.SSLContext, files: TlsFiles, what: str) -> bool:
+def reload(ctx: ssl.SSLContext | None, files: TlsFiles, what: str) -> bool:
     """SIGHUP: load renewed files; a broken renewal is logged and the old ones stay."""
+    if ctx is None:
+        log.info("%s: SIGHUP: no TLS configured, nothing to reload", what)
+        return False
     try:
         load(ctx, files)
     except TlsError as exc:

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 
@@ -30,6 +31,7 @@ def cmd_prov_serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else config.provisioning.workers
     workers = workers or os.cpu_count() or 1
     files = tls_files(config)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the workers handle it: never fatal
     if files.enabled:
         try:  # refuse unusable files before forking; each worker loads its own context
             tls.server_context(files)

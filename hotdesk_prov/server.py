@@ -304,8 +304,9 @@ def run_worker(make_server: Callable[[], ConfigServer], sock: socket.socket,
     context = tls.server_context(files) if files.enabled else None
     if context is not None:
         tls.limit_asyncio_tls_buffers()
-        loop.add_signal_handler(signal.SIGHUP, tls.reload, context, files,
-                                f"prov-serve worker {os.getpid()}")
+    # SIGHUP (systemctl reload) never stops a worker: it reloads the TLS files, if any.
+    loop.add_signal_handler(signal.SIGHUP, tls.reload, context, files,
+                            f"prov-serve worker {os.getpid()}")
     try:
         loop.run_until_complete(serve_socket(make_app(server, limits, context), sock, stop))
     finally:

@@ -240,6 +240,9 @@ def test_sighup_reloads_the_certificate_without_dropping_a_connected_client(
     with hotdesk_process(["prov-serve", "--listen", f"127.0.0.1:{port}", "--workers", "2",
                           "--loop", "asyncio"], env, port, log) as proc:
         ctx = client_context(pki.ca)
+        deadline = time.monotonic() + 20  # both workers up (SIGHUP is ignored before)
+        while time.monotonic() < deadline and log.read_text().count("preloaded") < 2:
+            time.sleep(0.1)
         before = served_serial(port, pki.ca)
         held = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
         held.request("GET", path_of(desk))

@@ -149,3 +149,22 @@ def test_forwarded_headers_believed_only_from_trusted_proxies(runtime, database_
     assert Device.get_by_id(desk.id).last_address == "10.1.2.3"
     assert AuditEvent.get(AuditEvent.action == "config_forbidden_network").actor == \
         "http:127.0.0.1"
+
+
+@pytest.mark.parametrize("command", [["web"], ["prov-serve", "--workers", "1", "--loop",
+                                                "asyncio"]])
+def test_sighup_without_tls_keeps_serving(runtime, database_url, desk, tmp_path, command):
+    """systemctl reload sends SIGHUP: without TLS it must not stop the server."""
+    port = free_port()
+    env = web_env(database_url, tmp_path, listen=f"127.0.0.1:{port}")
+    env["HOTDESK_PROVISIONING_LISTEN"] = f"127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    with hotdesk_process(command, env, port, log) as proc:
+        deadline = time.monotonic() + 10
+        # the port opens before the worker is up (SIGHUP is ignored until then): repeat
+        while time.monotonic() < deadline and "nothing to reload" not in log.read_text():
+            proc.send_signal(signal.SIGHUP)
+            time.sleep(0.3)
+        assert "no TLS configured, nothing to reload" in log.read_text()
+        assert proc.poll() is None
+        assert plain_get(port, f"/prov/{desk.prov_token}/{desk.mac}.cfg").status == 200

@@ -153,13 +153,14 @@ async def serve(listeners: list[Listener], context: ssl.SSLContext | None,
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
-    if context is not None:
-        loop.add_signal_handler(signal.SIGHUP, tls.reload, context, files, "hotdesk web")
+    # SIGHUP (systemctl reload) never stops the server: it reloads the TLS files, if any.
+    loop.add_signal_handler(signal.SIGHUP, tls.reload, context, files, "hotdesk web")
     await asyncio.gather(*(lst.server.serve(sockets=[lst.sock]) for lst in listeners))
 
 
 def run(wsgi_app: Any, web: WebConfig, listen: str, threads: int) -> int:
     """Serve ``wsgi_app`` as ``[web]`` says; returns the exit status."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: never fatal
     files = tls.TlsFiles(web.tls_certfile, web.tls_keyfile)
     context = tls.server_context(files) if files.enabled else None
     tls.limit_asyncio_tls_buffers()
