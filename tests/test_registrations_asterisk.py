@@ -55,7 +55,8 @@ def drv(runtime, tmp_path):
 
 def test_watcher_has_its_own_connection_and_the_notify_one_stays_events_off(drv):
     logins = [dict(a) for a in drv.ami.actions if dict(a).get("Action") == "Login"]
-    assert sorted(login["Events"] for login in logins) == ["off", "system,security"]
+    # NOTIFYs (off), registrations (system,security), emergency calls (call): one each.
+    assert sorted(login["Events"] for login in logins) == ["call", "off", "system,security"]
     assert any(dict(a).get("Action") == "PJSIPShowContacts" for a in drv.ami.actions)
 
 

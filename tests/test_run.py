@@ -71,9 +71,11 @@ def test_hotdesk_run_starts_all_components_stays_quiet_and_stops(tmp_path):
         text = log.read_text()
         grown = text.splitlines()[before:]
         assert len(grown) <= 2, "\n".join(grown)
-        # Once per AMI connection (NOTIFYs, registrations), not once per retry.
-        assert text.count("unreachable, retrying") == 2
+        # Once per AMI connection (NOTIFYs, registrations, emergency calls), not once
+        # per retry.
+        assert text.count("unreachable, retrying") == 3
         assert text.count("(registrations) unreachable, retrying") == 1
+        assert text.count("(emergency calls) unreachable, retrying") == 1
         assert "Traceback" not in text
     finally:
         proc.send_signal(signal.SIGTERM)
