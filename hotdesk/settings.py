@@ -140,6 +140,9 @@ class NotifyConfig:
     # A NOTIFY caused by a call (*70/*71) waits this long, so the phone is not
     # re-provisioned while the caller still hears the confirmation prompt.
     call_grace_seconds: float = 2.0
+    # Seconds a drainer holds the rows it claimed; renewed before each send, so it must
+    # be longer than the slowest single send (AMI gives up after 15 s, ESL after 5 s).
+    lease_seconds: float = 30.0
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
     # drains), log, or a registered name / "module:factory" (see hotdesk.notify.drain).
     sender: str = "none"
@@ -405,6 +408,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"[pnp] listen: {exc}") from None
     if config.pnp.rate_limit < 1 or config.pnp.t1_ms < 1:
         raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
+    if config.notify.lease_seconds <= 0:
+        raise ConfigError("[notify] lease_seconds must be more than 0")
     if config.policy.pin_tries_per_call < 1:
         raise ConfigError("[policy] pin_tries_per_call must be at least 1")
     if config.metrics.listen:
