@@ -4,6 +4,7 @@ HOTDESK_TEST_DATABASE_URL (CI runs the whole suite both ways)."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
 import os
 from collections.abc import Iterator
@@ -18,15 +19,17 @@ from hotdesk.store.db import open_database
 from hotdesk.store.models import ALL_MODELS, Device, User
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
+CAPTURES = {"asterisk": REPO / "tests" / "fakes" / "asterisk_captures",
+            "freeswitch": REPO / "tests" / "fakes" / "freeswitch_captures"}
 
 
 def reference_bytes(name: str) -> bytes:
-    """A real switch transcript from shared/reference (see its INDEX.md)."""
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference transcript {name} not available")
-    return path.read_bytes()
+    """A real switch transcript kept in the repository (``tests/fakes/*_captures``, plain
+    or gzip). A missing one fails the test: the captures ship with every clone."""
+    folder = CAPTURES[name.split("-", 1)[0]]
+    if (folder / name).exists():
+        return (folder / name).read_bytes()
+    return gzip.decompress((folder / f"{name}.gz").read_bytes())
 
 
 @pytest.fixture(autouse=True)

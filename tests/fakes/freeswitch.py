@@ -1,4 +1,4 @@
-"""A wire-level fake FreeSWITCH, replaying real captures (shared/reference/freeswitch-*).
+"""A wire-level fake FreeSWITCH, replaying real captures (tests/fakes/freeswitch_captures).
 
 Every byte the fake sends comes from a capture of FreeSWITCH 1.11.3 (gzip copies in
 ``tests/fakes/freeswitch_captures``): event bodies are the captured events with only
