@@ -395,7 +395,13 @@ class EslServer:
                                       daemon=True)
             with self._lock:
                 self._threads.add(thread)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # out of threads: refuse this call, keep accepting
+                log.error("cannot start a thread for an Event Socket call: %s", exc)
+                with self._lock:
+                    self._threads.discard(thread)
+                conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
         try:

@@ -9,7 +9,7 @@ from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
 from esl_handlers.pins import directory_verifier
 from hotdesk.calls.service import CallContext, PinVerifier
-from hotdesk.ops.health import ConnectionReporter
+from hotdesk.ops.reporters import ConnectionReporter
 from hotdesk.runtime import Runtime
 
 log = logging.getLogger(__name__)

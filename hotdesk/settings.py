@@ -144,7 +144,7 @@ class NotifyConfig:
     # be longer than the slowest single send (AMI gives up after 15 s, ESL after 5 s).
     lease_seconds: float = 30.0
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
-    # drains), log, or a registered name / "module:factory" (see hotdesk.notify.drain).
+    # drains), log (a dry run), or "module:factory" (see hotdesk.notify.drain).
     sender: str = "none"
 
 

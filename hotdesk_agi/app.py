@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from hotdesk.notify.drain import Drainer
-from hotdesk.ops.health import ConnectionReporter
+from hotdesk.notify.drain import Drainer, drain_stall_seconds
+from hotdesk.ops.reporters import ConnectionReporter
+from hotdesk.ops.supervise import LoopMonitor, run_supervised_async
 from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
@@ -19,11 +21,13 @@ log = logging.getLogger(__name__)
 
 
 async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
-                     stop: asyncio.Event, executor: Executor | None = None) -> None:
+                     stop: asyncio.Event, executor: Executor | None = None,
+                     on_round: Callable[[], None] = lambda: None) -> None:
     """Send due outbox rows whenever woken (a call changed something, AMI came back)
     or every ``[notify] poll_seconds``. While AMI is down nothing is claimed, so rows
     stay pending with no attempt used, and go out after the reconnect. The rounds
-    themselves are the core's (:class:`hotdesk.notify.drain.Drainer`), run in a DB thread."""
+    themselves are the core's (:class:`hotdesk.notify.drain.Drainer`), run in a DB thread.
+    ``on_round`` is told each time the loop comes round (the supervisor's heartbeat)."""
     drainer = Drainer(AmiNotifySender(client, asyncio.get_running_loop()), runtime.config)
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -32,8 +36,10 @@ async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
         except TimeoutError:
             pass
         wake.clear()
+        on_round()
         while client.connected.is_set() and not stop.is_set():
             counts = await loop.run_in_executor(executor, drainer.round)
+            on_round()
             if counts is None or not drainer.busy(counts):
                 break
 
@@ -47,6 +53,7 @@ class AgiApp:
     stop: asyncio.Event
     tasks: list[asyncio.Task[None]]
     health: ConnectionReporter | None = None
+    monitors: list[LoopMonitor] = field(default_factory=list)
 
     async def close(self) -> None:
         self.stop.set()
@@ -59,6 +66,8 @@ class AgiApp:
             await self.client.close()
         if self.health is not None:
             await asyncio.to_thread(self.health.stop)
+        for monitor in self.monitors:
+            await asyncio.to_thread(monitor.stop)
 
 
 async def start_app(runtime: Runtime, listen: str | None = None,
@@ -72,6 +81,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     client = None
     health = None
     tasks: list[asyncio.Task[None]] = []
+    monitors: list[LoopMonitor] = []
     if runtime.config.switch.type == "asterisk":
         client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
         health = ConnectionReporter("ami", client.address, node=runtime.config.metrics.node)
@@ -79,12 +89,17 @@ async def start_app(runtime: Runtime, listen: str | None = None,
         client.on_connected = wake.set
         client.on_state = health.set
         client.start()
-        tasks.append(asyncio.create_task(drain_loop(runtime, client, wake, stop,
-                                                    server.executor)))
+        monitor = LoopMonitor("agi-drain", node=runtime.config.metrics.node,
+                              stall_seconds=drain_stall_seconds(runtime.config))
+        monitor.start()
+        monitors.append(monitor)
+        tasks.append(asyncio.create_task(run_supervised_async(
+            monitor, lambda: drain_loop(runtime, client, wake, stop, server.executor,
+                                        monitor.beat), stop)))
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks, health)
+    return AgiApp(server, client, address, wake, stop, tasks, health, monitors)
 
 
 async def serve_forever(runtime: Runtime) -> None:

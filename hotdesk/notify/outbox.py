@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from peewee import PostgresqlDatabase
+from peewee import InterfaceError, OperationalError, PostgresqlDatabase
 
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.settings import NotifyConfig
@@ -187,8 +187,12 @@ def drain_once(sender: NotifySender, policy: NotifyConfig, owner: str, limit: in
                 (OutboxNotify.update(claimed_until=None)
                  .where(_still_claimed(untried, owner)).execute())
             break
-        except NotifyError as exc:
-            status = mark_failed(row, owner, str(exc), policy, now=now)
+        except (OperationalError, InterfaceError):
+            raise  # the database, not the row: the drain loop waits and retries
+        except Exception as exc:  # noqa: BLE001 - a bad row must not stop the rows after it
+            if not isinstance(exc, NotifyError):
+                log.exception("NOTIFY row %d: unexpected error while sending", row.id)
+            status = mark_failed(row, owner, str(exc) or type(exc).__name__, policy, now=now)
             if status is None:
                 _claim_lost(row)
                 continue

@@ -97,6 +97,20 @@ def open_database(url: str) -> Database:
     return db
 
 
+def close_quietly(db: Database) -> None:
+    """Close this thread's connection, if any, and never raise.
+
+    peewee keeps one connection per thread: a loop or call thread calls this when it
+    ends (so connections do not outlive their threads) and after a database error (a
+    dead connection may fail to close; the next statement opens a fresh one).
+    """
+    try:
+        if not db.is_closed():
+            db.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close; that is fine
+        log.debug("closing the database connection failed", exc_info=True)
+
+
 def is_sqlite(db: Database) -> bool:
     return isinstance(db, SqliteDatabase)
 
