@@ -40,6 +40,7 @@ from hotdesk.calls.service import CallContext, Outcome, PinVerifier
 from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
 from hotdesk.settings import Config, parse_listen
+from hotdesk.store.db import DbSlots, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ class EslCall:
 
 
 def run_script(call: EslCall, script: CallScript,
-               db_gate: threading.BoundedSemaphore | None = None) -> Outcome:
+               db_gate: contextlib.AbstractContextManager[object] | None = None) -> Outcome:
     """Drive a call script: execute each action, send back its result, relay hang-ups.
 
     The script's steps between two actions are where the database work happens; the
@@ -278,7 +279,7 @@ VerifierFactory = Callable[[CallContext], PinVerifier | None]
 
 def handle_call(sock: socket.socket, runtime: Runtime,
                 verifier_for: VerifierFactory | None = None,
-                db_gate: threading.BoundedSemaphore | None = None) -> CallResult:
+                db_gate: contextlib.AbstractContextManager[object] | None = None) -> CallResult:
     """Serve one connection from FreeSWITCH's ``socket`` application."""
     call = EslCall(sock)
     config: Config = runtime.config
@@ -315,7 +316,7 @@ def handle_call(sock: socket.socket, runtime: Runtime,
             return CallResult(outcome, call_id)
     finally:
         call.finish()
-        _release_db(runtime)
+        close_quietly(runtime.db)  # peewee connections are per thread; this one ends
 
 
 def _peer(sock: socket.socket) -> str:
@@ -324,15 +325,6 @@ def _peer(sock: socket.socket) -> str:
         return f"{host}:{port}"
     except OSError:
         return "?"
-
-
-def _release_db(runtime: Runtime) -> None:
-    """Close this thread's database connection (peewee connections are per thread)."""
-    try:
-        if not runtime.db.is_closed():
-            runtime.db.close()
-    except Exception:  # noqa: BLE001 - closing must never take a call thread down
-        log.debug("closing the database connection failed", exc_info=True)
 
 
 class EslServer:
@@ -350,7 +342,9 @@ class EslServer:
         self._stop = threading.Event()
         self._acceptor: threading.Thread | None = None
         self.calls_served = 0
-        self.db_gate = threading.BoundedSemaphore(max(runtime.config.esl.db_slots, 1))
+        # Database steps of calls: at most db_slots at once, each giving its connection
+        # back, so calls waiting for digits hold no connection.
+        self.db_gate = DbSlots(runtime.db, runtime.config.esl.db_slots)
 
     @property
     def address(self) -> tuple[str, int]:

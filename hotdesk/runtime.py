@@ -30,7 +30,8 @@ class SchemaOutOfDate(RuntimeError):
 
 def start(config: Config, migrate: bool = False) -> Runtime:
     """Open the database (upgrading it when asked) and build the service."""
-    db = open_database(config.database.url)
+    db = open_database(config.database.url, config.database.max_connections,
+                       config.database.connection_wait_seconds)
     if migrate:
         upgrade(db, config.tenant.default_domain)
     elif schema_version(db) < len(MIGRATIONS):

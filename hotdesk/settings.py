@@ -23,6 +23,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = "sqlite:///hotdesk.db"
+    # PostgreSQL: connections one hotdesk process opens at most (a pool; each database
+    # step gives its connection back), and how long a step waits for a free one.
+    max_connections: int = 20
+    connection_wait_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -408,6 +412,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"[pnp] listen: {exc}") from None
     if config.pnp.rate_limit < 1 or config.pnp.t1_ms < 1:
         raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
+    if config.database.max_connections < 1 or config.database.connection_wait_seconds < 1:
+        raise ConfigError("[database] max_connections and connection_wait_seconds must be at "
+                          "least 1")
     if config.notify.lease_seconds <= 0:
         raise ConfigError("[notify] lease_seconds must be more than 0")
     if config.policy.pin_tries_per_call < 1:

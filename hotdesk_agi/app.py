@@ -14,6 +14,7 @@ from hotdesk.ops.reporters import ConnectionReporter
 from hotdesk.ops.supervise import LoopMonitor, run_supervised_async
 from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
+from hotdesk.store.db import DbExecutor
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from hotdesk_agi.server import AgiServer
 
@@ -54,6 +55,7 @@ class AgiApp:
     tasks: list[asyncio.Task[None]]
     health: ConnectionReporter | None = None
     monitors: list[LoopMonitor] = field(default_factory=list)
+    drain_executor: Executor | None = None
 
     async def close(self) -> None:
         self.stop.set()
@@ -62,6 +64,8 @@ class AgiApp:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.server.close()
+        if self.drain_executor is not None:
+            await asyncio.to_thread(self.drain_executor.shutdown, True)
         if self.client is not None:
             await self.client.close()
         if self.health is not None:
@@ -82,6 +86,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     health = None
     tasks: list[asyncio.Task[None]] = []
     monitors: list[LoopMonitor] = []
+    drain_executor = None
     if runtime.config.switch.type == "asterisk":
         client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
         health = ConnectionReporter("ami", client.address, node=runtime.config.metrics.node)
@@ -93,13 +98,16 @@ async def start_app(runtime: Runtime, listen: str | None = None,
                               stall_seconds=drain_stall_seconds(runtime.config))
         monitor.start()
         monitors.append(monitor)
+        # A thread of its own: a round waits on AMI replies, and must not hold one of
+        # the threads the calls' database steps run in while it does.
+        drain_executor = DbExecutor(runtime.db, 1, "agi-drain")
         tasks.append(asyncio.create_task(run_supervised_async(
-            monitor, lambda: drain_loop(runtime, client, wake, stop, server.executor,
+            monitor, lambda: drain_loop(runtime, client, wake, stop, drain_executor,
                                         monitor.beat), stop)))
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks, health, monitors)
+    return AgiApp(server, client, address, wake, stop, tasks, health, monitors, drain_executor)
 
 
 async def serve_forever(runtime: Runtime) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
 from hotdesk.runtime import Runtime, start
 from hotdesk.settings import Config, DatabaseConfig
-from hotdesk.store.db import open_database
+from hotdesk.store.db import is_pooled, open_database
 from hotdesk.store.models import ALL_MODELS, Device, User
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +67,8 @@ def runtime(config: Config) -> Iterator[Runtime]:
     rt = start(config, migrate=True)
     yield rt
     rt.db.close()
+    if is_pooled(rt.db):
+        rt.db.close_all()  # the connections other threads gave back to the pool
 
 
 @pytest.fixture

@@ -80,8 +80,9 @@ class BeatWriter(WakeableThread):
         try:
             while not self._stop.is_set():
                 self._wake.clear()
-                if not self._write():
-                    close_quietly(database_proxy)  # a dead connection: fresh one next time
+                self._write()
+                # Nothing held between beats: a fresh (or pooled) connection each time.
+                close_quietly(database_proxy)
                 self._wake.wait(self.interval)
             self._write()
         finally:

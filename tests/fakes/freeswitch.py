@@ -126,6 +126,7 @@ class CallSpec:
     # once, collects nothing and leaves variable_read_result unset.
     missing_prompt: bool = False
     linger_scale: float = 0.01  # real seconds per linger second
+    keying_seconds: float = 0.0  # the caller takes this long before the first PIN digit
 
 
 class FakeCall:
@@ -290,6 +291,8 @@ class FakeCall:
             else ""
         if self.spec.missing_prompt:
             keyed = ""
+        if self.spec.keying_seconds:
+            time.sleep(self.spec.keying_seconds)
         for n, digit in enumerate(keyed):
             self._send(self._event(LOGIN_OK[9 + min(n, 3)], LOGIN_OK_UUID, digit=digit))
         pin = keyed.rstrip("#")
