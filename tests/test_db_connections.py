@@ -77,3 +77,34 @@ def test_calls_waiting_for_digits_hold_no_connection(runtime: Runtime):
     # prompts (at most db_slots at once) held a connection.
     assert 1 <= peak <= SLOTS, f"{peak} connections for {CALLS} calls in progress"
 
+
+
+def test_a_slow_ami_notify_does_not_hold_a_call_step_thread(runtime, alice, bob, desk, desk2,
+                                                            tmp_path, monkeypatch):
+    """With one database thread for calls, a NOTIFY that Asterisk is slow to accept must
+    not park that thread: the next caller's steps run while the send is still waiting."""
+    from hotdesk_agi.ami import AmiNotifySender
+    from tests.test_wiring import make_driver, wait_for, with_config
+
+    sending, send_done, release = threading.Event(), threading.Event(), threading.Event()
+    original = AmiNotifySender.send_async
+
+    async def slow_send(self, target):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        sending.set()
+        await asyncio.to_thread(release.wait, 10)
+        send_done.set()
+        await original(self, target)
+
+    monkeypatch.setattr(AmiNotifySender, "send_async", slow_send)
+    rt = with_config(runtime, agi=dataclasses.replace(runtime.config.agi, db_threads=1))
+    with make_driver("asterisk", rt, tmp_path) as drv:
+        assert wait_for(drv.control_connected)
+        assert drv.call("login", "8001", "101", ("1234",), "127.0.0.1:5071").result == "ok"
+        assert wait_for(sending.is_set)
+        assert drv.call("login", "8002", "102", ("4321",), "127.0.0.1:5072").result == "ok"
+        finished_during_send = not send_done.is_set()
+        release.set()
+        assert len(drv.notifies(2, timeout=10)) == 2
+    assert finished_during_send, "the second call waited for the first call's NOTIFY"
