@@ -19,6 +19,9 @@ from hotdesk.store.db import MIGRATIONS, open_database, schema_version, upgrade
 
 @dataclass
 class Runtime:
+    """One process's wiring. ``db`` is the process database the models are bound to
+    (:data:`hotdesk.store.models.process_database`), so a process has one Runtime."""
+
     config: Config
     db: Database
     service: HotdeskService

@@ -318,3 +318,17 @@ def test_config_sections_for_operations_have_defaults():
     assert cfg.worker.interval_seconds > 0 and cfg.notify.sender == "none"
     assert cfg.metrics.listen == "" and cfg.policy.timezone == "UTC"
     assert PolicyConfig().daily_logout_time == ""
+
+
+
+def test_worker_senders_are_none_log_or_module_factory(runtime, database_url):
+    from hotdesk.notify.drain import LogSender, make_sender
+    from tests.test_cli import hotdesk
+
+    assert make_sender("none", runtime.config) is None
+    assert isinstance(make_sender("log", runtime.config), LogSender)
+    # A name that is neither: a configuration error naming what to use instead.
+    done = hotdesk(database_url, "worker", "--once", "--sender", "ami", check=False)
+    assert done.returncode == 2
+    assert "[notify] sender = 'ami': unknown sender; use none, log or module:factory" \
+        in done.stderr

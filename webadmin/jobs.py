@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from hotdesk.admin import importers
 from hotdesk.runtime import Runtime
+from hotdesk.store.db import close_quietly
 from hotdesk.store.models import Tenant, utcnow
 
 log = logging.getLogger(__name__)
@@ -84,5 +85,4 @@ class ImportJobs:
             log.exception("user import %s failed", job.id)
             job.state, job.error = "error", f"{type(exc).__name__}: {exc}"
         finally:
-            if not rt.db.is_closed():
-                rt.db.close()
+            close_quietly(rt.db)  # this thread's connection ends with the job

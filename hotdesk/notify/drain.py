@@ -22,7 +22,7 @@ from hotdesk.notify.outbox import NotifySender, NotifyTarget
 from hotdesk.ops import metrics
 from hotdesk.settings import Config
 from hotdesk.store.db import close_quietly
-from hotdesk.store.models import OutboxNotify, database_proxy, utcnow
+from hotdesk.store.models import OutboxNotify, process_database, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Drainer:
                 log.warning("outbox drain: database error, retrying every %gs: %s",
                             self.config.notify.poll_seconds, exc)
             self.failing = True
-            close_quietly(database_proxy)
+            close_quietly(process_database)
             return None
         if self.failing:
             log.info("outbox drain works again")
@@ -215,5 +215,5 @@ def run_drain(sender: NotifySender, config: Config, stop_event: threading.Event,
                 wake.wait(config.notify.poll_seconds)
                 wake.clear()
     finally:
-        close_quietly(database_proxy)  # this thread's connection ends with the loop
+        close_quietly(process_database)  # this thread's connection ends with the loop
     return totals

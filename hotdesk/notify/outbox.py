@@ -20,7 +20,8 @@ from peewee import InterfaceError, OperationalError, PostgresqlDatabase
 
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.settings import NotifyConfig
-from hotdesk.store.models import Device, OutboxNotify, Tenant, database_proxy, utcnow
+from hotdesk.store.db import current_database
+from hotdesk.store.models import Device, OutboxNotify, Tenant, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
                  & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
     due = (OutboxNotify.select(OutboxNotify.id).where(claimable)
            .order_by(OutboxNotify.id).limit(limit))
-    if isinstance(database_proxy.obj, PostgresqlDatabase):
+    if isinstance(current_database(), PostgresqlDatabase):
         # One statement: drainers on other nodes skip the rows this one is locking
         # instead of queueing behind it and then finding them taken.
         query = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)

@@ -19,14 +19,13 @@ from peewee import fn
 from hotdesk.notify import outbox
 from hotdesk.settings import Config
 from hotdesk.store import audit
-from hotdesk.store.db import for_update, write_transaction
+from hotdesk.store.db import current_database, for_update, write_transaction
 from hotdesk.store.models import (
     AuditEvent,
     Device,
     OutboxNotify,
     Session,
     Tenant,
-    database_proxy,
     utcnow,
 )
 
@@ -143,7 +142,7 @@ def requeue(device_id: int, config: Config, now: datetime) -> bool:
     The re-check makes several workers safe: the tenant row lock (BEGIN IMMEDIATE on
     SQLite) serialises them, and the second one finds the first one's pending row.
     """
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         device = Device.get_or_none(Device.id == device_id)
         if device is None:
             return False
@@ -175,7 +174,7 @@ def _flag_pending(device: Device, notifies: int) -> bool:
                                          & AuditEvent.detail.contains(marker)).exists())
     if already:
         return False
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
         if (AuditEvent.select().where((AuditEvent.action == "provisioning_pending")
                                       & (AuditEvent.device == device)

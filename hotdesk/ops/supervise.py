@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from hotdesk.ops import health
 from hotdesk.store.db import close_quietly
-from hotdesk.store.models import database_proxy
+from hotdesk.store.models import process_database
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ class BeatWriter(WakeableThread):
                 self._wake.clear()
                 self._write()
                 # Nothing held between beats: a fresh (or pooled) connection each time.
-                close_quietly(database_proxy)
+                close_quietly(process_database)
                 self._wake.wait(self.interval)
             self._write()
         finally:
-            close_quietly(database_proxy)
+            close_quietly(process_database)
 
 
 class Backoff:

@@ -27,7 +27,7 @@ from hotdesk.ops import health, metrics
 from hotdesk.ops.supervise import Backoff, describe
 from hotdesk.settings import Config, parse_hhmm
 from hotdesk.store.db import close_quietly
-from hotdesk.store.models import Session, Tenant, database_proxy
+from hotdesk.store.models import Session, Tenant, process_database
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +154,14 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
         except (OperationalError, InterfaceError) as exc:
             log.warning("worker: database unavailable, retrying next tick: %s", exc)
             next_tick = clock() + min(config.worker.interval_seconds, 5.0)
-            close_quietly(database_proxy)
+            close_quietly(process_database)
         except Exception as exc:  # noqa: BLE001 - a bug in one job must not end the worker
             delay = backoff.next()
             log.error("worker: tick failed (%s); retrying in %gs", describe(exc), delay,
                       exc_info=exc)
             health.report("worker", "down", f"tick failed: {describe(exc)}; retrying in "
                           f"{delay:g}s", node=config.metrics.node)
-            close_quietly(database_proxy)
+            close_quietly(process_database)
             next_tick = clock() + delay
             stop_event.wait(delay)
             continue

@@ -23,7 +23,7 @@ from hotdesk.store.models import (
     Heartbeat,
     SchemaVersion,
     Tenant,
-    database_proxy,
+    process_database,
     utcnow,
 )
 
@@ -105,7 +105,15 @@ def open_database(url: str, max_connections: int = 20, wait_seconds: int = 10) -
                                           timeout=max(wait_seconds, 1), **params)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://…")
-    database_proxy.initialize(db)
+    process_database.initialize(db)
+    return db
+
+
+def current_database() -> Database:
+    """The database the models are bound to (:data:`hotdesk.store.models.process_database`)."""
+    db = process_database.obj
+    if db is None:
+        raise RuntimeError("no database is open: hotdesk.store.db.open_database() binds one")
     return db
 
 
@@ -196,7 +204,7 @@ def write_transaction(db: Database) -> Iterator[None]:
 
 def for_update(query):  # type: ignore[no-untyped-def]
     """``SELECT … FOR UPDATE`` where the database supports it (PostgreSQL)."""
-    db = database_proxy.obj
+    db = current_database()
     return query.for_update() if isinstance(db, PostgresqlDatabase) else query
 
 
