@@ -20,7 +20,8 @@ def main() -> None:
     for i in range(count):
         ext = str(1000 + (i * procs + index) % 200)
         ctx = CallContext(switch="asterisk", call_id=f"b{index}-{i}", endpoint="x")
-        ok += rt.service.login(devices[i % len(devices)], ext, "1234", ctx) is Outcome.LOGGED_IN
+        result = rt.service.login(devices[i % len(devices)], ext, "1234", ctx)
+        ok += result.outcome is Outcome.LOGGED_IN
     print(f"{ok} {time.monotonic() - start_at:.4f}")
 
 

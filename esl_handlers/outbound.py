@@ -1,11 +1,13 @@
 """The outbound Event Socket server: FreeSWITCH's ``socket`` app hands ``*70``/``*71`` calls here.
 
-Each call runs the core's call script (``hotdesk.calls.callflow``) and only translates its
-actions into ``sendmsg execute`` commands. In ``async full`` mode every sendmsg is
-answered ``+OK`` at once (even after the caller hung up, when nothing runs), so the
-result of an action is the CHANNEL_EXECUTE_COMPLETE whose ``Application-UUID`` is the
-``Event-UUID`` we sent. Every wait is bounded: a channel that never completes, a switch
-that vanishes or a peer that sends garbage ends the call, never a thread.
+Each call runs the core's call script (``hotdesk.calls.callflow``) through the one driver
+(``hotdesk.calls.driver``) and only translates its switch actions into ``sendmsg
+execute`` commands (and the voicemail PIN read into ``api user_data``). In ``async
+full`` mode every sendmsg is answered ``+OK`` at once (even after the caller hung up,
+when nothing runs), so the result of an action is the CHANNEL_EXECUTE_COMPLETE whose
+``Application-UUID`` is the ``Event-UUID`` we sent. Every wait is bounded: a channel
+that never completes, a switch that vanishes or a peer that sends garbage ends the
+call, never a thread.
 
 One thread per call: the database driver and the service are blocking, and a call
 spends nearly all its time waiting on the switch, so threads need no monkey-patching.
@@ -19,24 +21,25 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
 from hotdesk import logctx
 from hotdesk.calls.callflow import (
-    Action,
     Answer,
     CallerHungUp,
-    CallScript,
     Collect,
     Hangup,
     Play,
+    ReadVoicemailPin,
     SetVar,
+    SwitchAction,
     login_call,
     logout_call,
 )
-from hotdesk.calls.service import CallContext, Outcome, PinVerifier
+from hotdesk.calls.driver import CallDriver, Finished
+from hotdesk.calls.service import CallContext, Outcome, SwitchPin
 from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
 from hotdesk.settings import Config, parse_listen
@@ -205,35 +208,36 @@ class EslCall:
             pass
 
 
-def run_script(call: EslCall, script: CallScript,
+def run_script(call: EslCall, driver: CallDriver,
                db_gate: contextlib.AbstractContextManager[object] | None = None) -> Outcome:
-    """Drive a call script: execute each action, send back its result, relay hang-ups.
+    """Drive a call through ``driver``: execute each switch action, feed back its result,
+    relay hang-ups.
 
-    The script's steps between two actions are where the database work happens; the
-    gate lets only a few calls do that at once (like the FastAGI server's thread pool),
-    so hundreds of call threads never pile up on SQLite's write lock past its timeout.
+    The driver's steps are where the database work happens; the gate lets only a few
+    calls do that at once (like the FastAGI server's thread pool), so hundreds of call
+    threads never pile up on SQLite's write lock past its timeout.
     """
     gate = db_gate or contextlib.nullcontext()
-    try:
+    reply: object = None
+    error: BaseException | None = None
+    while True:
         with gate:
-            action: Action = next(script)
-        while True:
-            try:
-                result = _perform(call, action)
-            except (CallGone, TimeoutError, ProtocolError) as exc:
-                # Hung up, switch gone, stuck channel or garbage: no more media either way.
-                log.info("call ends early: %s", exc)
-                call.hung_up = True
-                with gate:
-                    action = script.throw(CallerHungUp(str(exc)))
-            else:
-                with gate:
-                    action = script.send(result)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+            step = driver.advance(reply, error)
+        if isinstance(step, Finished):
+            return step.outcome
+        reply, error = None, None
+        try:
+            reply = _perform(call, step)
+        except (CallGone, TimeoutError, ProtocolError) as exc:
+            # Hung up, switch gone, stuck channel or garbage: no more media either way.
+            log.info("call ends early: %s", exc)
+            call.hung_up = True
+            error = CallerHungUp(str(exc))
 
 
-def _perform(call: EslCall, action: Action) -> str | None:
+def _perform(call: EslCall, action: SwitchAction) -> str | SwitchPin | None:
+    if isinstance(action, ReadVoicemailPin):
+        return read_voicemail_pin(call, action)
     if isinstance(action, Answer):
         call.execute("answer")
         return None
@@ -274,11 +278,19 @@ def _perform(call: EslCall, action: Action) -> str | None:
     raise TypeError(f"unknown call action {action!r}")
 
 
-VerifierFactory = Callable[[CallContext], PinVerifier | None]
+def read_voicemail_pin(call: EslCall, action: ReadVoicemailPin) -> SwitchPin:
+    """The directory's ``vm-password`` of mailbox@domain, over the call's own socket
+    (``async full`` allows ``api``); ``-ERR no reply`` = the user has none. The reply
+    carries the PIN: it is never logged."""
+    reply = call.request(command(f"api user_data {action.mailbox}@{action.domain} "
+                                 "param vm-password"))
+    body = reply.body.decode("utf-8", "replace").strip()
+    if not body or body.startswith("-ERR"):
+        return SwitchPin(None)
+    return SwitchPin(body)
 
 
 def handle_call(sock: socket.socket, runtime: Runtime,
-                verifier_for: VerifierFactory | None = None,
                 db_gate: contextlib.AbstractContextManager[object] | None = None) -> CallResult:
     """Serve one connection from FreeSWITCH's ``socket`` application."""
     call = EslCall(sock)
@@ -301,17 +313,15 @@ def handle_call(sock: socket.socket, runtime: Runtime,
             log.info("%s call from %s (%s, domain %s)", action or "unknown", ctx.endpoint,
                      ctx.source or "no source", ctx.domain or "-")
             if action == "logout":
-                script = logout_call(runtime.service, ctx, prompts)
+                script = logout_call(ctx, prompts)
             else:
                 if action != "login":
                     log.warning("variable hotdesk_action is %r; treating the call as a login "
                                 "(set hotdesk_action=login|logout in the dialplan)", action)
-                verifier = verifier_for(ctx) if verifier_for else None
-                script = login_call(runtime.service, ctx, extension, prompts, config.policy,
-                                    pin_verifier=verifier)
+                script = login_call(ctx, extension, prompts, config.policy)
             feature = "logout" if action == "logout" else "login"
-            outcome = run_script(call, metrics.measured(script, "freeswitch", feature,
-                                                        call_id), db_gate)
+            driver = CallDriver(script, runtime.service, ctx, feature, metrics.CALLS_SEEN)
+            outcome = run_script(call, driver, db_gate)
             log.info("call finished: %s", outcome.value)
             return CallResult(outcome, call_id)
     finally:
@@ -331,10 +341,10 @@ class EslServer:
     """Accepts FreeSWITCH's outbound connections; one thread per call, bounded in number."""
 
     def __init__(self, runtime: Runtime, listen: str | None = None,
-                 verifier_for: VerifierFactory | None = None, max_calls: int = 500) -> None:
+                 max_calls: int = 500, reuse_port: bool = False) -> None:
         self.runtime = runtime
+        self.reuse_port = reuse_port
         self.host, self.port = parse_listen(listen or runtime.config.esl.listen)
-        self.verifier_for = verifier_for
         self.max_calls = max_calls
         self._sock: socket.socket | None = None
         self._threads: set[threading.Thread] = set()
@@ -354,6 +364,8 @@ class EslServer:
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:  # several ``hotdesk esl`` processes share the port (--workers)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((self.host, self.port))
         sock.listen(128)
         sock.settimeout(0.2)
@@ -399,7 +411,7 @@ class EslServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            handle_call(conn, self.runtime, self.verifier_for, self.db_gate)
+            handle_call(conn, self.runtime, self.db_gate)
         except Exception:
             log.exception("unexpected error in an Event Socket call")
         finally:

@@ -7,8 +7,6 @@ import logging
 from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
-from esl_handlers.pins import directory_verifier
-from hotdesk.calls.service import CallContext, PinVerifier
 from hotdesk.ops.reporters import ConnectionReporter
 from hotdesk.runtime import Runtime
 
@@ -16,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class EslService:
-    def __init__(self, runtime: Runtime, listen: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, listen: str | None = None,
+                 reuse_port: bool = False) -> None:
         cfg = runtime.config
         self.runtime = runtime
         self.health = ConnectionReporter("esl-inbound", f"{cfg.esl.host}:{cfg.esl.port}",
@@ -28,16 +27,12 @@ class EslService:
         self.drain: DrainLoop | None = None
         if cfg.switch.type == "freeswitch":
             self.drain = DrainLoop(self.sender, cfg)
-        verifier = self._verifier if cfg.esl.pin_source == "directory" else None
-        self.server = EslServer(runtime, listen, verifier_for=verifier)
+        self.server = EslServer(runtime, listen, reuse_port=reuse_port)
 
     def _on_state(self, up: bool, detail: str) -> None:
         self.health.set(up, detail)
         if up and self.drain is not None:
             self.drain.wake()  # NOTIFYs queued while FreeSWITCH was away go out now
-
-    def _verifier(self, ctx: CallContext) -> PinVerifier:
-        return directory_verifier(self.inbound, ctx)
 
     def start(self) -> None:
         self.health.start()

@@ -32,10 +32,19 @@ def _event(headers: list[tuple[str, str]]) -> bytes:
     return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body
 
 
+def _api_response(body: bytes) -> bytes:
+    return b"Content-Type: api/response\nContent-Length: %d\n\n" % len(body) + body
+
+
 def simulate(address: tuple[str, int], action: str, endpoint: str, extension: str = "",
              pins: Sequence[str] = (), domain: str = "", source: str = "127.0.0.1:5060",
-             echo: Echo = print, timeout: float = 30.0) -> str | None:
-    """Run one call; returns the HOTDESK_RESULT the server set (None if none)."""
+             echo: Echo = print, timeout: float = 30.0,
+             vm_passwords: dict[str, str] | None = None) -> str | None:
+    """Run one call; returns the HOTDESK_RESULT the server set (None if none).
+    ``vm_passwords``: the directory's ``vm-password`` per ``user@domain``, answered to
+    ``api user_data`` (default: the caller's first PIN for ``extension@domain``)."""
+    if vm_passwords is None:
+        vm_passwords = {f"{extension}@{domain}": pins[0]} if pins else {}
     call_uuid = str(uuid.uuid4())
     ip, _, port = source.rpartition(":")
     channel = [("Event-Name", "CHANNEL_DATA"), ("Unique-ID", call_uuid),
@@ -64,7 +73,8 @@ def simulate(address: tuple[str, int], action: str, endpoint: str, extension: st
             headers = dict(ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
             app = headers.get("execute-app-name", "")
             arg = headers.get("execute-app-arg", "")
-            echo(f">> {cmd} {app} {arg}".rstrip())
+            if not cmd.startswith("api "):
+                echo(f">> {cmd} {app} {arg}".rstrip())
             if cmd == "connect":
                 sock.sendall(_block(channel)[:-1] + _block(
                     [("Content-Type", "command/reply"), ("Reply-Text", "+OK\n"),
@@ -76,6 +86,10 @@ def simulate(address: tuple[str, int], action: str, endpoint: str, extension: st
             elif cmd == "exit":
                 sock.sendall(_reply("+OK bye"))
                 return result
+            elif cmd.startswith("api user_data ") and cmd.endswith(" param vm-password"):
+                value = vm_passwords.get(cmd.split()[2], "")
+                echo("   (vm-password read)")
+                sock.sendall(_api_response(value.encode() if value else b"-ERR no reply\n"))
             elif cmd == "sendmsg":
                 sock.sendall(_reply("+OK"))
                 done = [("Event-Name", "CHANNEL_EXECUTE_COMPLETE"), ("Unique-ID", call_uuid),

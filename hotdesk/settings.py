@@ -65,8 +65,6 @@ class EslConfig:
     port: int = 8021
     password: str = "ClueCon"
     profile: str = "internal"
-    # hotdesk -> PIN hashed in hotdesk's database; directory -> vm-password from the FS directory
-    pin_source: str = "hotdesk"
     reconnect_max_seconds: float = 30.0
     # Calls doing database work at the same moment (the rest wait their turn).
     db_slots: int = 4
@@ -119,6 +117,11 @@ class ProvisioningConfig:
 class PolicyConfig:
     # auto_logout | deny | allow
     multiple_login: str = "auto_logout"
+    # Which PIN a caller keys: switch = their voicemail PIN, read live from the switch
+    # during the call (Asterisk VM_INFO, FreeSWITCH vm-password); hotdesk = a PIN hashed
+    # in hotdesk's database (for switches without voicemail). A tenant may override it;
+    # tenants upgraded from a version that had only hotdesk PINs keep "hotdesk".
+    pin_source: str = "switch"
     pin_tries_per_call: int = 3
     pin_max_digits: int = 8
     pin_timeout_ms: int = 5000
@@ -239,7 +242,9 @@ ASTERISK_PROMPTS: dict[str, str] = {
     "unknown_extension": "pbx-invalid",  # "I am sorry, that's not a valid extension."
     "not_enabled": "ss-noservice",  # "The number you have dialed is not in service."
     "not_hotdesk_phone": "feature-not-avail-line",  # "That feature is not available on this line."
-    "not_logged_in": "agent-loggedoff",
+    # *71 on an idle phone: not "Agent logged off" (nothing was logged off). The core
+    # sounds have no "not logged in"; this is the nearest true sentence.
+    "not_logged_in": "feature-not-avail-line",  # "That feature is not available on this line."
     "ambiguous_device": "cannot-complete-as-dialed",
     "already_logged_in": "agent-alreadyon",  # "That agent is already logged on. ..."
     "no_pin": "vm-goodbye",
@@ -257,7 +262,7 @@ FREESWITCH_PROMPTS: dict[str, str] = {
     "unknown_extension": "ivr/ivr-that_was_an_invalid_entry.wav",
     "not_enabled": "ivr/ivr-that_was_an_invalid_entry.wav",
     "not_hotdesk_phone": "ivr/ivr-that_was_an_invalid_entry.wav",
-    "not_logged_in": "ivr/ivr-you_are_now_logged_out.wav",
+    "not_logged_in": "ivr/ivr-that_was_an_invalid_entry.wav",
     "ambiguous_device": "ivr/ivr-please_try_again.wav",
     "already_logged_in": "ivr/ivr-please_try_again.wav",
     "no_pin": "voicemail/vm-goodbye.wav",
@@ -343,6 +348,14 @@ def load_config(path: str | os.PathLike[str] | None = None,
     return _build(values, environ, source=str(path or "defaults"))
 
 
+# Options an older hotdesk had, and what to write instead: a clear error, never a
+# silently ignored line.
+REPLACED_OPTIONS: dict[tuple[str, str], str] = {
+    ("esl", "pin_source"): "use [policy] pin_source = switch (the voicemail PIN read live "
+                           "from the switch; was 'directory') or hotdesk",
+}
+
+
 def _build(values: dict[str, dict[str, str]], environ: Mapping[str, str], source: str) -> Config:
     base = Config()
     kwargs: dict[str, Any] = {}
@@ -350,11 +363,18 @@ def _build(values: dict[str, dict[str, str]], environ: Mapping[str, str], source
     for name in values:
         if name not in sections and name not in _PROMPT_SECTIONS:
             raise ConfigError(f"{source}: unknown section [{name}]")
+    for (name, key), instead in REPLACED_OPTIONS.items():
+        env_key = f"HOTDESK_{name}_{key}".upper()
+        if env_key in environ:
+            raise ConfigError(f"environment: {env_key} is gone: {instead}")
     for name in sections:
         current = getattr(base, name)
         given = values.get(name, {})
         known = {f.name for f in dataclasses.fields(current)}
         for key in given:
+            if (name, key) in REPLACED_OPTIONS:
+                raise ConfigError(f"{source}: [{name}] {key} is gone: "
+                                  f"{REPLACED_OPTIONS[name, key]}")
             if key not in known:
                 raise ConfigError(f"{source}: unknown option {key!r} in [{name}]")
         changes: dict[str, Any] = {}
@@ -385,7 +405,7 @@ def _validate(config: Config) -> None:
     choices = {
         ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
         ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
-        ("esl", "pin_source"): (config.esl.pin_source, {"hotdesk", "directory"}),
+        ("policy", "pin_source"): (config.policy.pin_source, {"switch", "hotdesk"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
         ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),

@@ -75,13 +75,13 @@ class AgiApp:
 
 
 async def start_app(runtime: Runtime, listen: str | None = None,
-                    ami_min_backoff: float = 0.5) -> AgiApp:
+                    ami_min_backoff: float = 0.5, reuse_port: bool = False) -> AgiApp:
     """Start everything on the running loop; ``listen`` overrides ``[agi] listen``."""
     wake = asyncio.Event()
     stop = asyncio.Event()
     server = AgiServer(runtime, on_decided=wake.set)
     host, port = parse_listen(listen or runtime.config.agi.listen)
-    address = await server.start(host, port)
+    address = await server.start(host, port, reuse_port)
     client = None
     health = None
     tasks: list[asyncio.Task[None]] = []
@@ -110,9 +110,9 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     return AgiApp(server, client, address, wake, stop, tasks, health, monitors, drain_executor)
 
 
-async def serve_forever(runtime: Runtime) -> None:
+async def serve_forever(runtime: Runtime, reuse_port: bool = False) -> None:
     """Run until SIGTERM/SIGINT; calls in progress are cancelled, queued NOTIFYs stay."""
-    app = await start_app(runtime)
+    app = await start_app(runtime, reuse_port=reuse_port)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

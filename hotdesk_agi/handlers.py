@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hotdesk.calls.callflow import RESULT_VARIABLE, Answer, CallScript, Hangup, Play, SetVar
-from hotdesk.calls.service import CallContext, Outcome
+from hotdesk.calls.callflow import CallScript
+from hotdesk.calls.service import CallContext
 from hotdesk.runtime import Runtime
 from hotdesk_agi.protocol import args_of, script_name
 
@@ -32,23 +32,15 @@ class AgiRequest:
         return args[n - 1].strip() if len(args) >= n else ""
 
     def call_context(self) -> CallContext:
-        """Dialplan args: 1 = extension, 2 = phone ip:port, 3 = PJSIP endpoint name.
-        Without arg 3 the caller id number is the best guess of the endpoint."""
+        """Dialplan args: 1 = extension, 2 = phone ip:port, 3 = PJSIP endpoint name,
+        4 = the tenant's SIP domain (empty: the default tenant). Without arg 3 the
+        caller id number is the best guess of the endpoint."""
         endpoint = self.arg(3) or self.env.get("agi_callerid", "").strip()
         if endpoint == "unknown":
             endpoint = ""
         return CallContext(switch="asterisk", call_id=self.call_id, endpoint=endpoint,
-                           source=self.arg(2))
+                           source=self.arg(2), domain=self.arg(4))
 
 
 Handler = Callable[[Runtime, AgiRequest], CallScript]
 
-
-def error_call(runtime: Runtime, reason: str) -> CallScript:
-    """The caller still hears something when the request cannot be served at all."""
-    prompts = runtime.config.prompts("asterisk")
-    yield Answer()
-    yield SetVar(RESULT_VARIABLE, Outcome.ERROR.value)
-    yield Play(prompts["error"])
-    yield Hangup()
-    return Outcome.ERROR

@@ -8,5 +8,5 @@ from hotdesk_agi.handlers import AgiRequest
 
 
 def handle(runtime: Runtime, request: AgiRequest) -> CallScript:
-    return login_call(runtime.service, request.call_context(), request.arg(1),
+    return login_call(request.call_context(), request.arg(1),
                       runtime.config.prompts("asterisk"), runtime.config.policy)

@@ -8,5 +8,4 @@ from hotdesk_agi.handlers import AgiRequest
 
 
 def handle(runtime: Runtime, request: AgiRequest) -> CallScript:
-    return logout_call(runtime.service, request.call_context(),
-                       runtime.config.prompts("asterisk"))
+    return logout_call(request.call_context(), runtime.config.prompts("asterisk"))

@@ -1,8 +1,8 @@
-"""Run a call script (hotdesk.calls.callflow) over one FastAGI session.
+"""Run a call (hotdesk.calls.driver) over one FastAGI session.
 
-The script decides everything; this module only turns its actions into AGI commands
-and the replies back into values. The script touches the database, so every step of
-the generator runs in a worker thread: the event loop keeps serving other calls.
+The call script decides everything; this module only turns its switch actions into
+AGI commands and the replies back into values. The script's decisions touch the
+database, so each runs in a worker thread: the event loop keeps serving other calls.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from typing import Any
 
 from hotdesk.calls.callflow import (
     RESULT_VARIABLE,
-    Action,
     Answer,
     CallerHungUp,
-    CallScript,
     Collect,
     Hangup,
     Play,
+    ReadVoicemailPin,
     SetVar,
+    SwitchAction,
 )
-from hotdesk.calls.service import Outcome
+from hotdesk.calls.driver import CallDriver, Decision, Finished, Step
+from hotdesk.calls.service import Outcome, SwitchPin
 from hotdesk_agi.protocol import AgiProtocolError, LineReader, Reply, clean, quote
 
 log = logging.getLogger(__name__)
@@ -83,64 +84,50 @@ class AgiCommandFailed(Exception):
     its error branch instead of waiting for digits that will never come."""
 
 
-def _advance(script: CallScript, value: Any, exc: BaseException | None) -> tuple[bool, Any]:
-    """One generator step, in a worker thread. StopIteration cannot cross a Future, so
-    the end of the script is returned as (True, outcome)."""
-    try:
-        if exc is not None:
-            return False, script.throw(exc)
-        return False, script.send(value)
-    except StopIteration as stop:
-        return True, stop.value
-
-
-async def run_script(session: AgiSession, script: CallScript, step: StepRunner) -> Outcome:
-    """Drive ``script`` to its end; returns its outcome. Never raises for a caller or
-    switch problem: a vanished caller is thrown into the script as CallerHungUp."""
+async def run_script(session: AgiSession, driver: CallDriver, step: StepRunner,
+                     on_step: Callable[[Step], None] = lambda step: None) -> Outcome:
+    """Drive a call to its end through ``driver``; returns the outcome. The script runs
+    on the event loop; only its decisions (database work) go to ``step``'s threads.
+    Never raises for a caller or switch problem: a vanished caller reaches the script
+    as CallerHungUp."""
     gone = False
-    value: Any = None
-    exc: BaseException | None = None
+    reply: Any = None
+    error: BaseException | None = None
     while True:
-        done, result = await step(functools.partial(_advance, script, value, exc))
-        if done:
-            outcome = result if isinstance(result, Outcome) else Outcome.ERROR
+        result = driver.resume(reply, error)
+        while isinstance(result, Decision):
+            result = driver.decided(*await step(functools.partial(driver.decide, result)))
+        on_step(result)
+        if isinstance(result, Finished):
+            outcome = result.outcome
             break
-        action: Action = result
-        value, exc = None, None
-        if gone or (session.hung_up and not isinstance(action, SetVar | Hangup)):
-            # Nothing more reaches the caller: keep telling the script until it ends.
-            exc = CallerHungUp()
-            continue
+        reply, error = None, None
         try:
-            value, hung = await _execute(session, action)
+            reply, hung = await _execute(session, result)
         except SwitchGone as err:
             log.warning("FastAGI connection lost: %s", err)
             gone = session.hung_up = True
-            exc = CallerHungUp()
+            error = CallerHungUp()
             continue
         except AgiCommandFailed as err:
-            exc = err
+            error = err
             continue
-        if isinstance(action, Hangup):
-            outcome = Outcome.HANGUP if session.hung_up else Outcome.ERROR
-            # The script's own outcome is in the generator's return; read it.
-            done, result = await step(lambda: _advance(script, None, None))
-            outcome = result if done and isinstance(result, Outcome) else outcome
-            break
-        if hung:
-            exc = CallerHungUp()
+        if hung and not isinstance(result, Hangup):
+            error = CallerHungUp()
     if outcome is Outcome.HANGUP and not gone:
         # The channel is dead but the session is open: the dialplan can still read it.
         try:
             await session.command(f"SET VARIABLE {RESULT_VARIABLE} {Outcome.HANGUP.value}")
         except SwitchGone as err:
             log.info("could not set %s after hang-up: %s", RESULT_VARIABLE, err)
-    script.close()  # already finished: nothing runs, no thread needed
     return outcome
 
 
-async def _execute(session: AgiSession, action: Action) -> tuple[str | None, bool]:
+async def _execute(session: AgiSession,
+                   action: SwitchAction) -> tuple[str | SwitchPin | None, bool]:
     """Send one action; returns (value for the script, caller hung up)."""
+    if isinstance(action, ReadVoicemailPin):
+        return await _read_voicemail_pin(session, action)
     if isinstance(action, Answer):
         await session.command("ANSWER")
         return None, session.hung_up
@@ -169,3 +156,19 @@ async def _execute(session: AgiSession, action: Action) -> tuple[str | None, boo
     if isinstance(action, Hangup):
         return None, session.hung_up
     raise TypeError(f"unknown call-script action {action!r}")
+
+
+async def _read_voicemail_pin(session: AgiSession,
+                              action: ReadVoicemailPin) -> tuple[SwitchPin | None, bool]:
+    """``VM_INFO(box@context,password)`` over the call's own channel: works for
+    voicemail.conf, realtime and ODBC storage, needs no AMI privilege. The reply
+    carries the PIN, so the command is never logged with its reply."""
+    box = f"{clean(action.mailbox)}@{clean(action.context)}"
+    reply = await session.command(f"GET FULL VARIABLE ${{VM_INFO({box},password)}}")
+    if session.hung_up:
+        return None, True
+    if not reply.ok:
+        raise AgiCommandFailed(f"reading the voicemail PIN of {box} was refused")
+    # 200 result=1 (1234); an unknown mailbox reads as an empty value or result=0.
+    value = reply.data if reply.result == "1" else ""
+    return SwitchPin(value or None), False

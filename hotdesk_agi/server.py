@@ -15,13 +15,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
-from hotdesk.calls.callflow import SetVar
+from hotdesk.calls.callflow import SetVar, error_call
+from hotdesk.calls.driver import CallDriver, Finished, Step
 from hotdesk.logctx import call_context
 from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
 from hotdesk.store.db import DbExecutor
 from hotdesk_agi import login, logout
-from hotdesk_agi.handlers import AgiRequest, Handler, error_call
+from hotdesk_agi.handlers import AgiRequest, Handler
 from hotdesk_agi.protocol import MAX_LINE, AgiProtocolError, LineReader, read_env
 from hotdesk_agi.runner import AgiSession, run_script, thread_runner
 
@@ -48,8 +49,11 @@ class AgiServer:
         self.calls_served = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self.server = await asyncio.start_server(self._accept, host, port, limit=MAX_LINE)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> tuple[str, int]:
+        """``reuse_port``: several ``hotdesk agi`` processes share the port (``--workers``);
+        the kernel spreads the connections over them."""
+        self.server = await asyncio.start_server(self._accept, host, port, limit=MAX_LINE,
+                                                 reuse_port=reuse_port or None)
         sock_host, sock_port = self.server.sockets[0].getsockname()[:2]
         log.info("FastAGI listening on %s:%d", sock_host, sock_port)
         return sock_host, sock_port
@@ -94,26 +98,24 @@ class AgiServer:
             return
         request = AgiRequest(env)
         with call_context(request.call_id):
+            ctx = request.call_context()
             handler = self.handlers.get(request.script)
             if handler is None:
                 log.error("FastAGI request for unknown script %r (agi_request %r)",
                           request.script, env.get("agi_request", ""))
-                script = error_call(self.runtime, "unknown script")
+                script = error_call(self.runtime.config.prompts("asterisk"))
             else:
                 log.info("FastAGI %s from %s: args %s, channel %s", request.script,
                          request.arg(2) or peer, request.args, env.get("agi_channel", ""))
                 script = handler(self.runtime, request)
             feature = request.script if handler is not None else "unknown"
-            script = metrics.measured(script, "asterisk", feature, request.call_id)
+            driver = CallDriver(script, self.runtime.service, ctx, feature, metrics.CALLS_SEEN)
             session = AgiSession(lines, writer, cfg.command_timeout)
-            step = thread_runner(self.executor)
 
-            async def after(fn):  # type: ignore[no-untyped-def]
-                done, result = await step(fn)
-                if done or isinstance(result, SetVar):
+            def decided(step: Step) -> None:
+                if isinstance(step, Finished | SetVar):
                     self.on_decided()
-                return done, result
 
-            outcome = await run_script(session, script, after)
+            outcome = await run_script(session, driver, thread_runner(self.executor), decided)
             self.calls_served += 1
             log.info("FastAGI %s done: %s", request.script, outcome.value)

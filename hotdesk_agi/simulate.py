@@ -98,8 +98,11 @@ class AsteriskChannel:
     """
 
     def __init__(self, setup: CallSetup, digits: Sequence[str] = (),
-                 hangup_at: str | None = None) -> None:
+                 hangup_at: str | None = None,
+                 voicemail: dict[str, str] | None = None) -> None:
         self.setup = setup
+        # voicemail.conf as this switch holds it: "box@context" -> PIN (VM_INFO reads).
+        self.voicemail = dict(voicemail or {})
         self.digits = list(digits)
         self.hangup_at = hangup_at
         self.dead = False
@@ -141,6 +144,10 @@ class AsteriskChannel:
                 return usage(name)
             self.variables[args[0]] = args[1]
             return b"200 result=1\n"
+        if name == "GET FULL" and args[1:2] and args[1].startswith("${VM_INFO("):
+            # Asterisk evaluates the expression; a mailbox it does not know reads empty.
+            box = args[1].removeprefix("${VM_INFO(").split(",", 1)[0]
+            return f"200 result=1 ({self.voicemail.get(box, '')})\n".encode()
         if name == "GET VARIABLE" or (name == "GET FULL" and args[:1] == ["VARIABLE"]):
             key = args[-1] if args else ""
             value = self.setup.variables.get(key, self.variables.get(key))

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "hotdesk_cli.esl_commands",
     "hotdesk_cli.simulate_commands",
     "hotdesk_cli.prov_commands",
+    "hotdesk_cli.dialplan_commands",
 ]
 
 

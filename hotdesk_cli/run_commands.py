@@ -76,6 +76,36 @@ def supervise(children: list[Child], stop: list[bool], poll: float = 0.5) -> Non
                 child.proc.kill()
 
 
+def run_workers(args: argparse.Namespace, command: str, listen: str) -> int:
+    """``hotdesk agi|esl --workers N``: N processes sharing one listen port (SO_REUSEPORT),
+    supervised like ``hotdesk run``; only the first serves the process metrics."""
+    base = [sys.executable, "-m", "hotdesk_cli"] + (["--config", args.config]
+                                                     if args.config else [])
+    children = []
+    for n in range(args.workers):
+        argv = base + [command, "--listen", listen, "--reuse-port"]
+        if n:
+            argv = [*argv, "--no-metrics"]
+        children.append(Child(f"{command}-{n + 1}", argv))
+    stop = [False]
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("hotdesk %s: %d workers on %s", command, args.workers, listen)
+    supervise(children, stop)
+    return 0
+
+
+def add_worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes sharing the listen port (default 1)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-metrics", action="store_true", help=argparse.SUPPRESS)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     start(args.cfg, migrate=True)
     base = [sys.executable, "-m", "hotdesk_cli"]

@@ -28,7 +28,7 @@ def _asterisk(cfg: Config, device: Device, args: argparse.Namespace) -> str | No
     if args.listen:
         cfg = dataclasses.replace(cfg, agi=dataclasses.replace(cfg.agi, listen=args.listen))
     transcript = simulate(cfg, device, args.feature, extension=args.extension, pin=args.pin,
-                          source=args.source)
+                          source=args.source, switch_pin=args.switch_pin)
     return transcript.variables.get("HOTDESK_RESULT")
 
 
@@ -42,9 +42,11 @@ def _freeswitch(cfg: Config, device: Device, args: argparse.Namespace) -> str | 
     source = args.source or device.last_address or "127.0.0.1:5060"
     print(f"calling the Event Socket server at {host}:{port} as {endpoint} from {source} "
           f"(dialed {'*70' + args.extension if args.feature == 'login' else '*71'})")
+    domain = device.tenant.sip_domain
+    vm = None if args.switch_pin is None else {f"{args.extension}@{domain}": args.switch_pin}
     result = simulate((host, port), args.feature, endpoint, args.extension,
                       pins=[args.pin] * cfg.policy.pin_tries_per_call if args.pin else [],
-                      domain=device.tenant.sip_domain, source=source)
+                      domain=domain, source=source, vm_passwords=vm)
     print(f"HOTDESK_RESULT={result or '(not set)'}")
     return result
 
@@ -58,6 +60,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
     args.extension = getattr(args, "extension", "") or ""
     args.pin = getattr(args, "pin", "") or ""
+    args.switch_pin = getattr(args, "switch_pin", None)
     args.source = args.source or ""
     args.switch = args.switch or args.cfg.switch.type
     run = _asterisk if args.switch == "asterisk" else _freeswitch
@@ -81,6 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         if feature == "login":
             s.add_argument("--extension", required=True)
             s.add_argument("--pin", required=True, help="keyed at every PIN prompt")
+            s.add_argument("--switch-pin", help="the voicemail PIN the simulated switch "
+                                                "holds for the user (default: --pin)")
         s.add_argument("--source", help="phone ip:port (default: last seen address)")
         s.add_argument("--switch", choices=SWITCHES, default=None,
                        help="which server to call (default: [switch] type)")

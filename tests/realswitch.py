@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,11 +173,12 @@ def hotdesk(env: Mapping[str, str], *args: str) -> str:
 
 def prepare_database(env: Mapping[str, str], phone: tuple[str, str],
                      user: tuple[str, str]) -> None:
-    """Schema, one hot-desk user (PIN 1234) and one phone whose idle extension is the
-    lab's phone endpoint, all through the ``hotdesk`` command as an admin would."""
+    """Schema, one hot-desk user and one phone whose idle extension is the lab's phone
+    endpoint, all through the ``hotdesk`` command as an admin would. The user gets no PIN
+    in hotdesk: the PIN they key is their voicemail PIN on the switch (1234 in the lab)."""
     hotdesk(env, "db", "upgrade")
     hotdesk(env, "user", "add", "--extension", user[0], "--name", f"User {user[0]}",
-            "--pin", PIN, "--sip-password", user[1], "--hotdesk")
+            "--sip-password", user[1], "--hotdesk")
     hotdesk(env, "device", "add", "--mac", MAC, "--vendor", "yealink", "--model", "T46S",
             "--extension", phone[0], "--sip-password", phone[1], "--name", "E2E desk")
 
@@ -320,6 +321,37 @@ def wrong_pin_call(phone: Phone, proc: HotdeskProcess, url: str, idle: tuple[str
         assert queued == 0, "a refused login queued a NOTIFY"
     finally:
         unregister(phone, idle)
+
+
+def pin_changed_on_the_switch(phone: Phone, proc: HotdeskProcess, url: str,
+                              idle: tuple[str, str], user: tuple[str, str], dtmf: str,
+                              set_voicemail_pin: Callable[[str], None]) -> None:
+    """The voicemail PIN changed on the switch is the PIN at once: the old one is refused
+    and the new one logs in, with nothing done in hotdesk in between."""
+    new_pin = "4321"
+    try:
+        set_voicemail_pin(new_pin)
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        call = phone.call("old-pin", *idle, f"*70{user[0]}", PIN + "#", dtmf,
+                          wait_notify=False)
+        check_call(call, "old PIN", proc)
+        assert sessions(url) == [], proc.log()[-2500:]
+        call = phone.call("new-pin", *idle, f"*70{user[0]}", new_pin + "#", dtmf)
+        check_call(call, "new PIN", proc)
+        assert sessions(url) == [(user[0], MAC, True)], proc.log()[-2500:]
+        assert PIN not in proc.log() and new_pin not in proc.log()  # never logged
+    finally:
+        set_voicemail_pin(PIN)
+        unregister(phone, idle, user)
+
+
+def replace_in_file(path: Path, pattern: str, replacement: str) -> None:
+    """Edit one line of a switch config the test was pointed at (restored afterwards)."""
+    text = path.read_text()
+    new, count = re.subn(pattern, replacement, text, count=1, flags=re.M)
+    assert count == 1, f"{pattern!r} not found in {path}"
+    path.write_text(new)
 
 
 def unregister(phone: Phone, *accounts: tuple[str, str]) -> None:

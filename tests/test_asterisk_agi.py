@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from hotdesk.admin.inventory import add_user, default_tenant
-from hotdesk.store.models import Device, LoginAttempt, OutboxNotify, Session, Tenant
+from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
+from hotdesk.store.models import Device, LoginAttempt, OutboxNotify, Session, Tenant, User
 from tests.drivers.asterisk import make_driver
 
 EVENT = "check-sync;reboot=false"
@@ -266,3 +266,21 @@ def _wait(cond, timeout: float = 10.0) -> None:
 
 def _wait_sent(n: int) -> None:
     _wait(lambda: OutboxNotify.select().where(OutboxNotify.status == "sent").count() >= n)
+
+
+def test_fourth_argument_selects_the_tenant(driver, runtime, alice, desk):
+    # One Asterisk, two tenants: the endpoint's set_var=HOTDESK_TENANT=b.example
+    # reaches hotdesk as AGI argument 4 (extensions_hotdesk.conf).
+    tenant_b = Tenant.create(name="B", sip_domain="b.example")
+    carol = add_user(runtime.db, tenant_b, "101", pin="7777", hotdesk=True)
+    User.update(voicemail_context="tenant-b").where(User.id == carol.id).execute()
+    desk_b = add_device(runtime.db, tenant_b, DeviceSpec(mac="00:15:65:bb:bb:01",
+                                                         extension="8001",
+                                                         sip_password="idle-b"))
+    transcript = driver.loop.run(driver.asterisk.call(
+        "login", ["101", PHONE1, "8001", "b.example"], "8001", "*70101", ["7777"],
+        voicemail={"101@tenant-b": "7777", "101@default": "1234"}))
+    assert transcript.variables["HOTDESK_RESULT"] == "ok"
+    assert "GET FULL VARIABLE ${VM_INFO(101@tenant-b,password)}" in transcript.commands
+    assert [s.user_id for s in active(desk_b)] == [carol.id]
+    assert active(desk) == []

@@ -80,3 +80,64 @@ def test_simulate_function_against_the_driver(runtime, tmp_path, alice, desk):
         assert transcript.variables["HOTDESK_RESULT"] == "ok"
         assert Session.select().count() == 1
         assert drv.notifies(1)[0][0] == "8001"
+
+
+def test_agi_workers_share_the_port_and_come_back(runtime, desk, database_url):
+    """``hotdesk agi --workers 2``: two processes on one port (SO_REUSEPORT), both
+    serving calls; a worker that dies is started again."""
+    import asyncio
+
+    from hotdesk_agi.simulate import AsteriskChannel, CallSetup, place_call
+
+    for i in range(8):
+        add_user(runtime.db, default_tenant(), str(300 + i), pin="1234", hotdesk=True)
+    port = free_port()
+    env = dict(os.environ, HOTDESK_DATABASE_URL=database_url,
+               HOTDESK_AGI_LISTEN=f"127.0.0.1:{port}", HOTDESK_AMI_PORT=str(free_port()),
+               HOTDESK_AMI_RECONNECT_MAX_SECONDS="1", HOTDESK_METRICS_LISTEN="")
+    proc = subprocess.Popen([sys.executable, "-m", "hotdesk_cli", "agi", "--workers", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def children() -> list[int]:
+        path = f"/proc/{proc.pid}/task/{proc.pid}/children"
+        return [int(p) for p in open(path).read().split()]
+
+    async def calls() -> list[str | None]:
+        async def one(i: int) -> str | None:
+            setup = CallSetup(script="logout", args=["", f"127.0.0.1:{5100 + i}", "8001"],
+                              endpoint="8001", dialed="*71", uniqueid=f"w.{i}")
+            t = await place_call("127.0.0.1", port, AsteriskChannel(setup))
+            return t.variables.get("HOTDESK_RESULT")
+        return list(await asyncio.gather(*(one(i) for i in range(8))))
+
+    try:
+        deadline = time.monotonic() + 30
+        while len(children()) < 2 or not _listening(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.1)
+        first = children()
+        assert asyncio.run(calls()) == ["not_logged_in"] * 8
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while not (len(children()) == 2 and first[0] not in children()):
+            assert time.monotonic() < deadline, "the dead worker was not restarted"
+            time.sleep(0.1)
+        while not _listening(port):
+            time.sleep(0.1)
+        assert asyncio.run(calls()) == ["not_logged_in"] * 8
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert err.count(f"FastAGI listening on 127.0.0.1:{port}") == 3, err
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False

@@ -96,7 +96,7 @@ def test_dialplan_calls_the_routes_with_the_documented_arguments():
     text = (REPO / "dialplan" / "asterisk" / "extensions_hotdesk.conf").read_text()
     calls = [ln.split("AGI(", 1)[1] for ln in text.splitlines()
              if "AGI(" in ln and not ln.lstrip().startswith(";")]
-    tail = ",${CHANNEL(pjsip,remote_addr)},${CHANNEL(endpoint)})"
+    tail = ",${CHANNEL(pjsip,remote_addr)},${CHANNEL(endpoint)},${HOTDESK_TENANT})"
     assert calls == ["agi://${HOTDESK_AGI}/login,${EXTEN:3}" + tail,
                      "agi://${HOTDESK_AGI}/logout," + tail]
     assert {c.split("/")[3].split(",")[0] for c in calls} == set(HANDLERS)

@@ -47,7 +47,7 @@ def test_many_users_logging_in_on_one_phone_leave_exactly_one_session(runtime, d
         add_user(runtime.db, tenant, str(200 + i), pin="1234", hotdesk=True)
     svc = runtime.service
     jobs = [lambda i=i: svc.login(desk.id, str(200 + i), "1234",
-                                  CallContext("asterisk", f"c{i}", "8001"))
+                                  CallContext("asterisk", f"c{i}", "8001")).outcome
             for i in range(n)]
     results = run_parallel(runtime, jobs)
     assert set(results) == {Outcome.LOGGED_IN}
@@ -62,7 +62,7 @@ def test_one_user_on_twenty_phones_under_auto_logout_keeps_one_session(runtime, 
                for i in range(20)]
     svc = runtime.service
     jobs = [lambda d=d: svc.login(d.id, "101", "1234",
-                                  CallContext("asterisk", f"c{d.id}", d.idle_extension))
+                                  CallContext("asterisk", f"c{d.id}", d.idle_extension)).outcome
             for d in devices]
     results = run_parallel(runtime, jobs)
     assert set(results) == {Outcome.LOGGED_IN}
@@ -75,7 +75,7 @@ def test_parallel_wrong_pins_cannot_bypass_lockout(runtime, alice):
                for i in range(12)]
     svc = runtime.service
     jobs = [lambda d=d: svc.login(d.id, "101", "0000",
-                                  CallContext("asterisk", f"c{d.id}", d.idle_extension))
+                                  CallContext("asterisk", f"c{d.id}", d.idle_extension)).outcome
             for d in devices]
     results = Counter(run_parallel(runtime, jobs))
     # Exactly lockout_failures tries were checked; every later one was refused unchecked.
@@ -83,4 +83,41 @@ def test_parallel_wrong_pins_cannot_bypass_lockout(runtime, alice):
     assert results == {Outcome.WRONG_PIN: failures, Outcome.LOCKED: 12 - failures}
     assert LoginAttempt.select().where(LoginAttempt.result == "wrong_pin").count() == failures
     assert svc.login(devices[0].id, "101", "1234",
-                     CallContext("asterisk", "late", "8200")) is Outcome.LOCKED
+                     CallContext("asterisk", "late", "8200")).outcome is Outcome.LOCKED
+
+
+def test_users_swapping_phones_in_parallel_end_consistent(runtime):
+    """Many users logging in on many phones at once, each user on two phones in turn
+    and each phone wanted by two users: every phone ends with at most one session,
+    every user with at most one (auto_logout), and no login fails or deadlocks."""
+    tenant = default_tenant()
+    users = [str(400 + i) for i in range(10)]
+    for ext in users:
+        add_user(runtime.db, tenant, ext, pin="1234", hotdesk=True)
+    phones = [make_device(runtime, mac=f"00:15:65:00:04:{i:02x}", extension=str(8400 + i))
+              for i in range(10)]
+    svc = runtime.service
+
+    def job(user: str, phone) -> Callable[[], Outcome]:  # type: ignore[no-untyped-def]
+        return lambda: svc.login(phone.id, user, "1234", CallContext(
+            "asterisk", f"s{user}-{phone.id}", phone.idle_extension)).outcome
+
+    jobs = [job(u, phones[i]) for i, u in enumerate(users)]
+    jobs += [job(u, phones[(i + 1) % len(phones)]) for i, u in enumerate(users)]
+    results = run_parallel(runtime, jobs)
+    assert set(results) == {Outcome.LOGGED_IN}
+    active = active_sessions()
+    assert len({s.device_id for s in active}) == len(active)
+    assert len({s.user_id for s in active}) == len(active)
+
+
+def test_two_users_on_two_phones_do_not_wait_for_each_other(runtime, alice, bob, desk, desk2):
+    """Different user, different phone: both logins hold their own locks at once."""
+    svc = runtime.service
+    jobs = [lambda: svc.login(desk.id, "101", "1234",
+                              CallContext("asterisk", "a", "8001")).outcome,
+            lambda: svc.login(desk2.id, "102", "4321",
+                              CallContext("asterisk", "b", "8002")).outcome]
+    assert run_parallel(runtime, jobs) == [Outcome.LOGGED_IN, Outcome.LOGGED_IN]
+    assert {(s.user_id, s.device_id) for s in active_sessions()} == {
+        (alice.id, desk.id), (bob.id, desk2.id)}

@@ -61,7 +61,8 @@ def test_hotdesk_esl_process_with_simulate(config, runtime, alice, desk):
         assert "HOTDESK_RESULT=logged_out" in out.stdout
         out = subprocess.run(
             [sys.executable, "-m", "hotdesk_cli", "simulate", "login", "--switch", "freeswitch",
-             "--device", "00:15:65:12:34:ab", "--extension", "101", "--pin", "11111"],
+             "--device", "00:15:65:12:34:ab", "--extension", "101", "--pin", "11111",
+             "--switch-pin", "90817"],
             env=env, capture_output=True, text=True, timeout=30)
         assert out.returncode == 3, out.stdout + out.stderr
         assert "HOTDESK_RESULT=wrong_pin" in out.stdout

@@ -225,6 +225,7 @@ def test_multi_tenant_domain_selects_tenant(driver, runtime, alice, desk):
     desk_b = add_device(runtime.db, tenant_b, DeviceSpec(mac="00:15:65:bb:bb:01",
                                                          extension="8001",
                                                          sip_password="idle-b"))
+    driver.voicemail = {"101@b.example": "7777", "101@127.0.0.1": "1234"}
     rec = driver.call("login", "8001", "101", ["7777"], domain="b.example")
     assert rec.result == "ok"
     assert [s.user_id for s in active(desk_b)] == [carol.id]
@@ -233,19 +234,22 @@ def test_multi_tenant_domain_selects_tenant(driver, runtime, alice, desk):
     assert dict(driver.fake.notifies[0])["to-uri"] == "sip:8001@b.example"
 
 
-def test_pin_source_directory(runtime, tmp_path, alice, desk):
-    with make_driver(runtime, tmp_path, pin_source="directory") as d:
-        d.fake.directory["101@127.0.0.1"] = "5555"
-        assert d.call("login", "8001", "101", ["1234"]).result == "wrong_pin"
-        rec = d.call("login", "8001", "101", ["5555"])
-        assert rec.result == "ok"
-        assert "api user_data 101@127.0.0.1 param vm-password" in d.fake.commands
+def test_voicemail_pin_read_live_over_the_call_socket(driver, alice, desk):
+    # The directory's vm-password decides (5555), not hotdesk's own PIN (1234), and a
+    # PIN changed in the directory works at the next try.
+    driver.voicemail = {"101@127.0.0.1": "5555"}
+    assert driver.call("login", "8001", "101", ["1234"]).result == "wrong_pin"
+    assert driver.last is not None
+    assert ("api user_data 101@127.0.0.1 param vm-password", {}) in driver.last.commands
+    rec = driver.call("login", "8001", "101", ["5555"])
+    assert rec.result == "ok"
 
 
-def test_pin_source_directory_without_vm_password(runtime, tmp_path, alice, desk, caplog):
-    with make_driver(runtime, tmp_path, pin_source="directory") as d:
-        rec = d.call("login", "8001", "101", ["1234"])
-        assert rec.result == "wrong_pin"
+def test_user_without_vm_password_hears_wrong_pin(driver, alice, desk, caplog):
+    driver.voicemail = {}
+    rec = driver.call("login", "8001", "101", ["1234"])
+    assert rec.result == "wrong_pin"
+    assert "user 101 has no voicemail PIN on the switch" in caplog.text
     assert "1234" not in caplog.text
 
 
@@ -259,13 +263,14 @@ def test_concurrent_calls(driver, runtime, alice):
     for i in range(10):
         make_device(runtime, mac=f"00:15:65:00:10:{i:02x}", extension=f"81{i:02d}")
         add_user(runtime.db, alice.tenant, f"2{i:02d}", pin="1234", hotdesk=True)
+    directory = {f"2{i:02d}@127.0.0.1": "1234" for i in range(10)}
     results: list[str | None] = []
     lock = threading.Lock()
 
     def one(i: int) -> None:
         call = place_call(driver.service.server.address,
                           CallSpec(endpoint=f"81{i:02d}", extension=f"2{i:02d}",
-                                   digits=["1234"]))
+                                   digits=["1234"], vm_passwords=directory))
         with lock:
             results.append(driver.record(call).result)
 

@@ -45,9 +45,8 @@ def test_every_saved_input_has_a_target() -> None:
 
 def test_targets_catch_what_they_claim() -> None:
     """The harness itself can fail: a broken property is an AssertionError."""
-    from hotdesk.importers import ImportRecord, ParseResult
-
     from bench.fuzz_targets import _check_import
+    from hotdesk.admin.importers import ImportRecord, ParseResult
 
     _check_import(ParseResult(records=[ImportRecord(extension="101", pin="1234")]))
     with pytest.raises(AssertionError):

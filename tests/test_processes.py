@@ -86,7 +86,7 @@ def test_kill9_inside_login_transaction_leaves_nothing_half_done(runtime, databa
     # The restarted service works at once: the dead process's lock is gone.
     from hotdesk.calls.service import CallContext, Outcome
     ctx = CallContext(switch="asterisk", call_id="retry", endpoint="8001")
-    assert runtime.service.login(desk.id, "101", "1234", ctx) is Outcome.LOGGED_IN
+    assert runtime.service.login(desk.id, "101", "1234", ctx).outcome is Outcome.LOGGED_IN
     assert [line.split()[3] for line in restart_drain(database_url, tmp_path)] == ["8001"]
 
 

@@ -17,6 +17,14 @@ Full calls (``*70``, ``*71``, a wrong PIN) through the switch's dialplan to a re
     HOTDESK_TEST_AGI_LISTEN=host:port               where the dialplan's AGI() connects
                                                     (default 127.0.0.1:4573; must be free)
     HOTDESK_TEST_ASTERISK_DTMF=info|rfc2833         the phone endpoint's dtmf_mode (info)
+
+The user's PIN is their voicemail PIN on the switch (voicemail.conf: ``101 => 1234``);
+hotdesk holds none. The test that changes it on the switch also needs:
+
+    HOTDESK_TEST_ASTERISK_VOICEMAIL_CONF=path       the voicemail.conf it may edit (the
+                                                    user's line; restored afterwards) and
+                                                    an AMI user allowed ``command``
+                                                    (``voicemail reload``)
 """
 
 from __future__ import annotations
@@ -120,7 +128,8 @@ needs_user = pytest.mark.skipif(
 @pytest.fixture
 def agi(database_url, tmp_path):
     """``hotdesk agi`` on a fresh database holding the lab phone (idle extension =
-    HOTDESK_TEST_ASTERISK_PHONE) and the user (HOTDESK_TEST_ASTERISK_USER, PIN 1234)."""
+    HOTDESK_TEST_ASTERISK_PHONE) and the user (HOTDESK_TEST_ASTERISK_USER, no PIN in
+    hotdesk: the switch's voicemail PIN 1234 is theirs)."""
     ami = ami_config()
     env = realswitch.clean_env(
         HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="asterisk",
@@ -152,3 +161,29 @@ def test_wrong_pin_call_makes_no_session(agi, database_url, tmp_path):
     realswitch.wrong_pin_call(phone(tmp_path), agi, database_url,
                               realswitch.split_credentials(PHONE),
                               realswitch.split_credentials(USER), DTMF)
+
+
+VOICEMAIL_CONF = os.environ.get("HOTDESK_TEST_ASTERISK_VOICEMAIL_CONF", "")
+
+
+@needs_user
+@pytest.mark.skipif(not VOICEMAIL_CONF, reason="set HOTDESK_TEST_ASTERISK_VOICEMAIL_CONF "
+                                               "(a voicemail.conf the test may edit)")
+def test_voicemail_pin_changed_on_the_switch_works_at_once(agi, database_url, tmp_path):
+    extension = realswitch.split_credentials(USER)[0]
+
+    def set_voicemail_pin(pin: str) -> None:
+        realswitch.replace_in_file(Path(VOICEMAIL_CONF), rf"^(\s*{extension}\s*=>\s*)\d+",
+                                   rf"\g<1>{pin}")
+
+        async def reload(sender: AmiNotifySender) -> None:
+            reply = await sender.client.action([("Action", "Command"),
+                                                ("Command", "voicemail reload")])
+            assert reply.get("Response") == "Success", reply
+
+        asyncio.run(with_sender(reload))
+
+    realswitch.pin_changed_on_the_switch(phone(tmp_path), agi, database_url,
+                                         realswitch.split_credentials(PHONE),
+                                         realswitch.split_credentials(USER), DTMF,
+                                         set_voicemail_pin)

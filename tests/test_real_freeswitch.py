@@ -12,6 +12,12 @@ also need:
                                                    (default 127.0.0.1:8084; must be free)
     HOTDESK_TEST_FREESWITCH_DTMF=info|rfc2833      how the phone keys the PIN (default info)
     HOTDESK_TEST_ESL_PROFILE=name                  the sofia profile (default internal)
+
+The user's PIN is their vm-password in the directory (1234); hotdesk holds none. The test
+that changes it on the switch also needs:
+
+    HOTDESK_TEST_FREESWITCH_USER_XML=path          the user's directory file it may edit
+                                                   (vm-password; restored, then reloadxml)
 """
 
 from __future__ import annotations
@@ -78,7 +84,8 @@ full_calls = pytest.mark.skipif(
 @pytest.fixture
 def esl(database_url, tmp_path):
     """``hotdesk esl`` on a fresh database holding the lab phone (idle extension =
-    HOTDESK_TEST_FREESWITCH_PHONE) and the user (HOTDESK_TEST_FREESWITCH_USER, PIN 1234)."""
+    HOTDESK_TEST_FREESWITCH_PHONE) and the user (HOTDESK_TEST_FREESWITCH_USER, no PIN in
+    hotdesk: the directory's vm-password 1234 is theirs)."""
     host, port, password = ESL.split(":", 2)
     env = realswitch.clean_env(
         HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="freeswitch",
@@ -110,3 +117,22 @@ def test_wrong_pin_call_makes_no_session(esl, database_url, tmp_path):
     realswitch.wrong_pin_call(phone(tmp_path), esl, database_url,
                               realswitch.split_credentials(PHONE),
                               realswitch.split_credentials(USER), DTMF)
+
+
+USER_XML = os.environ.get("HOTDESK_TEST_FREESWITCH_USER_XML", "")
+
+
+@full_calls
+@pytest.mark.skipif(not USER_XML, reason="set HOTDESK_TEST_FREESWITCH_USER_XML (the user's "
+                                         "directory file the test may edit)")
+def test_voicemail_pin_changed_on_the_switch_works_at_once(esl, inbound, database_url,
+                                                           tmp_path):
+    def set_voicemail_pin(pin: str) -> None:
+        realswitch.replace_in_file(Path(USER_XML),
+                                   r'(name="vm-password"\s+value=")[^"]*(")', rf"\g<1>{pin}\2")
+        assert "+OK" in inbound.api("reloadxml")
+
+    realswitch.pin_changed_on_the_switch(phone(tmp_path), esl, database_url,
+                                         realswitch.split_credentials(PHONE),
+                                         realswitch.split_credentials(USER), DTMF,
+                                         set_voicemail_pin)

@@ -10,12 +10,12 @@ import pytest
 from hotdesk import logctx
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
 from hotdesk.calls import callflow
-from hotdesk.calls.callflow import Collect
 from hotdesk.calls.service import CallContext
 from hotdesk.notify.drain import LogSender
 from hotdesk.notify.outbox import drain_once
 from hotdesk.redact import MASK, redact
 from hotdesk.runtime import setup_logging
+from tests.calldrive import drive
 
 PIN = "739146"
 SIP_PASSWORD = "Zq8-user-sip-pw"
@@ -40,17 +40,6 @@ def captured():
         root.handlers[:], _ = saved[0], root.setLevel(saved[1])
 
 
-def run_script(script, replies):  # type: ignore[no-untyped-def]
-    """Drive a call script: answer Collect with the next reply, everything else with ''."""
-    replies = list(replies)
-    try:
-        action = next(script)
-        while True:
-            action = script.send(replies.pop(0) if isinstance(action, Collect) else "")
-    except StopIteration as stop:
-        return stop.value
-
-
 def test_login_flow_logs_no_pin_or_password(runtime, captured):
     buffer, raw = captured
     add_user(runtime.db, default_tenant(), "101", name="Alice", pin=PIN,
@@ -62,10 +51,11 @@ def test_login_flow_logs_no_pin_or_password(runtime, captured):
     ctx = CallContext(switch="asterisk", call_id="call-77", endpoint="8001",
                       source="192.0.2.10:5060")
     with logctx.call_context(ctx.call_id):
-        outcome = run_script(callflow.login_call(runtime.service, ctx, "101", prompts,
-                                                 cfg.policy), ["1111", PIN + "#"])
+        # The switch holds the voicemail PIN: it travels through the call, never a log.
+        _, outcome = drive(runtime.service, callflow.login_call(ctx, "101", prompts, cfg.policy),
+                           ctx, ["1111", PIN + "#"], voicemail={"101": PIN})
         assert outcome.value == "ok"
-        run_script(callflow.logout_call(runtime.service, ctx, prompts), [])
+        drive(runtime.service, callflow.logout_call(ctx, prompts), ctx)
     drain_once(LogSender(), cfg.notify, "test")
     # Protocol dumps an adapter might log at DEBUG.
     log = logging.getLogger("hotdesk_agi.ami")

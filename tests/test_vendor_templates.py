@@ -78,8 +78,8 @@ def test_rendered_files_parse_and_carry_only_own_secrets(runtime, users, vendor)
     desk_b = make_device(runtime, mac="00:15:65:00:01:02", extension="8102", vendor=vendor)
     env = make_environment(runtime.config)
     idle = render_device(env, Device.get_by_id(desk_a.id), runtime.config)
-    assert runtime.service.login(desk_a.id, "101", "1234", ctx()).value == "ok"
-    assert runtime.service.login(desk_b.id, "102", "4321", ctx()).value == "ok"
+    assert runtime.service.login(desk_a.id, "101", "1234", ctx()).outcome.value == "ok"
+    assert runtime.service.login(desk_b.id, "102", "4321", ctx()).outcome.value == "ok"
     user = render_device(env, Device.get_by_id(desk_a.id), runtime.config)
     assert set(idle) == set(user) == set(get_vendor(vendor).filenames(desk_a.mac, "M1"))
     for label, files in (("idle", idle), ("user", user)):
@@ -110,7 +110,7 @@ def test_rendered_files_parse_and_carry_only_own_secrets(runtime, users, vendor)
 def test_idle_profile_clears_previous_users_keys(runtime, users, vendor):
     desk = make_device(runtime, mac="00:15:65:00:01:03", extension="8103", vendor=vendor)
     env = make_environment(runtime.config)
-    assert runtime.service.login(desk.id, "101", "1234", ctx()).value == "ok"
+    assert runtime.service.login(desk.id, "101", "1234", ctx()).outcome.value == "ok"
     assert runtime.service.logout(desk.id).value == "logged_out"
     files = render_device(env, Device.get_by_id(desk.id), runtime.config)
     joined = "".join(files.values())

@@ -137,9 +137,10 @@ def test_web_switch_status_reads_the_heartbeats(runtime):
     assert integrations.switch_status(fs, None)["status"] == "unknown"
 
 
-def test_measured_counts_finished_calls_not_abandoned_ones():
+def test_call_driver_counts_finished_calls_from_typed_results(runtime):
     from hotdesk.calls.callflow import Answer, CallerHungUp, Collect, Hangup
-    from hotdesk.calls.service import Outcome
+    from hotdesk.calls.driver import CallDriver, Finished
+    from hotdesk.calls.service import CallContext, Outcome
     from hotdesk.ops import metrics
 
     def script():  # type: ignore[no-untyped-def]
@@ -154,15 +155,14 @@ def test_measured_counts_finished_calls_not_abandoned_ones():
     def hangups() -> float:
         return _sample("hotdesk_calls_total", switch="test", feature="login", result="hangup")
 
+    ctx = CallContext(switch="test", call_id="m1", endpoint="8001")
     before = hangups()
-    abandoned = metrics.measured(script(), "test", "login")
-    next(abandoned)
-    abandoned.close()  # the process stopped mid-call: no outcome to count
+    abandoned = CallDriver(script(), runtime.service, ctx, "login", metrics.CALLS_SEEN)
+    abandoned.advance()
+    abandoned.abandon()  # the process stopped mid-call: no outcome to count
     assert hangups() == before
-    hung = metrics.measured(script(), "test", "login")
-    next(hung)
-    next(hung)
-    with pytest.raises(StopIteration) as stop:
-        hung.throw(CallerHungUp())
-    assert stop.value.value is Outcome.HANGUP
+    hung = CallDriver(script(), runtime.service, ctx, "login", metrics.CALLS_SEEN)
+    assert isinstance(hung.advance(), Answer)
+    assert isinstance(hung.advance(), Collect)
+    assert hung.advance(error=CallerHungUp()) == Finished(Outcome.HANGUP)
     assert hangups() == before + 1

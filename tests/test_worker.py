@@ -76,7 +76,7 @@ def test_max_login_time_expires_session_and_queues_idle_notify(runtime, alice, d
     clock = Clock(datetime(2024, 3, 5, 9, 0))
     cfg = with_policy(runtime.config, max_login_minutes=60)
     svc = HotdeskService(runtime.db, cfg, clock=clock)
-    assert svc.login(desk.id, "101", "1234", ctx()) is Outcome.LOGGED_IN
+    assert svc.login(desk.id, "101", "1234", ctx()).outcome is Outcome.LOGGED_IN
     clock.now += timedelta(minutes=59)
     assert worker.tick(svc, cfg, now=clock.now).expired == 0
     clock.now += timedelta(minutes=2)

@@ -7,6 +7,7 @@ transaction that writes the session row, the audit row and the outbox row togeth
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,12 +16,14 @@ from enum import StrEnum
 
 from peewee import Database
 
+from hotdesk.calls import queries
 from hotdesk.hashing import verify_pin
 from hotdesk.notify import outbox
 from hotdesk.settings import Config
 from hotdesk.store import audit
-from hotdesk.store.db import for_update, is_sqlite, write_transaction
-from hotdesk.store.models import Device, LoginAttempt, Session, Tenant, User, utcnow
+from hotdesk.store.compiled import inserted_id
+from hotdesk.store.db import is_sqlite, write_transaction
+from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,61 @@ class CallContext:
     domain: str = ""  # SIP domain of the call; "" = default tenant
 
 
-# Checks a keyed PIN for a user; the default compares with hotdesk's own hash.
+@dataclass(frozen=True)
+class Phone:
+    """The hot-desking phone a call comes from, as the call script sees it."""
+
+    id: int
+    mac: str
+    tenant_id: int
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A user who may try to log in, and where their PIN lives."""
+
+    user_id: int
+    extension: str
+    pin_on_switch: bool  # the voicemail PIN on the switch decides, not hotdesk's hash
+    mailbox: str  # voicemail box on the switch (default: the extension)
+    voicemail_context: str  # Asterisk voicemail context (default: "default")
+    domain: str  # SIP domain (FreeSWITCH directory domain)
+
+
+@dataclass(frozen=True)
+class SwitchPin:
+    """The voicemail PIN the switch holds for a user, read during the call. ``value``
+    None: the switch has no mailbox or no PIN for them (they cannot log in)."""
+
+    value: str | None
+
+    def __repr__(self) -> str:  # never show the PIN, even in a traceback
+        return f"SwitchPin({'set' if self.value else 'missing'})"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What one PIN try did: the outcome, whether the PIN was wrong, whether this
+    failure locked the user out (metrics and the audit read these, not guesses)."""
+
+    outcome: Outcome
+    pin_failed: bool = False
+    locked_out: bool = False
+
+
+# Checks a keyed PIN for a user against hotdesk's own hash ([policy] pin_source = hotdesk).
 PinVerifier = Callable[[User, str], bool]
 
 
 def _hash_verifier(user: User, pin: str) -> bool:
     return verify_pin(user.pin_hash, pin)
+
+
+def pin_matches(expected: str | None, pin: str) -> bool:
+    """Constant-time comparison of a keyed PIN with the switch's; no PIN never matches."""
+    if not expected:
+        return False
+    return hmac.compare_digest(expected.encode(), pin.encode())
 
 
 @dataclass(frozen=True)
@@ -85,13 +137,13 @@ class HotdeskService:
     def tenant_for(self, domain: str) -> Tenant | None:
         """The call's SIP domain selects the tenant; no domain means the default tenant."""
         if domain:
-            tenant = Tenant.get_or_none(Tenant.sip_domain == domain)
+            tenant = queries.tenant_by_domain(self.db, domain)
             if tenant is not None:
                 return tenant
             # An IP-addressed single-tenant PBX has "domains" that are just its addresses.
-            if Tenant.select().count() > 1:
+            if queries.tenant_count(self.db) > 1:
                 return None
-        return Tenant.get_or_none(Tenant.is_default == True)  # noqa: E712
+        return queries.default_tenant(self.db)
 
     def policy_for(self, tenant: Tenant, user: User | None = None) -> Policy:
         p = self.config.policy
@@ -108,23 +160,43 @@ class HotdeskService:
             max_login_minutes=minutes,
         )
 
+    def pin_on_switch(self, tenant: Tenant) -> bool:
+        """Whose PIN decides: the tenant's own choice, else ``[policy] pin_source``."""
+        return (tenant.pin_source or self.config.policy.pin_source) == "switch"
+
+    def identify_phone(self, ctx: CallContext) -> Phone | Outcome:
+        """Which hot-desking phone is calling, as the call script sees it."""
+        device = self.identify_device(ctx)
+        if not isinstance(device, Device):
+            return device
+        return Phone(id=device.id, mac=device.mac, tenant_id=device.tenant_id)
+
+    def check_caller(self, phone: Phone, extension: str) -> Caller | Outcome:
+        """May ``extension`` try to log in on ``phone``; where their PIN is read from."""
+        device = queries.device_with_tenant(self.db, phone.id)
+        if device is None:
+            return Outcome.NOT_HOTDESK_PHONE
+        user = self.find_user(device, extension)
+        if not isinstance(user, User):
+            return user
+        return Caller(user_id=user.id, extension=user.extension,
+                      pin_on_switch=self.pin_on_switch(device.tenant),
+                      mailbox=user.voicemail_box or user.extension,
+                      voicemail_context=user.voicemail_context or "default",
+                      domain=device.tenant.sip_domain)
+
     def identify_device(self, ctx: CallContext) -> Device | Outcome:
-        """Which hot-desking phone is calling? Never guesses: ambiguity is an outcome."""
+        """Which hot-desking phone is calling? Never guesses: ambiguity is an outcome.
+        Reads only: the address the call came from is stored by the login or logout
+        that follows, inside its transaction."""
         tenant = self.tenant_for(ctx.domain)
         if tenant is None:
             log.warning("call %s: SIP domain %r matches no tenant", ctx.call_id, ctx.domain)
             return Outcome.NOT_HOTDESK_PHONE
-        device = Device.get_or_none((Device.tenant == tenant)
-                                    & ((Device.idle_sip_username == ctx.endpoint)
-                                       | (Device.idle_extension == ctx.endpoint)))
+        device = queries.device_by_endpoint(self.db, tenant, ctx.endpoint)
         if device is not None:
-            if ctx.source and device.last_address != ctx.source:
-                Device.update(last_address=ctx.source).where(Device.id == device.id).execute()
-                device.last_address = ctx.source
             return device
-        user = User.get_or_none((User.tenant == tenant)
-                                & ((User.sip_username == ctx.endpoint)
-                                   | (User.extension == ctx.endpoint)))
+        user = queries.user_by_endpoint(self.db, tenant.id, ctx.endpoint)
         if user is None:
             log.info("call %s: endpoint %r is neither a hot-desk phone nor a user",
                      ctx.call_id, ctx.endpoint)
@@ -162,7 +234,7 @@ class HotdeskService:
 
     def find_user(self, device: Device, extension: str) -> User | Outcome:
         """The user behind a dialed extension, or why they cannot log in at all."""
-        user = User.get_or_none((User.tenant == device.tenant_id) & (User.extension == extension))
+        user = queries.user_by_extension(self.db, device.tenant_id, extension)
         if user is None:
             return Outcome.UNKNOWN_EXTENSION
         if not user.hotdesk_enabled:
@@ -181,14 +253,10 @@ class HotdeskService:
         """
         now = self.clock()
         horizon = now - policy.lockout_window - policy.lockout_duration
-        recent = list(LoginAttempt.select(LoginAttempt.at, LoginAttempt.success)
-                      .where((LoginAttempt.user == user) & (LoginAttempt.at >= horizon)
-                             & (LoginAttempt.result.in_(["ok", "wrong_pin"])))
-                      .order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc())
-                      .limit(policy.lockout_failures))
-        if len(recent) < policy.lockout_failures or any(a.success for a in recent):
+        recent = queries.recent_attempts(self.db, user.id, horizon, policy.lockout_failures)
+        if len(recent) < policy.lockout_failures or any(success for _, success in recent):
             return None
-        newest, oldest = recent[0].at, recent[-1].at
+        newest, oldest = recent[0][0], recent[-1][0]
         if newest - oldest > policy.lockout_window:
             return None
         until = newest + policy.lockout_duration
@@ -197,28 +265,42 @@ class HotdeskService:
     # -- state changes ----------------------------------------------------------------
 
     def login(self, device_id: int, extension: str, pin: str, ctx: CallContext,
-              pin_verifier: PinVerifier | None = None) -> Outcome:
-        """Check the PIN and, if right, make ``device`` the user's phone."""
-        verifier = pin_verifier or _hash_verifier
+              switch_pin: SwitchPin | None = None) -> LoginResult:
+        """Check the PIN and, if right, make ``device`` the user's phone.
+
+        ``switch_pin``: the voicemail PIN read from the switch during this call
+        (``[policy] pin_source = switch``); None = hotdesk's own PIN hash decides.
+        """
         actor = f"caller:{extension}"
-        # The PIN is checked before the write lock: argon2 (or a directory look-up over
-        # the Event Socket) must not hold up every other login of the tenant. The lock
-        # then decides with that answer, so the lockout count stays exact under races.
-        seen = (User.select(User, Device.id).join(Device, on=(Device.tenant == User.tenant))
-                .where((Device.id == device_id) & (User.extension == extension)).first())
-        pin_ok = bool(seen and seen.hotdesk_enabled and verifier(seen, pin))
+        pin_ok: bool | None = None
+        seen: User | None = None
+        if switch_pin is None:
+            # argon2 runs before the write lock: it must not hold up every other login.
+            # The lock then decides with that answer, so the lockout stays exact.
+            seen = (User.select(User, Device.id)
+                    .join(Device, on=(Device.tenant == User.tenant))
+                    .where((Device.id == device_id) & (User.extension == extension)).first())
+            pin_ok = bool(seen and seen.hotdesk_enabled and _hash_verifier(seen, pin))
         with write_transaction(self.db):
-            device = self._lock_device(device_id)
+            device = self._lock_login(device_id, extension)
             if device is None:
-                return Outcome.NOT_HOTDESK_PHONE
+                return LoginResult(Outcome.NOT_HOTDESK_PHONE)
             tenant = device.tenant
-            user = User.get_or_none((User.tenant == tenant) & (User.extension == extension))
+            user = queries.user_by_extension(self.db, tenant.id, extension)
             if user is None:
-                return Outcome.UNKNOWN_EXTENSION
+                return LoginResult(Outcome.UNKNOWN_EXTENSION)
             if not user.hotdesk_enabled:
-                return Outcome.NOT_ENABLED
-            if seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
-                pin_ok = verifier(user, pin)  # the PIN changed meanwhile: check again
+                return LoginResult(Outcome.NOT_ENABLED)
+            if switch_pin is not None:
+                if switch_pin.value is None:
+                    log.warning("call %s: user %s has no voicemail PIN on the switch "
+                                "(mailbox %s@%s): they cannot log in until it has one",
+                                ctx.call_id, extension, user.voicemail_box or extension,
+                                user.voicemail_context or "default")
+                pin_ok = pin_matches(switch_pin.value, pin)
+            elif seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
+                pin_ok = _hash_verifier(user, pin)  # the PIN changed meanwhile: check again
+            self._note_address(device, ctx.source)
             policy = self.policy_for(tenant, user)
             now = self.clock()
             until = self.locked_until(user, policy)
@@ -226,32 +308,19 @@ class HotdeskService:
                 self._attempt(tenant, user, device, extension, "locked", ctx)
                 audit.record("login_refused_locked", tenant=tenant, actor=actor, device=device,
                              user=user, call_id=ctx.call_id, locked_until=until.isoformat())
-                return Outcome.LOCKED
+                return LoginResult(Outcome.LOCKED)
             if not pin_ok:
-                self._attempt(tenant, user, device, extension, "wrong_pin", ctx)
-                audit.record("pin_failed", tenant=tenant, actor=actor, device=device,
-                             user=user, call_id=ctx.call_id, source=ctx.source)
-                until = self.locked_until(user, policy)
-                if until is not None:
-                    audit.record("lockout", tenant=tenant, actor="system", device=device,
-                                 user=user, call_id=ctx.call_id, locked_until=until.isoformat(),
-                                 failures=policy.lockout_failures)
-                    log.warning("user %s locked out until %s after %d PIN failures",
-                                extension, until.isoformat(timespec="seconds"),
-                                policy.lockout_failures)
-                return Outcome.WRONG_PIN
+                return self._wrong_pin(tenant, user, device, extension, ctx, policy)
             # The user's sessions elsewhere and whoever is on this phone, in one query.
-            active = list(Session.select(Session, User).join(User)
-                          .where(Session.ended_at.is_null()
-                                 & ((Session.user == user) | (Session.device == device))))
+            active = queries.active_sessions(self.db, user.id, device.id)
             others = [s for s in active if s.user_id == user.id and s.device_id != device.id]
             current = next((s for s in active if s.device_id == device.id), None)
             if others and policy.multiple_login == "deny":
                 self._attempt(tenant, user, device, extension, "already_logged_in", ctx)
                 audit.record("login_denied_elsewhere", tenant=tenant, actor=actor,
                              device=device, user=user, call_id=ctx.call_id,
-                             elsewhere=[s.device.mac for s in others])
-                return Outcome.ALREADY_LOGGED_IN
+                             elsewhere=[s.device_mac for s in others])
+                return LoginResult(Outcome.ALREADY_LOGGED_IN)
             if policy.multiple_login == "auto_logout":
                 for other in others:
                     self._end_session(other, "moved", actor, ctx.call_id, now)
@@ -264,30 +333,49 @@ class HotdeskService:
                             ctx.call_id, now)
             expires = (now + timedelta(minutes=policy.max_login_minutes)
                        if policy.max_login_minutes > 0 else None)
-            session = Session.create(tenant=tenant, device=device, user=user, started_at=now,
-                                     expires_at=expires, call_id=ctx.call_id)
+            session_id = inserted_id(self.db, queries.INSERT_SESSION.run(
+                self.db, tenant=tenant.id, device=device.id, user=user.id, started=now,
+                expires=expires, call_id=ctx.call_id))
             self._attempt(tenant, user, device, extension, "ok", ctx)
             # The calling phone gets its NOTIFY once the confirmation prompt has played.
             self._reprovision(device, tenant, endpoint, now,
                               delay=self.config.notify.call_grace_seconds)
+            details = {"replaced": replaced} if replaced else {}
             audit.record("login", tenant=tenant, actor=actor, device=device, user=user,
-                         call_id=ctx.call_id, session=session.id, source=ctx.source,
-                         replaced=replaced)
+                         call_id=ctx.call_id, session=session_id, source=ctx.source, **details)
         log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension, device.mac,
                  device.display_name or device.idle_extension)
-        return Outcome.LOGGED_IN
+        return LoginResult(Outcome.LOGGED_IN)
+
+    def _wrong_pin(self, tenant: Tenant, user: User, device: Device, extension: str,
+                   ctx: CallContext, policy: Policy) -> LoginResult:
+        self._attempt(tenant, user, device, extension, "wrong_pin", ctx)
+        audit.record("pin_failed", tenant=tenant, actor=f"caller:{extension}", device=device,
+                     user=user, call_id=ctx.call_id, source=ctx.source)
+        until = self.locked_until(user, policy)
+        if until is not None:
+            audit.record("lockout", tenant=tenant, actor="system", device=device,
+                         user=user, call_id=ctx.call_id, locked_until=until.isoformat(),
+                         failures=policy.lockout_failures)
+            log.warning("user %s locked out until %s after %d PIN failures",
+                        extension, until.isoformat(timespec="seconds"),
+                        policy.lockout_failures)
+        return LoginResult(Outcome.WRONG_PIN, pin_failed=True, locked_out=until is not None)
 
     def logout(self, device_id: int, reason: str = "logout", actor: str = "system",
-               call_id: str = "", session_id: int | None = None) -> Outcome:
+               call_id: str = "", session_id: int | None = None,
+               source: str = "") -> Outcome:
         """End the device's session and put the idle profile back on it.
 
         ``session_id``: end only that session, so a background logout decided on an
-        old session never ends a newer login that happened in between.
+        old session never ends a newer login that happened in between. ``source``: the
+        ip:port a ``*71`` call came from (where the NOTIFY goes).
         """
         with write_transaction(self.db):
             device = self._lock_device(device_id)
             if device is None:
                 return Outcome.NOT_HOTDESK_PHONE
+            self._note_address(device, source)
             current = Session.get_or_none((Session.device == device)
                                           & Session.ended_at.is_null())
             if current is None or (session_id is not None and current.id != session_id):
@@ -321,19 +409,45 @@ class HotdeskService:
     # -- helpers ----------------------------------------------------------------------
 
     def _lock_device(self, device_id: int) -> Device | None:
-        """Load the device and its tenant, serialised with every other change in the tenant.
+        """Lock, then read: the phone and its tenant, read after the lock so nothing
+        decided on is stale (its config version, its address).
 
         SQLite: the surrounding BEGIN IMMEDIATE already holds the database's write lock.
-        PostgreSQL: the tenant row is locked FOR UPDATE, so concurrent logins in one
-        tenant are decided one at a time.
+        PostgreSQL: the phone's row is locked FOR UPDATE; changes of other phones go on.
         """
-        device = (Device.select(Device, Tenant).join(Tenant)
-                  .where(Device.id == device_id).first())
-        if device is None:
-            return None
         if not is_sqlite(self.db):
-            for_update(Tenant.select(Tenant.id).where(Tenant.id == device.tenant_id)).get()
-        return device
+            queries.LOCK_DEVICE.one(self.db, device=device_id)
+        return queries.device_with_tenant(self.db, device_id)
+
+    def _lock_login(self, device_id: int, extension: str) -> Device | None:
+        """Lock what a login decides on, then read it: the user, then every phone
+        involved (this one and those the user is logged in on), in id order.
+
+        PostgreSQL only (SQLite's BEGIN IMMEDIATE serialises everything). Logins of
+        other users on other phones go on in parallel. No deadlock: a transaction locks
+        at most one user, before any phone, and phones in ascending id. Once the user is
+        locked, their set of sessions can only shrink (a new one needs that lock), so
+        the phones read after it are all the phones this login may change.
+        """
+        if is_sqlite(self.db):
+            return queries.device_with_tenant(self.db, device_id)
+        tenant_id = queries.tenant_id_of(self.db, device_id)
+        if tenant_id is None:
+            return None
+        user = queries.user_by_extension(self.db, tenant_id, extension)
+        phones = {device_id}
+        if user is not None:
+            queries.LOCK_USER.one(self.db, user=user.id)
+            phones |= set(queries.session_devices(self.db, user.id))
+        for phone in sorted(phones):
+            queries.LOCK_DEVICE.one(self.db, device=phone)
+        return queries.device_with_tenant(self.db, device_id)
+
+    def _note_address(self, device: Device, source: str) -> None:
+        """The call came from this phone: its NOTIFY goes to that ip:port."""
+        if source and device.last_address != source:
+            queries.NOTE_ADDRESS.run(self.db, device=device.id, address=source)
+            device.last_address = source
 
     def _end_session(self, session: Session, reason: str, actor: str, call_id: str,
                      now: datetime, delay: float = 0.0) -> None:
@@ -343,21 +457,21 @@ class HotdeskService:
 
     def _close(self, session: Session, reason: str, actor: str, call_id: str,
                now: datetime) -> None:
-        Session.update(ended_at=now, end_reason=reason).where(Session.id == session.id).execute()
+        queries.CLOSE_SESSION.run(self.db, session=session.id, now=now, reason=reason)
         audit.record("logout", tenant=session.tenant_id, actor=actor, device=session.device_id,
                      user=session.user_id, call_id=call_id, reason=reason, session=session.id)
 
     def _reprovision(self, device: Device, tenant: Tenant, endpoint: str, now: datetime,
                      bump: bool = True, delay: float = 0.0) -> None:
         if bump:
-            Device.update(config_version=Device.config_version + 1).where(
-                Device.id == device.id).execute()
+            queries.BUMP_CONFIG.run(self.db, device=device.id)
             device.config_version += 1
         outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now,
                        delay_seconds=delay)
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
                  ctx: CallContext) -> None:
-        LoginAttempt.create(tenant=tenant, user=user, device=device, extension=extension,
-                            success=result == "ok", result=result, source=ctx.source,
-                            call_id=ctx.call_id, at=self.clock())
+        insert = queries.INSERT_ATTEMPT_OK if result == "ok" else queries.INSERT_ATTEMPT_FAILED
+        insert.run(self.db, tenant=tenant.id, user=user.id, device=device.id,
+                   extension=extension, result=result, source=ctx.source, call_id=ctx.call_id,
+                   at=self.clock())

@@ -20,6 +20,7 @@ from peewee import InterfaceError, OperationalError, PostgresqlDatabase
 
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.settings import NotifyConfig
+from hotdesk.store.compiled import Compiled, inserted_id
 from hotdesk.store.db import current_database
 from hotdesk.store.models import Device, OutboxNotify, Tenant, utcnow
 
@@ -60,12 +61,23 @@ def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
     now = now or utcnow()
     # Earlier pending rows for the phone stay: each targets the registration the phone
     # had then, and an extra check-sync costs the phone one fetch.
-    return OutboxNotify.create(
-        tenant=tenant, device=device, switch=switch, endpoint=endpoint,
-        domain=tenant.sip_domain, contact_uri=contact_uri_for(endpoint, device.last_address),
-        event=get_vendor(device.vendor).notify_event, config_version=device.config_version,
-        next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now,
-    )
+    values = dict(tenant=tenant.id, device=device.id, switch=switch, endpoint=endpoint,
+                  domain=tenant.sip_domain,
+                  contact_uri=contact_uri_for(endpoint, device.last_address),
+                  event=get_vendor(device.vendor).notify_event,
+                  config_version=device.config_version,
+                  next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now)
+    db = current_database()
+    row_id = inserted_id(db, _INSERT.run(db, **values))
+    return OutboxNotify(__no_default__=True, id=row_id, status="pending", attempts=0, **values)
+
+
+# Written by every login and logout, so compiled once (hotdesk.store.compiled).
+_INSERT = Compiled(
+    lambda **v: OutboxNotify.insert(**v),
+    **{name: getattr(OutboxNotify, name) for name in (
+        "tenant", "device", "switch", "endpoint", "domain", "contact_uri", "event",
+        "config_version", "next_attempt_at", "created_at")})
 
 
 def worker_id() -> str:

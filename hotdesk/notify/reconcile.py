@@ -139,14 +139,16 @@ def _endpoint_now(device: Device, newest: OutboxNotify) -> str:
 def requeue(device_id: int, config: Config, now: datetime) -> bool:
     """Queue the NOTIFY again if, re-checked under the write lock, it is still due.
 
-    The re-check makes several workers safe: the tenant row lock (BEGIN IMMEDIATE on
-    SQLite) serialises them, and the second one finds the first one's pending row.
+    The re-check makes several workers safe: the phone's row lock (BEGIN IMMEDIATE on
+    SQLite), the same a login takes, serialises them, and the second one finds the
+    first one's pending row.
     """
     with write_transaction(current_database()):
         device = Device.get_or_none(Device.id == device_id)
         if device is None:
             return False
-        tenant = for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
+        for_update(Device.select(Device.id).where(Device.id == device_id)).get()
+        tenant = Tenant.get_by_id(device.tenant_id)
         device = Device.get_by_id(device_id)
         if device.fetched_version >= device.config_version:
             return False
@@ -175,7 +177,7 @@ def _flag_pending(device: Device, notifies: int) -> bool:
     if already:
         return False
     with write_transaction(current_database()):
-        for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
+        for_update(Device.select(Device.id).where(Device.id == device.id)).get()
         if (AuditEvent.select().where((AuditEvent.action == "provisioning_pending")
                                       & (AuditEvent.device == device)
                                       & AuditEvent.detail.contains(marker)).exists()):

@@ -14,16 +14,14 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from peewee import PeeweeException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from hotdesk.calls.callflow import CallScript, Collect
 from hotdesk.notify import reconcile
 from hotdesk.ops import health
 from hotdesk.settings import parse_listen
-from hotdesk.store.models import AuditEvent, LoginAttempt, Session, utcnow
+from hotdesk.store.models import LoginAttempt, Session, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -89,50 +87,15 @@ def record_call_outcome(switch: str, feature: str, outcome: str, pin_failures: i
         LOCKOUTS.inc()
 
 
-def measured(script: CallScript, switch: str, feature: str, call_id: str = "") -> CallScript:
-    """Run ``script`` unchanged and record its outcome once it ends.
+class _CallCounter:
+    """What the call driver reports when a call ends (its typed results, not guesses)."""
 
-    Wraps the call script rather than the adapters' runners, so both switches count
-    the same way. PIN failures: every PIN keyed goes to the service, and all but the
-    last one were wrong unless the call ended ``wrong_pin``. A lockout is read back
-    from the audit row the service wrote for this call.
-    """
-    keyed = 0
-    outcome = "error"
-    try:
-        action = next(script)
-        while True:
-            try:
-                value = yield action
-            except GeneratorExit:
-                script.close()  # abandoned (process stopping): not a call outcome
-                outcome = ""
-                raise
-            except BaseException as exc:  # CallerHungUp and friends go to the script
-                action = script.throw(exc)
-                continue
-            if isinstance(action, Collect) and (value or "").strip().rstrip("#"):
-                keyed += 1
-            action = script.send(value)
-    except StopIteration as stop:
-        outcome = str(stop.value)
-        return stop.value  # type: ignore[no-any-return]
-    finally:
-        if outcome:
-            failures = keyed if outcome == "wrong_pin" else max(keyed - 1, 0)
-            record_call_outcome(switch, feature, outcome, failures,
-                                bool(failures) and _locked_out(call_id))
+    def call_finished(self, switch: str, feature: str, outcome: object, pin_failures: int,
+                      lockout: bool) -> None:
+        record_call_outcome(switch, feature, str(outcome), pin_failures, lockout)
 
 
-def _locked_out(call_id: str) -> bool:
-    if not call_id:
-        return False
-    try:
-        return AuditEvent.select().where((AuditEvent.action == "lockout")
-                                         & (AuditEvent.call_id == call_id)).exists()
-    except PeeweeException as exc:
-        log.warning("could not read the lockout of call %s: %s", call_id, exc)
-        return False
+CALLS_SEEN = _CallCounter()
 
 
 def record_config_fetch(result: str) -> None:

@@ -5,15 +5,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from peewee import Model
+
+from hotdesk.store.compiled import Compiled, inserted_id
+from hotdesk.store.db import current_database
 from hotdesk.store.models import AuditEvent, Device, Tenant, User, utcnow
+
+# Written by every state change, so compiled once (hotdesk.store.compiled).
+_INSERT = Compiled(
+    lambda tenant, actor, action, device, user, call_id, at, detail: AuditEvent.insert(
+        tenant=tenant, actor=actor, action=action, device=device, user=user,
+        call_id=call_id, at=at, detail=detail),
+    tenant=AuditEvent.tenant, actor=AuditEvent.actor, action=AuditEvent.action,
+    device=AuditEvent.device, user=AuditEvent.user, call_id=AuditEvent.call_id,
+    at=AuditEvent.at, detail=AuditEvent.detail)
+
+
+def _id(value: Model | int | None) -> int | None:
+    return value.id if isinstance(value, Model) else value  # type: ignore[attr-defined]
 
 
 def record(action: str, *, tenant: Tenant | int | None = None, actor: str = "system",
            device: Device | int | None = None, user: User | int | None = None,
-           call_id: str = "", **detail: Any) -> AuditEvent:
-    """Write an audit row. ``detail`` must never carry a PIN or a SIP password."""
-    return AuditEvent.create(
-        tenant=tenant, actor=actor, action=action, device=device, user=user,
-        call_id=call_id, at=utcnow(),
-        detail=json.dumps(detail, sort_keys=True, default=str) if detail else "",
-    )
+           call_id: str = "", **detail: Any) -> int:
+    """Write an audit row; returns its id. ``detail`` must never carry a PIN or a SIP
+    password."""
+    db = current_database()
+    cursor = _INSERT.run(db, tenant=_id(tenant), actor=actor, action=action,
+                         device=_id(device), user=_id(user), call_id=call_id, at=utcnow(),
+                         detail=json.dumps(detail, sort_keys=True, default=str) if detail else "")
+    return inserted_id(db, cursor)

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from peewee import (
+    CharField,
     Database,
+    Field,
     InterfaceError,
     OperationalError,
     PostgresqlDatabase,
@@ -23,6 +25,7 @@ from hotdesk.store.models import (
     Heartbeat,
     SchemaVersion,
     Tenant,
+    User,
     process_database,
     utcnow,
 )
@@ -203,12 +206,36 @@ def write_transaction(db: Database) -> Iterator[None]:
 
 
 def for_update(query):  # type: ignore[no-untyped-def]
-    """``SELECT … FOR UPDATE`` where the database supports it (PostgreSQL)."""
+    """``SELECT … FOR NO KEY UPDATE`` where the database supports it (PostgreSQL).
+
+    NO KEY: a plain FOR UPDATE also blocks the KEY SHARE lock every INSERT of a row
+    that references the locked one takes (an audit row naming a user another login
+    holds), which turns two logins into a deadlock. Between lockers it is as exclusive.
+    """
     db = current_database()
-    return query.for_update() if isinstance(db, PostgresqlDatabase) else query
+    if isinstance(db, PostgresqlDatabase):
+        return query.for_update("FOR NO KEY UPDATE")
+    return query
+
+
+def add_column_if_missing(db: Database, table: str, column: str, field: Field) -> None:
+    """An upgrade step's new column; a database made by this version has it already.
+
+    Always added as a nullable column (a plain ``ALTER TABLE … ADD COLUMN``): for a NOT
+    NULL column peewee rebuilds the table on SQLite, and with foreign keys on, dropping
+    the old table deletes every row that references it (ON DELETE CASCADE). Code reads
+    such a column with a fallback for NULL.
+    """
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    if column not in {c.name for c in db.get_columns(table)}:
+        field.null = True
+        migrate(SchemaMigrator.from_database(db).add_column(table, column, field))
 
 
 def _v1_create_tables(db: Database) -> None:
+    # A new database gets today's tables; later steps therefore add columns only
+    # where they are missing (see add_column_if_missing).
     db.create_tables(ALL_MODELS, safe=True)
 
 
@@ -217,8 +244,18 @@ def _v2_create_heartbeat(db: Database) -> None:
     db.create_tables([Heartbeat], safe=True)
 
 
+def _v3_tenant_pin_source(db: Database) -> None:
+    """Tenant.pin_source: which PIN callers key (empty = ``[policy] pin_source``, whose
+    default became ``switch``). Tenants that already have users with hotdesk PINs keep
+    ``hotdesk``, so an upgraded install behaves as before without a config change."""
+    add_column_if_missing(db, "tenant", "pin_source", CharField(default=""))
+    with_pins = User.select(User.tenant).where(User.pin_hash != "").distinct()
+    Tenant.update(pin_source="hotdesk").where(Tenant.id.in_(with_pins)).execute()
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
+                                                _v3_tenant_pin_source]
 
 
 def schema_version(db: Database) -> int:

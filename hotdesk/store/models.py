@@ -61,6 +61,8 @@ class Tenant(BaseModel):
     multiple_login = CharField(default="")
     max_login_minutes = IntegerField(null=True)
     daily_logout_time = CharField(default="")
+    # Which PIN callers key: switch | hotdesk; empty = [policy] pin_source.
+    pin_source = CharField(default="")
     created_at = DateTimeField(default=utcnow)
 
 

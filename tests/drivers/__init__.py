@@ -1,0 +1,1 @@
+"""Scenario drivers: one per switch, each running the real adapter against its wire fake."""

@@ -51,13 +51,15 @@ class Driver:
         self.fake = fake
         self.prompt_names = {v: k for k, v in service.runtime.config.prompts_freeswitch.items()}
         self.last: FakeCall | None = None
+        self.voicemail: dict[str, str] | None = None  # user@domain -> vm-password
 
     def call(self, feature: str, endpoint: str, extension: str = "", digits: Sequence[str] = (),
              source: str = "", hangup_at: str | None = None,
              domain: str = "127.0.0.1") -> CallRecord:
         spec = CallSpec(endpoint=endpoint, extension=extension if feature == "login" else "",
                         action=feature, digits=list(digits), hangup_at=hangup_at,
-                        source=source or "127.0.0.1:5072", domain=domain)
+                        source=source or "127.0.0.1:5072", domain=domain,
+                        vm_passwords=self.voicemail)
         served = self.service.server.calls_served
         call = place_call(self.service.server.address, spec)
         self.last = call

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, Transcript, place_call
+from tests.fakes import SWITCH_VOICEMAIL
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -24,10 +25,13 @@ class FakeAsterisk:
         self.host, self.port = host, port
         self.calls: list[Transcript] = []
         self._n = 0
+        # voicemail.conf: "box@context" -> PIN, read by hotdesk with VM_INFO.
+        self.voicemail = {f"{box}@default": pin for box, pin in SWITCH_VOICEMAIL.items()}
 
     async def call(self, script: str, args: Sequence[str], endpoint: str, dialed: str,
                    digits: Sequence[str] = (), hangup_at: str | None = None,
-                   variables: dict[str, str] | None = None) -> Transcript:
+                   variables: dict[str, str] | None = None,
+                   voicemail: dict[str, str] | None = None) -> Transcript:
         self._n += 1
         setup = CallSetup(script=script, args=list(args), endpoint=endpoint,
                           callerid_name=f"Phone {endpoint}", dialed=dialed,
@@ -35,7 +39,9 @@ class FakeAsterisk:
                           uniqueid=f"hotdesk-fake-{int(time.time())}.{self._n}",
                           variables=variables or {})
         transcript = await place_call(self.host, self.port,
-                                      AsteriskChannel(setup, digits, hangup_at))
+                                      AsteriskChannel(setup, digits, hangup_at,
+                                                      self.voicemail if voicemail is None
+                                                      else voicemail))
         self.calls.append(transcript)
         return transcript
 

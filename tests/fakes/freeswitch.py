@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from tests.fakes import SWITCH_VOICEMAIL
+
 CAPTURES = Path(__file__).resolve().parent / "freeswitch_captures"
 
 # Values of the captured calls (8001 dials *70101 from 127.0.0.1:5072, domain 127.0.0.1).
@@ -122,6 +124,10 @@ class CallSpec:
     uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     dialed: str = ""
     capture: str = "login-ok"  # whose connect/answer templates to use
+    # The directory's vm-password per user@domain, answered to ``api user_data``
+    # (captured shape: the value as the body, "-ERR no reply" when there is none);
+    # None = SWITCH_VOICEMAIL in any domain.
+    vm_passwords: dict[str, str] | None = None
     # The prompt file does not exist: a real FreeSWITCH then ends play_and_get_digits at
     # once, collects nothing and leaves variable_read_result unset.
     missing_prompt: bool = False
@@ -383,6 +389,12 @@ class FakeCall:
             self._send(reply("+OK bye"))
             self._send(disconnect_notice(DISCONNECT_BODY, self.spec.uuid, "disconnect"))
             return False
+        elif cmd.startswith("api user_data ") and cmd.endswith(" param vm-password"):
+            who = cmd.split()[2]
+            known = self.spec.vm_passwords
+            value = (SWITCH_VOICEMAIL.get(who.split("@")[0], "") if known is None
+                     else known.get(who, ""))
+            self._send(api_response(value.encode() if value else b"-ERR no reply\n"))
         else:
             self._send(reply("-ERR command not found"))
         return True

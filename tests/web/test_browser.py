@@ -22,7 +22,7 @@ def test_admin_journey_in_a_real_browser(runtime, database_url, tmp_path: Path, 
     assert default_tenant().sip_domain == "default"
     desk = make_device(runtime, mac="00:15:65:00:00:01", extension="8001", name="Desk 1")
     ctx = CallContext(switch="asterisk", call_id="b1", endpoint="8001")
-    assert runtime.service.login(desk.id, "101", "1234", ctx).value == "ok"
+    assert runtime.service.login(desk.id, "101", "1234", ctx).outcome.value == "ok"
     foreign = other_phone(runtime, other_tenant)
     with hotdesk_web(database_url, tmp_path) as base, browser_page() as page:
         sign_in(page, base, "root", PASSWORD)

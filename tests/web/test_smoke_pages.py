@@ -19,7 +19,7 @@ def test_page_needs_sign_in(app, path):
 
 def test_every_page_renders_with_data(runtime, root_client, alice, desk):
     ctx = CallContext(switch="asterisk", call_id="c1", endpoint="8001", source="192.0.2.1:5060")
-    assert runtime.service.login(desk.id, "101", "1234", ctx).value == "ok"
+    assert runtime.service.login(desk.id, "101", "1234", ctx).outcome.value == "ok"
     runtime.service.login(desk.id, "101", "0000", ctx)
     for path in PAGES + [f"/phones/{desk.id}", f"/phones/{desk.id}/edit",
                          f"/users/{alice.id}"]:

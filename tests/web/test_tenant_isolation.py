@@ -34,7 +34,7 @@ def world(runtime, app, tenant_admin, other_admin, other_tenant):
     user = other_user(runtime, other_tenant)
     ctx = CallContext(switch="asterisk", call_id="o1", endpoint="9001",
                       domain="other.example")
-    assert runtime.service.login(phone.id, "777", "7777", ctx).value == "ok"
+    assert runtime.service.login(phone.id, "777", "7777", ctx).outcome.value == "ok"
     session = Session.get(Session.device == phone)
     notify = OutboxNotify.select().where(OutboxNotify.device == phone).get()
     found = DiscoveredPhone.create(mac=phone.mac, vendor="Yealink", model="T54W")
