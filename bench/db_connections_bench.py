@@ -4,7 +4,8 @@
         [--calls 200] [--keying 2.0] [--slots 4]
 
 N calls arrive at once and each caller takes ``--keying`` seconds to key the PIN (the
-fake FreeSWITCH of tests/fakes/freeswitch.py; the PIN check is the real argon2 one).
+fake FreeSWITCH of tests/fakes/freeswitch.py; the PIN is the user's vm-password read
+over the call's socket).
 The server's own count (pg_stat_activity) is sampled every 10 ms. Two runs: steps give
 their connection back ([esl] db_slots bounds connections, as shipped) and, for
 comparison, the earlier behaviour where each call thread kept its connection until the
@@ -49,7 +50,7 @@ def run(url: str, calls: int, keying: float, slots: int, hold: bool) -> tuple[in
     rt = start(cfg, migrate=True)
     tenant = default_tenant()
     for n in range(calls):
-        add_user(rt.db, tenant, f"5{n:04d}", pin="1234", hotdesk=True)
+        add_user(rt.db, tenant, f"5{n:04d}", hotdesk=True)
         add_device(rt.db, tenant, DeviceSpec(mac=f"00:15:65:03:{n // 256:02x}:{n % 256:02x}",
                                              extension=f"9{n:04d}", sip_password="x"))
     rt.db.close()
@@ -61,7 +62,9 @@ def run(url: str, calls: int, keying: float, slots: int, hold: bool) -> tuple[in
     sampler.autocommit = True
     before = backends(sampler)
     fakes = [FakeCall(CallSpec(endpoint=f"9{n:04d}", extension=f"5{n:04d}", digits=["1234"],
-                               keying_seconds=keying, linger_scale=0.0)) for n in range(calls)]
+                               keying_seconds=keying, linger_scale=0.0,
+                               vm_passwords={f"5{n:04d}@127.0.0.1": "1234"}))
+             for n in range(calls)]
     threads = [threading.Thread(target=f.run, args=(server.address, 120)) for f in fakes]
     peak = 0
     t0 = time.perf_counter()

@@ -39,7 +39,7 @@ def test_calls_waiting_for_digits_hold_no_connection(runtime: Runtime):
 
     tenant = default_tenant()
     for n in range(CALLS):
-        add_user(runtime.db, tenant, f"5{n:03d}", pin="1234", hotdesk=True)
+        add_user(runtime.db, tenant, f"5{n:03d}", hotdesk=True)
         add_device(runtime.db, tenant, DeviceSpec(mac=f"00:15:65:02:00:{n:02x}",
                                                   extension=f"9{n:03d}", sip_password="x"))
     cfg = dataclasses.replace(
@@ -56,7 +56,9 @@ def test_calls_waiting_for_digits_hold_no_connection(runtime: Runtime):
     server.start()
     peak = 0
     calls = [FakeCall(CallSpec(endpoint=f"9{n:03d}", extension=f"5{n:03d}", digits=["1234"],
-                               keying_seconds=1.5, linger_scale=0.0)) for n in range(CALLS)]
+                               keying_seconds=1.5, linger_scale=0.0,
+                               vm_passwords={f"5{n:03d}@127.0.0.1": "1234"}))
+             for n in range(CALLS)]
     threads = [threading.Thread(target=c.run, args=(server.address, 60)) for c in calls]
     try:
         for t in threads:
