@@ -217,3 +217,12 @@ def test_pnp_listener_reopens_a_socket_that_went_away(runtime, monkeypatch):
     asyncio.run(asyncio.wait_for(run(), 10))
     assert monitor.restarts == 1 and "unicast socket closed" in monitor.last_error
     assert monitor.snapshot()[0] == "up"
+
+
+def test_worker_once_still_fails_loudly(runtime, monkeypatch):
+    """``hotdesk worker --once`` (cron) must exit non-zero when its one tick failed."""
+    monkeypatch.setattr(reconcile, "reconcile",
+                        FailFirst(reconcile.reconcile, 1, KeyError("device_id")))
+    with pytest.raises(KeyError):
+        worker.run_worker(runtime.service, runtime.config, threading.Event(), max_ticks=1)
+    assert "tick failed: KeyError" in beat("worker").detail  # type: ignore[union-attr]

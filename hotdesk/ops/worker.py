@@ -162,6 +162,8 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
             health.report("worker", "down", f"tick failed: {describe(exc)}; retrying in "
                           f"{delay:g}s", node=config.metrics.node)
             close_quietly(process_database)
+            if max_ticks is not None and ticks >= max_ticks:
+                raise  # `hotdesk worker --once`: the caller sees the failure (exit status)
             next_tick = clock() + delay
             stop_event.wait(delay)
             continue
