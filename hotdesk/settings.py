@@ -147,8 +147,9 @@ class NotifyConfig:
     # A NOTIFY caused by a call (*70/*71) waits this long, so the phone is not
     # re-provisioned while the caller still hears the confirmation prompt.
     call_grace_seconds: float = 2.0
-    # Seconds a drainer holds the rows it claimed; renewed before each send, so it must
-    # be longer than the slowest single send (AMI gives up after 15 s, ESL after 5 s).
+    # Seconds a drainer holds the rows it claimed; renewed before a send when less than
+    # two thirds are left, so it must be at least 1.5 x the slowest single send (AMI
+    # gives up after 15 s, the Event Socket after 5 s).
     lease_seconds: float = 30.0
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
     # drains), log (a dry run), or "module:factory" (see hotdesk.notify.drain).

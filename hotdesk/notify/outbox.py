@@ -131,8 +131,8 @@ def renew_claim(row: OutboxNotify, owner: str, lease: timedelta,
                 now: datetime | None = None) -> bool:
     """Extend the claim on ``row`` by ``lease`` from now; False if it is no longer ours.
 
-    Called right before each send, so a batch may take longer than the lease: every
-    row is re-checked and held for one full lease while it is being sent.
+    Called before a send when the claim is running short, so a batch may take longer
+    than the lease: such a row is re-checked and held for one full lease while sent.
     """
     # max(): with a fixed clock (tests) the stamp stays as it is and still matches.
     until = max((now or utcnow()) + lease, row.claimed_until)
@@ -178,15 +178,16 @@ def drain_once(sender: NotifySender, policy: NotifyConfig, owner: str, limit: in
                now: datetime | None = None) -> dict[str, int]:
     """Send every due row once; returns counts by result. Never raises for a send error.
 
-    The claim of each row is renewed right before its send (:func:`renew_claim`), so
-    a row whose lease ran out while earlier rows were slow, and that another drainer
-    took meanwhile, is left to that drainer instead of being sent twice.
+    Before each send the row's claim is renewed once less than two thirds of its lease
+    is left (:func:`renew_claim`), so a row whose lease ran out while earlier rows were
+    slow, and that another drainer took meanwhile, is left to that drainer instead of
+    being sent twice.
     """
     lease = timedelta(seconds=policy.lease_seconds)
     counts = {"sent": 0, "retry": 0, "failed": 0, "switch_down": 0}
     rows = claim_due(limit, owner, lease, now=now)
     for index, row in enumerate(rows):
-        if not renew_claim(row, owner, lease, now):
+        if not _held_for_a_send(row, owner, lease, now):
             log.info("NOTIFY row %d was taken over by another drainer; leaving it", row.id)
             continue
         target = target_of(row)
@@ -221,6 +222,17 @@ def drain_once(sender: NotifySender, policy: NotifyConfig, owner: str, limit: in
                      target.endpoint, f" at {target.contact_uri}" if target.contact_uri else "",
                      row.device_id, row.config_version)
     return counts
+
+
+def _held_for_a_send(row: OutboxNotify, owner: str, lease: timedelta,
+                     now: datetime | None) -> bool:
+    """True when ``row`` stays ours for at least two thirds of a lease: no other drainer
+    can take a row before its lease ends, so with that much left (more than any send
+    takes, see ``[notify] lease_seconds``) nothing needs checking; with less the claim
+    is renewed, which also finds out whether another drainer took it meanwhile."""
+    if row.claimed_until - (now or utcnow()) >= lease * 2 / 3:
+        return True
+    return renew_claim(row, owner, lease, now)
 
 
 def _claim_lost(row: OutboxNotify) -> None:
