@@ -66,6 +66,20 @@ def postgres() -> Iterator[str | None]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextmanager
+def databases() -> Iterator[list[tuple[str, str]]]:
+    """(name, url) of a temp SQLite file and, when a server is at hand, PostgreSQL."""
+    sqlite_dir = Path(tempfile.mkdtemp(prefix="hotdesk-bench-sqlite."))
+    try:
+        with postgres() as pg_url:
+            dbs = [("SQLite", f"sqlite:///{sqlite_dir / 'bench.db'}")]
+            if pg_url:
+                dbs.append(("PostgreSQL", pg_url))
+            yield dbs
+    finally:
+        shutil.rmtree(sqlite_dir, ignore_errors=True)
+
+
 def fresh(url: str):  # type: ignore[no-untyped-def]
     if url.startswith("sqlite:///"):
         for suffix in ("", "-wal", "-shm"):
@@ -190,28 +204,21 @@ def main() -> None:
     args = parser.parse_args()
     load_config(environ={})
     results: list[tuple[str, str, str]] = []
-    sqlite_dir = Path(tempfile.mkdtemp(prefix="hotdesk-bench-sqlite."))
-    try:
-        with postgres() as pg_url:
-            dbs = [("SQLite", f"sqlite:///{sqlite_dir / 'bench.db'}")]
-            if pg_url:
-                dbs.append(("PostgreSQL", pg_url))
-            for name, url in dbs:
-                for procs in (1, 2):
-                    rate = drain_rate(url, procs, args.rows)
-                    results.append((f"outbox drain, {procs} process(es)", name,
-                                    f"{rate:,.0f} rows/s"))
-            for name, url in dbs:
-                for procs in (1, 2):
-                    rate = login_rate(url, procs, args.logins)
-                    results.append((f"logins via HotdeskService.login, {procs} process(es)",
-                                    name, f"{rate:,.1f} logins/s"))
-            for name, url in dbs:
-                seconds = reconnect_catch_up(url, args.rows)
-                results.append((f"switch reconnect -> {args.rows} queued NOTIFYs sent "
-                                "(poll 1 s)", name, f"{seconds:.2f} s"))
-    finally:
-        shutil.rmtree(sqlite_dir, ignore_errors=True)
+    with databases() as dbs:
+        for name, url in dbs:
+            for procs in (1, 2):
+                rate = drain_rate(url, procs, args.rows)
+                results.append((f"outbox drain, {procs} process(es)", name,
+                                f"{rate:,.0f} rows/s"))
+        for name, url in dbs:
+            for procs in (1, 2):
+                rate = login_rate(url, procs, args.logins)
+                results.append((f"logins via HotdeskService.login, {procs} process(es)",
+                                name, f"{rate:,.1f} logins/s"))
+        for name, url in dbs:
+            seconds = reconnect_catch_up(url, args.rows)
+            results.append((f"switch reconnect -> {args.rows} queued NOTIFYs sent "
+                            "(poll 1 s)", name, f"{seconds:.2f} s"))
     width = max(len(r[0]) for r in results)
     print(f"{'measure':<{width}}  {'database':<10}  result")
     for measure, db, value in results:

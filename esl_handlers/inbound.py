@@ -36,7 +36,10 @@ class InboundConnection:
     def __init__(self, host: str, port: int, password: str, reconnect_max: float = 30.0,
                  connect_timeout: float = 3.0, reply_timeout: float = 5.0,
                  backoff_start: float = 0.5,
-                 on_state: Callable[[bool, str], None] | None = None) -> None:
+                 on_state: Callable[[bool, str], None] | None = None,
+                 subscribe: str = "",
+                 on_event: Callable[[dict[str, str]], None] | None = None,
+                 label: str = "") -> None:
         self.host = host
         self.port = port
         self.password = password
@@ -53,6 +56,11 @@ class InboundConnection:
         self.state = "new"
         # Told (up, detail) on every state change: the heartbeat and the drain wake-up.
         self.on_state = on_state or (lambda up, detail: None)
+        # ``event plain …`` arguments sent right after auth ("" = no events, the NOTIFY
+        # link); each event's decoded headers go to ``on_event`` on the reader thread.
+        self.subscribe = subscribe
+        self.label = label  # names this connection in the log when a process holds two
+        self.on_event = on_event or (lambda headers: None)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -79,7 +87,7 @@ class InboundConnection:
                       f": {detail}" if detail else "")
             return
         self.state = state
-        where = f"{self.host}:{self.port}"
+        where = f"{self.host}:{self.port}" + (f" ({self.label})" if self.label else "")
         try:
             self.on_state(state == "connected",
                           "password refused" if state == "auth_failed" else detail)
@@ -151,6 +159,11 @@ class InboundConnection:
             if reply.content_type == "text/disconnect-notice" or \
                     not reply.reply_text.startswith("+OK"):
                 raise _AuthFailed()
+            if self.subscribe:
+                sock.sendall(command(f"event plain {self.subscribe}"))
+                reply = reader.read()
+                if not reply.reply_text.startswith("+OK"):
+                    raise ProtocolError(f"event subscription refused: {reply.reply_text}")
         except BaseException:
             sock.close()
             raise
@@ -168,10 +181,15 @@ class InboundConnection:
                 return f"garbage from FreeSWITCH: {exc}"
             if msg.content_type in ("command/reply", "api/response"):
                 self._replies.put(msg)
+            elif msg.content_type == "text/event-plain":
+                try:
+                    self.on_event(msg.event())
+                except Exception:  # noqa: BLE001 - a bad event must not end the connection
+                    log.exception("Event Socket event handler failed")
             elif msg.content_type == "text/disconnect-notice":
                 return msg.body.decode("utf-8", "replace").strip().splitlines()[0] \
                     if msg.body.strip() else "disconnect notice"
-            # Events are not subscribed to; anything else is ignored.
+            # Anything else (events nobody subscribed to) is ignored.
         return "stopped"
 
     def _drop(self) -> None:

@@ -7,6 +7,7 @@ import logging
 from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
+from esl_handlers.registrations import EslRegistrationWatcher, start_watcher
 from hotdesk.ops.reporters import ConnectionReporter
 from hotdesk.runtime import Runtime
 
@@ -28,6 +29,7 @@ class EslService:
         if cfg.switch.type == "freeswitch":
             self.drain = DrainLoop(self.sender, cfg)
         self.server = EslServer(runtime, listen, reuse_port=reuse_port)
+        self.registrations: EslRegistrationWatcher | None = None
 
     def _on_state(self, up: bool, detail: str) -> None:
         self.health.set(up, detail)
@@ -40,6 +42,7 @@ class EslService:
         self.server.start()
         if self.drain is not None:
             self.drain.start()
+            self.registrations = start_watcher(self.runtime.config)
         else:
             log.info("[switch] type is not freeswitch: this process sends no NOTIFYs")
 
@@ -47,5 +50,7 @@ class EslService:
         self.server.stop()
         if self.drain is not None:
             self.drain.stop()
+        if self.registrations is not None:
+            self.registrations.stop()
         self.inbound.stop()
         self.health.stop()

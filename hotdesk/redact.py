@@ -72,7 +72,7 @@ def config_secrets(config) -> list[str]:  # type: ignore[no-untyped-def]
     from urllib.parse import urlsplit
 
     values = [config.ami.secret, config.esl.password, config.web.secret_key,
-              config.metrics.token]
+              config.metrics.token, config.switch.directory_password]
     try:
         values.append(urlsplit(config.database.url).password or "")
     except ValueError:

@@ -33,6 +33,24 @@ class DatabaseConfig:
 class SwitchConfig:
     # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch.
     type: str = "asterisk"
+    # Where users' SIP accounts live: switch (read live when a config is rendered; hotdesk
+    # stores no user's SIP password) | hotdesk (the password stored with the user).
+    credentials: str = "switch"
+    # Seconds a live account read is reused (renders of one phone's files, bursts).
+    credentials_cache_seconds: float = 5.0
+    # Asterisk: the pjsip file hotdesk writes the idle accounts of its phones into
+    # (pjsip.conf #includes it); empty = hotdesk does not create idle accounts.
+    accounts_file: str = ""
+    # What every generated idle account gets (Asterisk endpoint / FreeSWITCH user).
+    idle_context: str = "hotdesk-idle"
+    idle_codecs: str = "ulaw,alaw"
+    idle_dtmf_mode: str = "rfc4733"
+    # Asterisk: the pjsip transport of the generated endpoints; empty = the default one.
+    idle_transport: str = ""
+    # FreeSWITCH: HTTP basic credentials mod_xml_curl sends to /switch/freeswitch/directory of
+    # `hotdesk web` (the idle phones' directory entries); empty password = endpoint off.
+    directory_username: str = "hotdesk"
+    directory_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,13 @@ class ProvisioningConfig:
     # processes (0 = one per CPU). Point base_url at it to use it.
     listen: str = "127.0.0.1:8081"
     workers: int = 0
+    # SIP transport phones register with: udp | tcp | tls (a phone's own transport wins).
+    transport: str = "udp"
+    # Media encryption the configs ask for: off | optional | required.
+    srtp: str = "off"
+    # Phones re-fetch their config on their own about this often (each phone a little
+    # earlier or later, so a fleet does not poll at once); 0 = only on check-sync.
+    resync_minutes: int = 360
 
 
 @dataclass(frozen=True)
@@ -164,6 +189,21 @@ class WorkerConfig:
     reconcile_max_requeues: int = 3
     # Upper bound of the doubling wait between two re-sent NOTIFYs.
     reconcile_backoff_max_seconds: int = 3600
+
+
+@dataclass(frozen=True)
+class RegistrationsConfig:
+    # `hotdesk agi` / `hotdesk esl` watch the switch's registrations on a connection of
+    # their own (AMI: read = system,security; ESL: sofia::register events).
+    watch: bool = True
+    # Seconds between two full listings of the switch's registrations (missed events).
+    resync_seconds: float = 300.0
+    # Events held in memory while the database is slow; older ones are dropped beyond it
+    # (the next listing repairs what they would have said).
+    buffer_max: int = 50000
+    # Events written per transaction, and the longest an event waits to be written.
+    batch_max: int = 2000
+    flush_seconds: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -284,6 +324,7 @@ class Config:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
+    registrations: RegistrationsConfig = field(default_factory=RegistrationsConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tenant: TenantConfig = field(default_factory=TenantConfig)
     pnp: PnpConfig = field(default_factory=PnpConfig)
@@ -407,10 +448,15 @@ def _validate(config: Config) -> None:
         ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
         ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
         ("policy", "pin_source"): (config.policy.pin_source, {"switch", "hotdesk"}),
+        ("switch", "credentials"): (config.switch.credentials, {"switch", "hotdesk"}),
+        ("switch", "idle_dtmf_mode"): (config.switch.idle_dtmf_mode,
+                                       {"rfc4733", "inband", "info", "auto", "auto_info"}),
         ("policy", "multiple_login"): (config.policy.multiple_login,
                                        {"auto_logout", "deny", "allow"}),
         ("web", "cookie_secure"): (config.web.cookie_secure, {"auto", "true", "false"}),
         ("provisioning", "auth"): (config.provisioning.auth, {"none", "basic", "digest"}),
+        ("provisioning", "transport"): (config.provisioning.transport, {"udp", "tcp", "tls"}),
+        ("provisioning", "srtp"): (config.provisioning.srtp, {"off", "optional", "required"}),
     }
     for (section, key), (value, allowed) in choices.items():
         if value not in allowed:
@@ -446,16 +492,27 @@ def _validate(config: Config) -> None:
         except ConfigError as exc:
             raise ConfigError(f"[metrics] listen: {exc}") from None
     _validate_daily_logout(config.policy)
+    _validate_provisioning_zone(config.provisioning)
 
 
-def _validate_daily_logout(policy: PolicyConfig) -> None:
+def _require_zone(section: str, name: str) -> None:
     import zoneinfo
 
     try:
-        zoneinfo.ZoneInfo(policy.timezone)
+        zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"[policy] timezone = {policy.timezone!r} is not a known "
+        raise ConfigError(f"[{section}] timezone = {name!r} is not a known "
                           "time zone (e.g. UTC, Europe/Berlin)") from None
+
+
+def _validate_provisioning_zone(prov: ProvisioningConfig) -> None:
+    _require_zone("provisioning", prov.timezone)
+    if prov.resync_minutes < 0:
+        raise ConfigError("[provisioning] resync_minutes must be 0 (off) or more")
+
+
+def _validate_daily_logout(policy: PolicyConfig) -> None:
+    _require_zone("policy", policy.timezone)
     if policy.daily_logout_time and parse_hhmm(policy.daily_logout_time) is None:
         raise ConfigError(f"[policy] daily_logout_time = {policy.daily_logout_time!r} "
                           "must be HH:MM")

@@ -49,8 +49,15 @@ class AmiClient:
     """One logged-in AMI connection, re-established in the background."""
 
     def __init__(self, config: AmiConfig, action_timeout: float = 10.0,
-                 min_backoff: float = 0.5) -> None:
+                 min_backoff: float = 0.5, events: str = "off", label: str = "") -> None:
         self.config = config
+        # Names this connection in the log when a process holds more than one.
+        self.label = label
+        # Login's ``Events:``: "off" for the NOTIFY sender, event classes for a watcher.
+        self.events = events
+        # Told every event that is not an item of a list action of ours.
+        self.on_event: Callable[[Message], None] = lambda msg: None
+        self._lists: dict[str, list[Message]] = {}
         self.action_timeout = action_timeout
         self.min_backoff = min_backoff
         self.connected = asyncio.Event()
@@ -66,7 +73,8 @@ class AmiClient:
 
     @property
     def address(self) -> str:
-        return f"{self.config.host}:{self.config.port}"
+        where = f"{self.config.host}:{self.config.port}"
+        return f"{where} ({self.label})" if self.label else where
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ami-client")
@@ -135,7 +143,8 @@ class AmiClient:
                 raise ValueError(f"not an AMI server (banner {banner[:40]!r})")
             writer.write(encode_action([("Action", "Login"), ("ActionID", "hotdesk-login"),
                                         ("Username", self.config.username),
-                                        ("Secret", self.config.secret), ("Events", "off")]))
+                                        ("Secret", self.config.secret),
+                                        ("Events", self.events)]))
             while True:
                 msg = await self._read(reader)
                 if msg.get("ActionID") == "hotdesk-login" and "Response" in msg:
@@ -152,29 +161,62 @@ class AmiClient:
                     log.warning("AMI %s: Asterisk is shutting down (%s)", self.address,
                                 msg.get("Shutdown", "?"))
                     raise ConnectionResetError("Asterisk shut down")
-                fut = self._pending.pop(msg.get("ActionID", ""), None)
-                if fut is not None and "Response" in msg and not fut.done():
-                    fut.set_result(msg)
+                self._dispatch(msg)
         finally:
             writer.close()
+
+    def _dispatch(self, msg: Message) -> None:
+        action_id = msg.get("ActionID", "")
+        items = self._lists.get(action_id)
+        if items is not None and "Event" in msg:
+            items.append(msg)
+            if msg.get("EventList") != "Complete":
+                return
+            msg = {"Response": "Success", "ActionID": action_id}
+        elif "Event" in msg:
+            self.on_event(msg)
+            return
+        fut = self._pending.pop(action_id, None)
+        if fut is not None and "Response" in msg and not fut.done():
+            if items is None or msg.get("Response") != "Success" \
+                    or msg.get("EventList") != "start":
+                fut.set_result(msg)
+            else:
+                self._pending[action_id] = fut  # the list follows; done at its Complete
+
+    async def list_action(self, headers: list[tuple[str, str]],
+                          timeout: float | None = None) -> list[Message]:
+        """An action answered by ``EventList: start``, item events and a ``…Complete``
+        event: the items and the Complete event, in order. AmiError when refused."""
+        action_id = f"hotdesk-{next(self._ids)}"
+        self._lists[action_id] = items = []
+        try:
+            reply = await self.action(headers, action_id=action_id, timeout=timeout)
+        finally:
+            self._lists.pop(action_id, None)
+        if reply.get("Response") != "Success":
+            raise AmiError(reply.get("Message", f"{headers[0][1]} refused"))
+        return items
 
     async def _read(self, reader: asyncio.StreamReader) -> Message:
         return parse_message((await reader.readuntil(b"\r\n\r\n"))[:-4])
 
-    async def action(self, headers: list[tuple[str, str]]) -> Message:
+    async def action(self, headers: list[tuple[str, str]], action_id: str = "",
+                     timeout: float | None = None) -> Message:
         """Send one action and wait for its Response; SwitchDown when not connected."""
         writer = self._writer
         if writer is None or not self.connected.is_set():
             raise SwitchDown(f"AMI {self.address} not connected")
-        action_id = f"hotdesk-{next(self._ids)}"
+        action_id = action_id or f"hotdesk-{next(self._ids)}"
+        timeout = timeout or self.action_timeout
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[action_id] = fut
         writer.write(encode_action([headers[0], ("ActionID", action_id), *headers[1:]]))
         try:
-            return await asyncio.wait_for(fut, self.action_timeout)
+            return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise NotifyError(
-                f"AMI {headers[0][1]}: no response in {self.action_timeout:g} s") from None
+                f"AMI {headers[0][1]}: no response in {timeout:g} s") from None
         finally:
             self._pending.pop(action_id, None)
 

@@ -16,6 +16,7 @@ from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
 from hotdesk.store.db import DbExecutor
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
+from hotdesk_agi.registrations import AmiRegistrationWatcher, start_watcher
 from hotdesk_agi.server import AgiServer
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class AgiApp:
     health: ConnectionReporter | None = None
     monitors: list[LoopMonitor] = field(default_factory=list)
     drain_executor: Executor | None = None
+    registrations: AmiRegistrationWatcher | None = None
 
     async def close(self) -> None:
         self.stop.set()
@@ -68,6 +70,8 @@ class AgiApp:
             await asyncio.to_thread(self.drain_executor.shutdown, True)
         if self.client is not None:
             await self.client.close()
+        if self.registrations is not None:
+            await self.registrations.close()
         if self.health is not None:
             await asyncio.to_thread(self.health.stop)
         for monitor in self.monitors:
@@ -84,6 +88,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     address = await server.start(host, port, reuse_port)
     client = None
     health = None
+    watcher = None
     tasks: list[asyncio.Task[None]] = []
     monitors: list[LoopMonitor] = []
     drain_executor = None
@@ -104,10 +109,12 @@ async def start_app(runtime: Runtime, listen: str | None = None,
         tasks.append(asyncio.create_task(run_supervised_async(
             monitor, lambda: drain_loop(runtime, client, wake, stop, drain_executor,
                                         monitor.beat), stop)))
+        watcher = start_watcher(runtime.config, ami_min_backoff)
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks, health, monitors, drain_executor)
+    return AgiApp(server, client, address, wake, stop, tasks, health, monitors, drain_executor,
+                  registrations=watcher)
 
 
 async def serve_forever(runtime: Runtime, reuse_port: bool = False) -> None:

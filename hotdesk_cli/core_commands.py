@@ -15,7 +15,8 @@ from hotdesk.mac import format_mac
 from hotdesk.provisioning.render import device_url
 from hotdesk.runtime import Runtime, redact_url, start
 from hotdesk.settings import example_ini
-from hotdesk.store.models import Device, Session, Tenant, User
+from hotdesk.store.models import Device, Session, Tenant, User, utcnow
+from hotdesk.switch import registrations
 
 
 def _fail(message: str) -> int:
@@ -55,6 +56,10 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     pin = args.pin
     if args.pin_prompt:
         pin = getpass.getpass("PIN: ")
+    if args.sip_password and args.cfg.switch.credentials == "switch":
+        return _fail("[switch] credentials = switch: the SIP password is read from the "
+                     "switch, hotdesk does not store it; drop --sip-password (or set "
+                     "credentials = hotdesk)")
     user = inventory.add_user(rt.db, _tenant(args.tenant), args.extension, name=args.name,
                               pin=pin, sip_password=args.sip_password, hotdesk=args.hotdesk,
                               sip_username=args.sip_username or "", actor="cli")
@@ -91,13 +96,22 @@ def cmd_user_list(args: argparse.Namespace) -> int:
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
+    from hotdesk.switch import idle_accounts
+    from hotdesk_cli.switch_commands import apply_idle_accounts
+
     rt = start(args.cfg)
     spec = DeviceSpec(mac=args.mac, extension=args.extension, sip_password=args.sip_password,
                       vendor=args.vendor, model=args.model or "", name=args.name or "",
                       method=args.method, network=args.network, sbc=args.sbc or "",
-                      rps=args.method == "rps")
-    device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli")
+                      rps=args.method == "rps", transport=args.transport or "")
+    spec = idle_accounts.prepare(spec, args.cfg)
+    if not spec.sip_password:
+        return _fail(idle_accounts.missing_password_hint(args.cfg))
+    device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli",
+                                  config=args.cfg)
     print(f"phone {format_mac(device.mac)} added, idle extension {device.idle_extension}")
+    if device.idle_managed and apply_idle_accounts(rt) != 0:
+        return 1
     print(f"provisioning URL: {device_url(args.cfg, device)}")
     if device.method == "rps":
         return _rps_after_add(args, device)
@@ -142,23 +156,30 @@ def cmd_device_remove(args: argparse.Namespace) -> int:
             except RpsError as exc:
                 print(f"RPS: deregistration failed, remove the MAC by hand: {exc}",
                       file=sys.stderr)
-    inventory.delete_device(rt.db, rt.service, device, actor="cli")
+    inventory.delete_device(rt.db, rt.service, device, actor="cli", config=args.cfg)
     print(f"phone {format_mac(device.mac)} removed")
+    if device.idle_managed:
+        from hotdesk_cli.switch_commands import apply_idle_accounts
+
+        return apply_idle_accounts(rt)
     return 0
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:
     start(args.cfg)
     rows = [("MAC", "VENDOR", "MODEL", "NAME", "IDLE EXT", "METHOD", "NETWORK", "USER",
-             "CONFIG")]
-    for device in Device.select().order_by(Device.idle_extension):
+             "CONFIG", "REGISTRATION")]
+    devices = list(Device.select().order_by(Device.idle_extension))
+    now = utcnow()
+    views = registrations.views(devices, now)
+    for device in devices:
         session = Session.get_or_none((Session.device == device) & Session.ended_at.is_null())
         fetched = ("fetched" if device.fetched_version >= device.config_version else "pending")
         rows.append((format_mac(device.mac), device.vendor, device.model, device.display_name,
                      device.idle_extension, device.method, device.network
                      + (f" {device.sbc_address}" if device.network == "sbc" else ""),
                      session.user.extension if session else "-",
-                     f"v{device.config_version} {fetched}"))
+                     f"v{device.config_version} {fetched}", views[device.id].summary(now)))
     _table(rows)
     return 0
 
@@ -215,8 +236,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="")
     p.add_argument("--pin", help="voicemail/hot-desk PIN, 4-8 digits")
     p.add_argument("--pin-prompt", action="store_true", help="read the PIN from the terminal")
-    p.add_argument("--sip-password", default="")
-    p.add_argument("--sip-username", help="SIP auth user (default: the extension)")
+    p.add_argument("--sip-password", default="",
+                   help="only with [switch] credentials = hotdesk (else read from the switch)")
+    p.add_argument("--sip-username", help="SIP account on the switch (default: the extension)")
     p.add_argument("--hotdesk", action="store_true", help="enable hot desking")
     p.add_argument("--tenant", help="tenant SIP domain (default tenant if omitted)")
     p.set_defaults(handler=guarded(cmd_user_add))
@@ -239,11 +261,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vendor", default="yealink")
     p.add_argument("--model", default="")
     p.add_argument("--extension", required=True, help="the phone's own idle extension")
-    p.add_argument("--sip-password", required=True, help="SIP password of the idle extension")
+    p.add_argument("--sip-password", default="",
+                   help="SIP password of an idle account that already exists on the switch "
+                   "(omit it and hotdesk creates the account, see [switch] accounts_file)")
     p.add_argument("--name", default="", help="display name, e.g. 'Desk 12'")
     p.add_argument("--method", choices=["pnp", "rps"], default="pnp")
     p.add_argument("--network", choices=["lan", "sbc"], default="lan")
     p.add_argument("--sbc", help="SBC address HOST:PORT (with --network sbc)")
+    p.add_argument("--transport", choices=["udp", "tcp", "tls"],
+                   help="SIP transport of this phone (default: [provisioning] transport)")
     p.add_argument("--tenant")
     p.set_defaults(handler=guarded(cmd_device_add))
     p = device.add_parser("remove", help="remove a hot-desking phone")

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "hotdesk_cli.simulate_commands",
     "hotdesk_cli.prov_commands",
     "hotdesk_cli.dialplan_commands",
+    "hotdesk_cli.switch_commands",
 ]
 
 

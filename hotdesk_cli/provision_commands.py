@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hotdesk.admin import inventory
+from hotdesk.admin import inventory, zones
 from hotdesk.mac import format_mac
+from hotdesk.provisioning.check import describe
 from hotdesk.provisioning.render import (
     TemplateError,
     device_url,
@@ -17,15 +18,18 @@ from hotdesk.provisioning.render import (
 )
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.runtime import start
-from hotdesk_cli.core_commands import guarded
+from hotdesk.switch.accounts import AccountError
+from hotdesk.switch.connect import account_reader
+from hotdesk_cli.core_commands import _tenant, guarded
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     start(args.cfg)
     device = inventory.find_device(args.mac)
     try:
-        files = render_device(make_environment(args.cfg), device, args.cfg)
-    except TemplateError as exc:
+        files = render_device(make_environment(args.cfg), device, args.cfg,
+                              account_reader(args.cfg))
+    except (TemplateError, AccountError) as exc:
         print(f"hotdesk: {exc}", file=sys.stderr)
         return 1
     if args.file:
@@ -47,7 +51,7 @@ def cmd_render_all(args: argparse.Namespace) -> int:
               "first", file=sys.stderr)
         return 1
     start(args.cfg)
-    report = render_all(make_environment(args.cfg), args.cfg)
+    report = render_all(make_environment(args.cfg), args.cfg, account_reader(args.cfg))
     print(f"{report.written} files for {report.devices} phones written to "
           f"{args.cfg.provisioning.render_dir}; {report.removed} stale phone directories "
           "removed")
@@ -73,6 +77,29 @@ def cmd_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    start(args.cfg)
+    device = inventory.find_device(args.mac)
+    print(f"phone {format_mac(device.mac)}:")
+    for line in describe(device, args.cfg):
+        print(f"  {line}")
+    return 0
+
+
+def cmd_timezone(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    tenant = _tenant(args.tenant)
+    if args.user:
+        user = inventory.find_user(tenant, args.user)
+        n = zones.set_user_timezone(rt.db, rt.service, user, args.zone, actor="cli")
+        who = f"user {user.extension}"
+    else:
+        n = zones.set_tenant_timezone(rt.db, rt.service, tenant, args.zone, actor="cli")
+        who = f"tenant {tenant.sip_domain}"
+    print(f"{who}: time zone {args.zone or '(inherited)'}; {n} phone(s) re-provisioned")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     prov = sub.add_parser("provision", help="provisioning files").add_subparsers(
         dest="prov_cmd", required=True)
@@ -83,6 +110,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = prov.add_parser("render-all", help="write every phone's files to [provisioning] "
                         "render_dir")
     p.set_defaults(handler=guarded(cmd_render_all))
+    p = prov.add_parser("check", help="say in plain words what a phone will do with its "
+                        "current config")
+    p.add_argument("mac")
+    p.set_defaults(handler=guarded(cmd_check))
+    p = prov.add_parser("timezone", help="set the time zone of a tenant's phones, or of a "
+                        "user's while logged in (\"\" = inherit)")
+    p.add_argument("zone", help="IANA name such as Europe/Berlin, or \"\"")
+    p.add_argument("--tenant", help="SIP domain (default: the default tenant)")
+    p.add_argument("--user", help="extension: this user's zone instead of the tenant's")
+    p.set_defaults(handler=guarded(cmd_timezone))
     p = prov.add_parser("url", help="print the URL (and credentials) to give a phone")
     p.add_argument("mac")
     p.set_defaults(handler=guarded(cmd_url))

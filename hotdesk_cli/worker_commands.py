@@ -48,8 +48,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
     log.info("worker started (interval %.0fs, sender %s)", rt.config.worker.interval_seconds,
              name or "none")
+    from hotdesk.switch.upkeep import SwitchUpkeep
+
     ticks = run_worker(rt.service, rt.config, stop, sender=sender,
-                       max_ticks=1 if args.once else None)
+                       max_ticks=1 if args.once else None,
+                       switch_upkeep=SwitchUpkeep(rt.db, rt.config))
     log.info("worker stopped after %d tick(s)", ticks)
     return 0
 

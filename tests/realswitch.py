@@ -23,7 +23,8 @@ from pathlib import Path
 
 from hotdesk.runtime import Runtime, start
 from hotdesk.settings import Config, DatabaseConfig
-from hotdesk.store.models import LoginAttempt, OutboxNotify, Session
+from hotdesk.store.models import Device, LoginAttempt, OutboxNotify, Session
+from hotdesk.switch import registrations as regs
 
 SIPP_DIR = Path(__file__).parent / "sipp"
 EVENT = "check-sync;reboot=false"
@@ -95,6 +96,10 @@ class Phone:
     def register(self, user: str, password: str, expires: int = 120) -> SippRun:
         return self.run(f"register-{user}-{expires}", SIPP_DIR / "phone_register.xml",
                         {"user": user, "expires": str(expires)}, "-au", user, "-ap", password)
+
+    def register_wrong_password(self, user: str, password: str) -> SippRun:
+        return self.run(f"register-badpw-{user}", SIPP_DIR / "phone_register_badpw.xml",
+                        {"user": user, "expires": "120"}, "-au", user, "-ap", password)
 
     def call(self, name: str, user: str, password: str, dialed: str, digits: str = "",
              dtmf: str = "info", wait_notify: bool = True) -> SippRun:
@@ -177,8 +182,10 @@ def prepare_database(env: Mapping[str, str], phone: tuple[str, str],
     endpoint, all through the ``hotdesk`` command as an admin would. The user gets no PIN
     in hotdesk: the PIN they key is their voicemail PIN on the switch (1234 in the lab)."""
     hotdesk(env, "db", "upgrade")
+    # Nothing of the user's is typed twice: their SIP account and voicemail PIN are the
+    # switch's ([switch] credentials = switch, [policy] pin_source = switch).
     hotdesk(env, "user", "add", "--extension", user[0], "--name", f"User {user[0]}",
-            "--sip-password", user[1], "--hotdesk")
+            "--hotdesk")
     hotdesk(env, "device", "add", "--mac", MAC, "--vendor", "yealink", "--model", "T46S",
             "--extension", phone[0], "--sip-password", phone[1], "--name", "E2E desk")
 
@@ -358,3 +365,55 @@ def unregister(phone: Phone, *accounts: tuple[str, str]) -> None:
     """Remove the test phone's contacts again (best effort: the test's verdict stands)."""
     for name, password in accounts:
         phone.register(name, password, expires=0)
+
+
+def registration(url: str, timeout_s: float = 15.0,
+                 until: Callable[[regs.RegistrationView], bool] = lambda v: True
+                 ) -> regs.RegistrationView:
+    """The test phone's registration as hotdesk recorded it, once ``until`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with database(url):
+            view = regs.view(Device.get(Device.mac == MAC))
+        if until(view) or time.monotonic() > deadline:
+            return view
+        time.sleep(0.2)
+
+
+def registrations_observed(phone: Phone, proc: HotdeskProcess, url: str,
+                           idle: tuple[str, str], user: tuple[str, str], dtmf: str) -> None:
+    """The switch's registrations reach hotdesk: the idle phone registers and hotdesk
+    records it (account, address); a wrong password shows "credentials rejected"; after a
+    login the phone's registration as the user is the expected one."""
+    address = f"127.0.0.1:{phone.port}"
+    try:
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        v = registration(url, until=lambda v: v.state == regs.REGISTERED)
+        assert (v.state, v.account, v.address, v.expected) == (
+            regs.REGISTERED, idle[0], address, idle[0]), proc.log()[-2500:]
+
+        bad = phone.register_wrong_password(idle[0], "not-the-password")
+        assert bad.returncode == 0, f"the wrong password was not refused: {bad.stderr[-800:]}"
+        v = registration(url, until=lambda v: v.state == regs.REJECTED)
+        assert (v.state, v.label) == (regs.REJECTED, "credentials rejected"), \
+            proc.log()[-2500:]
+        assert "wrong password" in v.failure_reason
+
+        reg = phone.register(*idle)
+        assert reg.returncode == 0, f"REGISTER {idle[0]} failed: {reg.stderr[-800:]}"
+        assert registration(url, until=lambda v: v.ok).ok, proc.log()[-2500:]
+        call = phone.call("login", *idle, f"*70{user[0]}", PIN + "#", dtmf)
+        check_call(call, "login", proc)
+        v = registration(url, until=lambda v: v.expected == user[0])
+        assert (v.state, v.expected) == (regs.MISMATCH, user[0]), proc.log()[-2500:]
+
+        # Re-provisioned, the phone registers as the user: the expected account.
+        unregister(phone, idle)
+        reg = phone.register(*user)
+        assert reg.returncode == 0, f"REGISTER {user[0]} failed: {reg.stderr[-800:]}"
+        v = registration(url, until=lambda v: v.ok)
+        assert (v.state, v.account, v.address) == (regs.REGISTERED, user[0], address), \
+            proc.log()[-2500:]
+    finally:
+        unregister(phone, idle, user)

@@ -28,8 +28,12 @@ def db_url(database_url: str) -> str:
 
 
 def test_documented_admin_commands(db_url):
+    # [switch] credentials = switch (the default): the SIP password stays on the switch
+    refused = hotdesk(db_url, "user", "add", "--extension", "101", "--sip-password", "S3cret",
+                      check=False)
+    assert refused.returncode == 1 and "read from the switch" in refused.stderr
     hotdesk(db_url, "user", "add", "--extension", "101", "--name", "Alice", "--pin", "1234",
-            "--sip-password", "S3cret", "--hotdesk")
+            "--hotdesk")
     hotdesk(db_url, "user", "set-pin", "101", "--pin", "4321")
     users = hotdesk(db_url, "user", "list").stdout
     assert "101" in users and "Alice" in users and "S3cret" not in users

@@ -81,6 +81,7 @@ def test_fastagi_server_survives_fuzzed_sessions(runtime, tmp_path, alice, desk,
             exchange(address, payload)
 
         fuzz()
+        driver.asterisk.voicemail["555@default"] = "9876"  # Carol's voicemail PIN
         rec = driver.call("login", "8001", "555", ["9876"], source="127.0.0.1:5071")
         assert rec.result == "ok"
 
@@ -100,6 +101,7 @@ def test_outbound_esl_server_survives_fuzzed_sessions(runtime, tmp_path, alice, 
             assert greeting.startswith(b"connect\n\n")
 
         fuzz()
+        driver.voicemail = {"555@127.0.0.1": "9876"}  # Carol's vm-password
         assert driver.call("login", "8001", "555", ["9876"]).result == "ok"
         # a handler releases its slot just after it closes the socket: wait (bounded)
         deadline = time.monotonic() + WAIT

@@ -1,5 +1,6 @@
 """No import circles between first-party modules, counting imports inside functions too
-(a function-level import is how a circle hides until someone moves it)."""
+(a function-level import is how a circle hides until someone moves it); imports under
+``if TYPE_CHECKING:`` never run and do not count."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ def import_graph() -> dict[str, set[str]]:
             modules[name.removesuffix(".__init__")] = path
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if _type_checking(block)
+                       for stmt in block.body for n in ast.walk(stmt)}  # type: ignore[attr-defined]
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue  # ``if TYPE_CHECKING:`` imports never run
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -28,6 +34,14 @@ def import_graph() -> dict[str, set[str]]:
                 continue
             graph[name].update(t for t in targets if t in modules and t != name)
     return graph
+
+
+def _type_checking(node: ast.AST) -> bool:
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -128,6 +128,15 @@ def test_apply_import_creates_updates_and_hashes_pins(runtime, alice):
     assert User.get(User.extension == "200").hotdesk_enabled
 
 
+def test_switch_mode_import_keeps_sip_passwords_on_the_switch(runtime):
+    records = importers.parse_asterisk(PJSIP, VOICEMAIL).records
+    assert any(r.sip_password for r in records)
+    summary = importers.apply_import(runtime.db, default_tenant(), records,
+                                     store_sip_passwords=False)
+    assert summary.created
+    assert all(u.sip_password == "" for u in User.select())
+
+
 def test_apply_import_skips_with_reasons(runtime, desk):
     records = [importers.ImportRecord(extension="8001"), importers.ImportRecord(extension="5"),
                importers.ImportRecord(extension="5")]

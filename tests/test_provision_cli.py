@@ -46,3 +46,41 @@ def test_render_multi_file_render_all_and_url(db_url, tmp_path):  # noqa: F811
     finally:
         for key in (*env_dir, "HOTDESK_PROVISIONING_AUTH"):
             os.environ.pop(key, None)
+
+
+def test_check_says_what_the_phone_will_do(db_url):  # noqa: F811
+    hotdesk(db_url, "device", "add", "--mac", "00:0b:82:00:00:07", "--vendor", "grandstream",
+            "--model", "GXP2140", "--extension", "8007", "--sip-password", "GsIdle7")
+    hotdesk(db_url, "device", "add", "--mac", "00:15:65:00:00:08", "--vendor", "yealink",
+            "--model", "T99Z", "--extension", "8008", "--sip-password", "YlIdle8")
+    gs = hotdesk(db_url, "provision", "check", "000b82000007").stdout
+    assert "virtual multi-purpose keys" in gs
+    assert "Registers its idle account: user 8007" in gs
+    assert "Transport UDP; SRTP off." in gs and "Hot desk log in -> *70" in gs
+    assert "the phone follows DST" in gs and "Warning" not in gs
+    yl = hotdesk(db_url, "provision", "check", "00:15:65:00:00:08").stdout
+    assert "the zone has no DST and the phone's own DST is off" in yl  # UTC by default
+    assert "on its own" in yl
+    assert "Warning: model 'T99Z' is not in a model list" in yl
+    hotdesk(db_url, "device", "add", "--mac", "00:04:13:00:00:09", "--vendor", "snom",
+            "--model", "D785", "--extension", "8009", "--sip-password", "SnIdle9")
+    sn = hotdesk(db_url, "provision", "check", "000413000009").stdout
+    assert "re-provisions it at each DST change" in sn
+    assert "Transport UDP; SRTP off." in sn
+    assert "its own DST rule may still apply" in sn
+    hotdesk(db_url, "device", "add", "--mac", "00:a8:59:00:00:0c", "--vendor", "fanvil",
+            "--model", "X3S", "--extension", "8012", "--sip-password", "FvIdle12")
+    fv = hotdesk(db_url, "provision", "check", "00a85900000c").stdout
+    assert "<VOIP_CONFIG_FILE>" in fv and "at boot only" in fv
+
+
+def test_timezone_command(db_url):  # noqa: F811
+    hotdesk(db_url, "device", "add", "--mac", "00:15:65:00:00:0a", "--vendor", "cisco",
+            "--extension", "8010", "--sip-password", "CiIdle10", "--transport", "tls")
+    out = hotdesk(db_url, "provision", "timezone", "America/New_York").stdout
+    assert "time zone America/New_York; 1 phone(s) re-provisioned" in out
+    check = hotdesk(db_url, "provision", "check", "00:15:65:00:00:0a").stdout
+    assert "Clock: America/New_York" in check and "Transport TLS" in check
+    assert ":5061" in check
+    bad = hotdesk(db_url, "provision", "timezone", "Mars/Base", check=False)
+    assert bad.returncode == 1 and "not an IANA name" in bad.stderr

@@ -25,6 +25,10 @@ hotdesk holds none. The test that changes it on the switch also needs:
                                                     user's line; restored afterwards) and
                                                     an AMI user allowed ``command``
                                                     (``voicemail reload``)
+
+With those, ``test_registrations_observed`` checks that ``hotdesk agi`` records what the
+switch reports: the phone's registration (account, address), "credentials rejected" for
+a wrong password, and the registration as the user after a login.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -187,3 +192,190 @@ def test_voicemail_pin_changed_on_the_switch_works_at_once(agi, database_url, tm
                                          realswitch.split_credentials(PHONE),
                                          realswitch.split_credentials(USER), DTMF,
                                          set_voicemail_pin)
+
+# --- accounts kept on the switch ------------------------------------------------------------
+#
+#   HOTDESK_TEST_ASTERISK_CONF=/etc/asterisk   the switch's config directory, writable by
+#                                              the test: it adds (and removes afterwards)
+#                                              #tryinclude lines in pjsip.conf and
+#                                              voicemail.conf and its own include files.
+
+CONF = os.environ.get("HOTDESK_TEST_ASTERISK_CONF", "")
+needs_conf = pytest.mark.skipif(
+    not (CONF and USER), reason="accounts on a real Asterisk need HOTDESK_TEST_ASTERISK_CONF "
+                                "(its writable config directory) and HOTDESK_TEST_ASTERISK_USER")
+IDLE_EXT, USER_EXT = "8091", "7191"
+
+
+@pytest.fixture
+def lab_accounts(tmp_path):
+    """Two include files of the test's own in the switch's config: the idle accounts
+    hotdesk writes and one hot-desk user (as an admin would write it), with voicemail."""
+    from tests.realswitch_accounts import added_lines, own_file, pjsip_user
+
+    conf = Path(CONF)
+    accounts, users = conf / "pjsip_hotdesk_test_idle.conf", conf / "pjsip_hotdesk_test_users.conf"
+    voicemail = conf / "voicemail_hotdesk_test.conf"
+    with own_file(accounts), own_file(users, pjsip_user(USER_EXT, "first-7191-secret")), \
+            own_file(voicemail, f"{USER_EXT} => {realswitch.PIN},Test {USER_EXT}\n"), \
+            added_lines(conf / "pjsip.conf", [f"#tryinclude {accounts.name}",
+                                              f"#tryinclude {users.name}"]), \
+            added_lines(conf / "voicemail.conf", [f"#tryinclude {voicemail.name}"]):
+        reload_modules("res_pjsip.so", "app_voicemail.so")
+        yield {"accounts": accounts, "users": users}
+    reload_modules("res_pjsip.so", "app_voicemail.so")
+
+
+def reload_modules(*modules: str) -> None:
+    from hotdesk_agi.ami_sync import BlockingAmi
+
+    ami = BlockingAmi(ami_config())
+    try:
+        for module in modules:
+            reply = ami.action([("Action", "ModuleLoad"), ("LoadType", "reload"),
+                                ("Module", module)])
+            assert reply.get("Response") == "Success", reply
+    finally:
+        ami.close()
+
+
+def accounts_env(database_url: str, accounts: Path, **extra: str) -> dict[str, str]:
+    ami = ami_config()
+    return realswitch.clean_env(
+        HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="asterisk",
+        HOTDESK_SWITCH_ACCOUNTS_FILE=str(accounts), HOTDESK_SWITCH_IDLE_CODECS="ulaw",
+        HOTDESK_SWITCH_IDLE_DTMF_MODE=DTMF if DTMF == "info" else "rfc4733",
+        HOTDESK_AGI_LISTEN=AGI_LISTEN, HOTDESK_AMI_HOST=ami.host,
+        HOTDESK_AMI_PORT=str(ami.port), HOTDESK_AMI_USERNAME=ami.username,
+        HOTDESK_AMI_SECRET=ami.secret, HOTDESK_NOTIFY_POLL_SECONDS="0.2",
+        HOTDESK_SWITCH_CREDENTIALS_CACHE_SECONDS="0", **extra)
+
+
+def rendered_account(env: dict[str, str]) -> tuple[str, str]:
+    """The account the phone's config carries now, rendered as hotdesk web serves it;
+    the phone's fetch is recorded as the provisioning server would."""
+    from hotdesk.provisioning.render import ConfigCache
+    from hotdesk.settings import load_config
+    from hotdesk.store.models import Device
+    from tests.realswitch_accounts import config_account
+
+    config = load_config(environ=env)
+    with realswitch.database(env["HOTDESK_DATABASE_URL"]):
+        device = Device.get(Device.mac == realswitch.MAC)
+        text = ConfigCache(config).get(device, f"{realswitch.MAC}.cfg")
+        Device.update(fetched_version=device.config_version).where(
+            Device.id == device.id).execute()
+    return config_account(text)
+
+
+def idle_password(env: dict[str, str], extension: str) -> str:
+    from hotdesk.store.models import Device
+
+    with realswitch.database(env["HOTDESK_DATABASE_URL"]):
+        return Device.get(Device.idle_extension == extension).idle_sip_password
+
+
+@needs_conf
+def test_phone_added_in_hotdesk_registers_without_editing_the_switch(
+        lab_accounts, database_url, tmp_path):
+    env = accounts_env(database_url, lab_accounts["accounts"])
+    realswitch.hotdesk(env, "db", "upgrade")
+    out = realswitch.hotdesk(env, "device", "add", "--mac", realswitch.MAC, "--extension",
+                             IDLE_EXT, "--name", "Lab desk 91")
+    assert "res_pjsip reloaded" in out
+    password = idle_password(env, IDLE_EXT)
+    assert password not in out
+    desk = phone(tmp_path)
+    reg = desk.register(IDLE_EXT, password)
+    assert reg.returncode == 0, f"REGISTER {IDLE_EXT} refused: {reg.stderr[-800:]}"
+    desk.register(IDLE_EXT, password, expires=0)
+    realswitch.hotdesk(env, "device", "remove", realswitch.MAC)
+    reg = desk.register(IDLE_EXT, password)
+    assert reg.returncode != 0, "the removed phone's account still registers"
+
+
+@needs_conf
+def test_user_without_sip_password_logs_in_and_follows_a_password_change(
+        lab_accounts, database_url, tmp_path):
+    from hotdesk.runtime import start
+    from hotdesk.settings import load_config
+    from hotdesk.switch.upkeep import SwitchUpkeep
+
+    env = accounts_env(database_url, lab_accounts["accounts"])
+    realswitch.hotdesk(env, "db", "upgrade")
+    realswitch.hotdesk(env, "device", "add", "--mac", realswitch.MAC, "--extension", IDLE_EXT)
+    realswitch.hotdesk(env, "user", "add", "--extension", USER_EXT, "--name", "Test user",
+                       "--pin", realswitch.PIN, "--hotdesk")  # no SIP password
+    idle = (IDLE_EXT, idle_password(env, IDLE_EXT))
+    desk = phone(tmp_path)
+    with realswitch.hotdesk_process("agi", env, AGI_LISTEN, tmp_path) as proc:
+        try:
+            assert desk.register(*idle).returncode == 0
+            call = desk.call("login", *idle, f"*70{USER_EXT}", realswitch.PIN + "#", DTMF)
+            realswitch.check_call(call, "login", proc)
+            assert realswitch.sessions(database_url) == [(USER_EXT, realswitch.MAC, True)]
+            assert realswitch.notifies_to(call.trace, desk.port), proc.log()[-2000:]
+            # The config carries the account read from Asterisk; the phone registers with it.
+            account = rendered_account(env)
+            assert account == (USER_EXT, "first-7191-secret")
+            reg = desk.register(*account)
+            assert reg.returncode == 0, f"REGISTER {USER_EXT}: {reg.stderr[-800:]}"
+
+            # The password changes on the switch only; one worker tick later the phone is
+            # told to re-sync and its config carries the new password.
+            from tests.realswitch_accounts import pjsip_user
+
+            lab_accounts["users"].write_text(pjsip_user(USER_EXT, "second-7191-secret"))
+            reload_modules("res_pjsip.so")
+            uas = sipp("notify_uas.xml", desk.port, "-m", "1", log_dir=tmp_path)
+            time.sleep(0.5)
+            rt = start(load_config(environ=env))
+            try:
+                summary = SwitchUpkeep(rt.db, rt.config)()
+            finally:
+                rt.db.close()
+            assert "drift=1/1" in summary, summary
+            assert uas.wait(30) == 0, "no check-sync after the password change: " + \
+                proc.log()[-2000:]
+            received = (tmp_path / "notify_uas.xml.log").read_text(errors="replace")
+            assert f"Event: {EVENT}" in received, received[-1500:]
+            account = rendered_account(env)
+            assert account == (USER_EXT, "second-7191-secret")
+            assert desk.register(*account).returncode == 0
+            assert desk.register(USER_EXT, "first-7191-secret").returncode != 0
+        finally:
+            realswitch.unregister(desk, idle, (USER_EXT, "second-7191-secret"))
+
+
+@needs_conf
+def test_doctor_passes_on_the_lab_and_names_a_fault(lab_accounts, database_url, tmp_path):
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = accounts_env(database_url, lab_accounts["accounts"],
+                       HOTDESK_PROVISIONING_BASE_URL=f"http://127.0.0.1:{server.server_port}/")
+    try:
+        realswitch.hotdesk(env, "db", "upgrade")
+        realswitch.hotdesk(env, "device", "add", "--mac", realswitch.MAC, "--extension",
+                           IDLE_EXT)
+        realswitch.hotdesk(env, "user", "add", "--extension", USER_EXT, "--hotdesk")
+        ok = subprocess.run([sys.executable, "-m", "hotdesk_cli", "doctor"], env=env,
+                            capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        # A hot-desk user the switch does not know, and a voicemail box without a PIN
+        realswitch.hotdesk(env, "user", "add", "--extension", "7199", "--hotdesk")
+        bad = subprocess.run([sys.executable, "-m", "hotdesk_cli", "doctor"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1
+        assert "FAIL user 7199 account: no account 7199 on the switch" in bad.stdout, bad.stdout
+    finally:
+        server.shutdown()
+
+@needs_user
+def test_registrations_observed(agi, database_url, tmp_path):
+    realswitch.registrations_observed(phone(tmp_path), agi, database_url,
+                                      realswitch.split_credentials(PHONE),
+                                      realswitch.split_credentials(USER), DTMF)

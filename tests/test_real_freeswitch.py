@@ -18,6 +18,10 @@ that changes it on the switch also needs:
 
     HOTDESK_TEST_FREESWITCH_USER_XML=path          the user's directory file it may edit
                                                    (vm-password; restored, then reloadxml)
+
+With those, ``test_registrations_observed`` checks that ``hotdesk esl`` records what the
+switch reports: the phone's registration (account, address), "credentials rejected" for
+a wrong password, and the registration as the user after a login.
 """
 
 from __future__ import annotations
@@ -136,3 +140,168 @@ def test_voicemail_pin_changed_on_the_switch_works_at_once(esl, inbound, databas
                                          realswitch.split_credentials(PHONE),
                                          realswitch.split_credentials(USER), DTMF,
                                          set_voicemail_pin)
+
+# --- accounts kept on the switch ------------------------------------------------------------
+#
+#   HOTDESK_TEST_FREESWITCH_CONF=/etc/freeswitch     FreeSWITCH's conf directory, writable by
+#                                                    the test (it adds and removes
+#                                                    directory/default/7191.xml, reloadxml)
+#   HOTDESK_TEST_FREESWITCH_XML_CURL=host:port:user:password
+#                                                    where the mod_xml_curl binding
+#                                                    (gateway-url .../switch/freeswitch/directory)
+#                                                    reaches hotdesk web, and its credentials
+
+CONF = os.environ.get("HOTDESK_TEST_FREESWITCH_CONF", "")
+XML_CURL = os.environ.get("HOTDESK_TEST_FREESWITCH_XML_CURL", "")
+needs_accounts = pytest.mark.skipif(
+    not (SIP and CONF and XML_CURL and shutil.which("sipp")),
+    reason="accounts on a real FreeSWITCH need HOTDESK_TEST_FREESWITCH_SIP, "
+           "HOTDESK_TEST_FREESWITCH_CONF and HOTDESK_TEST_FREESWITCH_XML_CURL")
+IDLE_EXT, USER_EXT = "8093", "7191"
+
+
+def fs_user_xml(user: str, password: str) -> str:
+    """A hot-desk user as docs/freeswitch.md shows it. <include> and </include> on lines
+    of their own: FreeSWITCH's pre-processor drops every line that holds either."""
+    return (f'<include>\n<user id="{user}"><params>'
+            f'<param name="password" value="{password}"/>'
+            f'<param name="vm-password" value="{realswitch.PIN}"/></params><variables>'
+            f'<variable name="user_context" value="default"/>'
+            f'<variable name="effective_caller_id_name" value="Test {user}"/>'
+            f"</variables></user>\n</include>\n")
+
+
+def accounts_env(database_url: str, **extra: str) -> dict[str, str]:
+    host, port, password = ESL.split(":", 2)
+    web_host, web_port, curl_user, curl_password = XML_CURL.split(":", 3)
+    return realswitch.clean_env(
+        HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="freeswitch",
+        HOTDESK_TENANT_DEFAULT_DOMAIN=DOMAIN, HOTDESK_ESL_LISTEN=ESL_LISTEN,
+        HOTDESK_ESL_HOST=host, HOTDESK_ESL_PORT=port, HOTDESK_ESL_PASSWORD=password,
+        HOTDESK_ESL_PROFILE=PROFILE, HOTDESK_NOTIFY_POLL_SECONDS="0.2",
+        HOTDESK_WEB_LISTEN=f"{web_host}:{web_port}",
+        HOTDESK_SWITCH_DIRECTORY_USERNAME=curl_user,
+        HOTDESK_SWITCH_DIRECTORY_PASSWORD=curl_password,
+        HOTDESK_SWITCH_CREDENTIALS_CACHE_SECONDS="0", **extra)
+
+
+@pytest.fixture
+def fs_user(inbound):
+    """User 7191 in the FreeSWITCH directory (a file of the test's own)."""
+    path = Path(CONF) / "directory" / "default" / f"{USER_EXT}.xml"
+    path.write_text(fs_user_xml(USER_EXT, "first-7191-secret"))
+    inbound.api("reloadxml")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        inbound.api("reloadxml")
+
+
+def web_listen(env: dict[str, str]) -> str:
+    return env["HOTDESK_WEB_LISTEN"]
+
+
+def idle_password(env: dict[str, str]) -> str:
+    from hotdesk.store.models import Device
+
+    with realswitch.database(env["HOTDESK_DATABASE_URL"]):
+        return Device.get(Device.idle_extension == IDLE_EXT).idle_sip_password
+
+
+@needs_accounts
+def test_phone_added_in_hotdesk_registers_through_xml_curl(database_url, tmp_path):
+    env = accounts_env(database_url)
+    realswitch.hotdesk(env, "db", "upgrade")
+    with realswitch.hotdesk_process("web", env, web_listen(env), tmp_path):
+        out = realswitch.hotdesk(env, "device", "add", "--mac", realswitch.MAC,
+                                 "--extension", IDLE_EXT, "--name", "Lab desk 93")
+        assert "mod_xml_curl" in out
+        password = idle_password(env)
+        desk = phone(tmp_path)
+        reg = desk.register(IDLE_EXT, password)
+        assert reg.returncode == 0, f"REGISTER {IDLE_EXT}: {reg.stderr[-800:]}"
+        desk.register(IDLE_EXT, password, expires=0)
+        realswitch.hotdesk(env, "device", "remove", realswitch.MAC)
+        assert desk.register(IDLE_EXT, password).returncode != 0
+
+
+@needs_accounts
+def test_user_without_sip_password_logs_in_and_follows_a_password_change(
+        fs_user, inbound, database_url, tmp_path):
+    import subprocess
+    import time
+
+    from hotdesk.runtime import start
+    from hotdesk.settings import load_config
+    from hotdesk.switch.upkeep import SwitchUpkeep
+    from tests.test_real_asterisk import rendered_account
+
+    env = accounts_env(database_url)
+    realswitch.hotdesk(env, "db", "upgrade")
+    realswitch.hotdesk(env, "device", "add", "--mac", realswitch.MAC, "--extension", IDLE_EXT)
+    realswitch.hotdesk(env, "user", "add", "--extension", USER_EXT, "--name", "Test user",
+                       "--pin", realswitch.PIN, "--hotdesk")
+    idle = (IDLE_EXT, idle_password(env))
+    desk = phone(tmp_path)
+    with realswitch.hotdesk_process("web", env, web_listen(env), tmp_path), \
+            realswitch.hotdesk_process("esl", env, ESL_LISTEN, tmp_path) as proc:
+        try:
+            assert desk.register(*idle).returncode == 0
+            call = desk.call("login", *idle, f"*70{USER_EXT}", realswitch.PIN + "#", DTMF)
+            realswitch.check_call(call, "login", proc)
+            assert realswitch.sessions(database_url) == [(USER_EXT, realswitch.MAC, True)]
+            account = rendered_account(env)
+            assert account == (USER_EXT, "first-7191-secret")
+            assert desk.register(*account).returncode == 0
+
+            fs_user.write_text(fs_user_xml(USER_EXT, "second-7191-secret"))
+            inbound.api("reloadxml")
+            uas = subprocess.Popen(
+                ["sipp", SIP, "-sf", str(realswitch.SIPP_DIR / "notify_uas.xml"), "-i",
+                 "127.0.0.1", "-p", str(desk.port), "-m", "1", "-nostdin", "-timeout", "30s",
+                 "-timeout_error"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                cwd=tmp_path)
+            time.sleep(0.5)
+            rt = start(load_config(environ=env))
+            try:
+                summary = SwitchUpkeep(rt.db, rt.config)()
+            finally:
+                rt.db.close()
+            assert "drift=1/1" in summary, summary
+            assert uas.wait(30) == 0, "no check-sync after the password change: " + \
+                proc.log()[-2000:]
+            account = rendered_account(env)
+            assert account == (USER_EXT, "second-7191-secret")
+            assert desk.register(*account).returncode == 0
+        finally:
+            realswitch.unregister(desk, idle, (USER_EXT, "second-7191-secret"))
+
+
+@needs_accounts
+def test_doctor_passes_on_the_lab_and_names_a_fault(fs_user, database_url, tmp_path):
+    import subprocess
+    import sys
+
+    env = accounts_env(database_url)
+    web_host, web_port = web_listen(env).rsplit(":", 1)
+    env["HOTDESK_PROVISIONING_BASE_URL"] = f"http://{web_host}:{web_port}/prov"
+    realswitch.hotdesk(env, "db", "upgrade")
+    with realswitch.hotdesk_process("web", env, web_listen(env), tmp_path):
+        realswitch.hotdesk(env, "device", "add", "--mac", realswitch.MAC, "--extension",
+                           IDLE_EXT)
+        realswitch.hotdesk(env, "user", "add", "--extension", USER_EXT, "--hotdesk")
+        ok = subprocess.run([sys.executable, "-m", "hotdesk_cli", "doctor"], env=env,
+                            capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        realswitch.hotdesk(env, "user", "add", "--extension", "7199", "--hotdesk")
+        bad = subprocess.run([sys.executable, "-m", "hotdesk_cli", "doctor"], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1
+        assert "FAIL user 7199 account: no account 7199 on the switch" in bad.stdout
+
+@full_calls
+def test_registrations_observed(esl, database_url, tmp_path):
+    realswitch.registrations_observed(phone(tmp_path), esl, database_url,
+                                      realswitch.split_credentials(PHONE),
+                                      realswitch.split_credentials(USER), DTMF)

@@ -21,6 +21,8 @@ class Step:
 def after_phone_saved(rt: Runtime, device: Device, actor: str) -> list[Step]:
     """Config regenerated + check-sync queued, then PnP push or RPS write; each reported."""
     steps: list[Step] = []
+    if device.idle_managed:
+        steps.append(switch_step(rt))
     row = queue_checksync(rt, device, actor)
     steps.append(Step("check-sync", True if row else False,
                       f"configuration v{device.config_version} generated; check-sync NOTIFY "
@@ -32,6 +34,14 @@ def after_phone_saved(rt: Runtime, device: Device, actor: str) -> list[Step]:
         r = integrations.save_to_rps(rt.config, device, actor)
         steps.append(Step("rps", r.ok, r.message))
     return steps
+
+
+def switch_step(rt: Runtime) -> Step:
+    """Apply the idle accounts to the switch now (or say who will, or why not)."""
+    from hotdesk.switch.upkeep import apply_now
+
+    ok, message = apply_now(rt.db, rt.config)
+    return Step("switch", ok, message)
 
 
 def queue_checksync(rt: Runtime, device: Device, actor: str) -> OutboxNotify | None:

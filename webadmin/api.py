@@ -8,10 +8,11 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import admins, inventory, reports
+from hotdesk.admin import admins, inventory, reports, zones
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
-from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
+from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
+from hotdesk.switch import idle_accounts, registrations
 from webadmin import actions
 from webadmin.auth import (
     actor,
@@ -82,19 +83,33 @@ def tenant_from(data: dict[str, Any]) -> Tenant:
     return tenant_choice(None)
 
 
-def phone_json(d: Device, status: reports.PhoneStatus | None = None) -> dict[str, Any]:
+def phone_json(d: Device, status: reports.PhoneStatus | None = None,
+               registration: registrations.RegistrationView | None = None) -> dict[str, Any]:
     status = status or reports.phone_statuses([d], offline_after())[d.id]
+    registration = registration or registrations.view(d)
     return {
         "id": d.id, "tenant_id": d.tenant_id, "mac": d.mac, "vendor": d.vendor,
         "model": d.model, "name": d.display_name, "extension": d.idle_extension,
         "method": d.method, "network": d.network, "sbc": d.sbc_address, "rps": d.rps_enabled,
+        "transport": d.sip_transport,
         "provisioning_url": device_url(runtime().config, d),
         "config_version": d.config_version, "fetched_version": d.fetched_version,
         "config_state": "fetched" if d.fetched_version >= d.config_version else "pending",
         "last_address": d.last_address, "state": status.state,
         "last_seen": iso(status.last_seen),
         "user": status.user.extension if status.user else None,
+        "registration": registration_json(registration),
     }
+
+
+def registration_json(v: registrations.RegistrationView) -> dict[str, Any]:
+    """What the switch reports next to what hotdesk expects; ``ok`` false = look at it."""
+    now = utcnow()
+    return {"state": v.state, "label": v.label, "ok": v.ok, "expected_account": v.expected,
+            "account": v.account or None, "address": v.address or None,
+            "since": iso(v.since), "expires_at": iso(v.expires_at),
+            "age_seconds": int((now - v.since).total_seconds()) if v.since else None,
+            "failure_reason": v.failure_reason or None, "failure_at": iso(v.failure_at)}
 
 
 def user_json(u: User) -> dict[str, Any]:
@@ -103,7 +118,7 @@ def user_json(u: User) -> dict[str, Any]:
     return {"id": u.id, "tenant_id": u.tenant_id, "extension": u.extension,
             "name": u.display_name, "sip_username": u.sip_username,
             "hotdesk": u.hotdesk_enabled, "pin_set": bool(u.pin_hash),
-            "language": u.language, "logged_in_on": phones}
+            "language": u.language, "timezone": u.timezone, "logged_in_on": phones}
 
 
 def session_json(s: Session) -> dict[str, Any]:
@@ -133,7 +148,8 @@ def _error(exc: Exception, status: int = 400) -> Response:
 def phones_list() -> Response:
     devices = list(reports.scoped(Device.select(), Device, scope()).order_by(Device.id))
     statuses = reports.phone_statuses(devices, offline_after())
-    return jsonify(phones=[phone_json(d, statuses[d.id]) for d in devices])
+    views = registrations.views(devices)
+    return jsonify(phones=[phone_json(d, statuses[d.id], views[d.id]) for d in devices])
 
 
 def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:
@@ -150,7 +166,8 @@ def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:
                       name=pick("name", d.display_name if d else ""), method=method,
                       network=pick("network", d.network if d else "lan"),
                       sbc=pick("sbc", d.sbc_address if d else ""),
-                      rps=bool(rps) or method == "rps")
+                      rps=bool(rps) or method == "rps",
+                      transport=pick("transport", d.sip_transport if d else ""))
 
 
 def _conflict_status(exc: InventoryError) -> int:
@@ -162,7 +179,9 @@ def phones_create() -> Response:
     data = body()
     tenant = tenant_from(data)
     try:
-        device = inventory.add_device(runtime().db, tenant, _spec(data), actor=actor())
+        device = inventory.add_device(
+            runtime().db, tenant, idle_accounts.prepare(_spec(data), runtime().config),
+            actor=actor(), config=runtime().config)
     except InventoryError as exc:
         return _error(exc, _conflict_status(exc))
     steps = actions.after_phone_saved(runtime(), device, actor())
@@ -194,7 +213,9 @@ def phones_update(phone_id: int) -> Response:
 def phones_delete(phone_id: int) -> Response:
     device = scoped_or_404(Device, phone_id)
     rt = runtime()
-    inventory.delete_device(rt.db, rt.service, device, actor=actor())
+    inventory.delete_device(rt.db, rt.service, device, actor=actor(), config=rt.config)
+    if device.idle_managed:
+        return jsonify(deleted=phone_id, steps=steps_json([actions.switch_step(rt)]))
     return jsonify(deleted=phone_id)
 
 
@@ -250,6 +271,10 @@ def users_update(user_id: int) -> Response:
             sip_password=text(data, "sip_password") or None, hotdesk=flag(data, "hotdesk"),
             pin=text(data, "pin") or None,
             language=text(data, "language") if "language" in data else None, actor=actor())
+        if "timezone" in data:
+            zones.set_user_timezone(runtime().db, runtime().service, user,
+                                    text(data, "timezone"), actor=actor())
+            user = User.get_by_id(user.id)
     except InventoryError as exc:
         return _error(exc)
     return jsonify(user=user_json(user))

@@ -60,6 +60,11 @@ def create_app(runtime: Runtime) -> Flask:
     # The API authenticates with bearer tokens only, never the cookie: CSRF cannot apply.
     csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
+    from webadmin import switch_directory
+
+    # FreeSWITCH authenticates with HTTP basic; a browser cookie grants nothing here.
+    csrf.exempt(switch_directory.bp)
+    app.register_blueprint(switch_directory.bp)
     app.register_blueprint(api.bp_docs)
     pages.install_template_helpers(app)
 

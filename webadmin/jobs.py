@@ -79,7 +79,9 @@ class ImportJobs:
             tenant = Tenant.get_by_id(job.tenant_id)
             job.summary = importers.apply_import(rt.db, tenant, records,
                                                  enable_hotdesk=enable_hotdesk, actor=actor,
-                                                 progress=progress)
+                                                 progress=progress,
+                                                 store_sip_passwords=(
+                                                     rt.config.switch.credentials != "switch"))
             job.state = "finished"
         except Exception as exc:  # report it on the page; the process stays up
             log.exception("user import %s failed", job.id)

@@ -44,26 +44,41 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+NULLABLE_INT = {"type": ["integer", "null"]}
+REGISTRATION = _obj({
+    "state": {"enum": ["registered", "mismatch", "rejected", "unregistered"]},
+    "label": {"type": S}, "ok": {"type": "boolean"},
+    "expected_account": {"type": S, "description": "the logged-in user's account, or idle"},
+    "account": NULLABLE_S, "address": NULLABLE_S, "since": NULLABLE_S,
+    "expires_at": NULLABLE_S, "age_seconds": NULLABLE_INT, "failure_reason": NULLABLE_S,
+    "failure_at": NULLABLE_S,
+}, required=["state", "ok", "expected_account"])
+
 PHONE = _obj({
     "id": {"type": "integer"}, "tenant_id": {"type": "integer"},
     "mac": {"type": S, "pattern": "^[0-9a-f]{12}$"}, "vendor": {"type": S},
     "model": {"type": S}, "name": {"type": S}, "extension": {"type": S},
     "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
     "sbc": {"type": S}, "rps": {"type": "boolean"}, "provisioning_url": {"type": S},
+    "transport": {"enum": ["", "udp", "tcp", "tls"]},
     "config_version": {"type": "integer"}, "fetched_version": {"type": "integer"},
     "config_state": {"enum": ["fetched", "pending"]}, "last_address": {"type": S},
     "state": {"enum": ["in_use", "idle", "offline"]}, "last_seen": NULLABLE_S,
-    "user": NULLABLE_S,
+    "user": NULLABLE_S, "registration": REGISTRATION,
 }, required=["id", "mac", "extension", "state", "config_state", "provisioning_url"])
 
 PHONE_INPUT = _obj({
     "mac": {"type": S, "description": "any common spelling; stored as 12 hex digits"},
     "extension": {"type": S, "description": "the phone's own idle extension"},
-    "sip_password": {"type": S, "description": "SIP password of the idle extension"},
+    "sip_password": {"type": S, "description": "SIP password of an idle account that exists "
+                     "on the switch; omit it and hotdesk creates the account ([switch] "
+                     "accounts_file / directory_password)"},
     "vendor": {"type": S}, "model": {"type": S}, "name": {"type": S},
     "method": {"enum": ["pnp", "rps"]}, "network": {"enum": ["lan", "sbc"]},
     "sbc": {"type": S, "description": "SBC HOST[:PORT], required with network sbc"},
     "rps": {"type": "boolean", "description": "also write the URL to the vendor's RPS"},
+    "transport": {"enum": ["", "udp", "tcp", "tls"],
+                  "description": "SIP transport of this phone; empty = [provisioning] transport"},
     "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
                   "description": "system administrators only"},
 }, extra=True)
@@ -71,7 +86,7 @@ PHONE_INPUT = _obj({
 USER = _obj({
     "id": {"type": "integer"}, "tenant_id": {"type": "integer"}, "extension": {"type": S},
     "name": {"type": S}, "sip_username": {"type": S}, "hotdesk": {"type": "boolean"},
-    "pin_set": {"type": "boolean"}, "language": {"type": S},
+    "pin_set": {"type": "boolean"}, "language": {"type": S}, "timezone": {"type": S},
     "logged_in_on": {"type": "array", "items": {"type": "integer"}},
 }, required=["id", "extension", "hotdesk", "pin_set", "logged_in_on"])
 
@@ -79,6 +94,7 @@ USER_INPUT = _obj({
     "extension": {"type": S}, "name": {"type": S},
     "pin": {"type": S, "description": "4 to 8 digits; stored hashed"},
     "sip_password": {"type": S}, "hotdesk": {"type": "boolean"}, "language": {"type": S},
+    "timezone": {"type": S, "description": "IANA zone while logged in; empty = the tenant's"},
     "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
 }, extra=True)
 

@@ -19,7 +19,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import inventory, reports
+from hotdesk.admin import inventory, reports, zones
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
 from hotdesk.ops import health
 from hotdesk.ops.status import is_stale
@@ -233,15 +233,19 @@ def settings() -> Response | str:
         "multiple_login": tenant.multiple_login,
         "max_login_minutes": "" if tenant.max_login_minutes is None
         else str(tenant.max_login_minutes),
-        "daily_logout_time": tenant.daily_logout_time}
+        "daily_logout_time": tenant.daily_logout_time, "timezone": tenant.timezone}
     if request.method == "POST":
         raw = request.form.get("max_login_minutes", "").strip()
         try:
             minutes = int(raw) if raw else None
+            zone = zones.check_zone(request.form.get("timezone", ""))  # before any write
             inventory.set_tenant_policy(runtime().db, tenant,
                                         request.form.get("multiple_login", ""), minutes,
                                         request.form.get("daily_logout_time", ""),
                                         actor=actor())
+            if zone != tenant.timezone:
+                zones.set_tenant_timezone(runtime().db, runtime().service, tenant, zone,
+                                          actor=actor())
         except ValueError as exc:  # InventoryError is a ValueError, so is int("x")
             msg = str(exc) if isinstance(exc, inventory.InventoryError) else \
                 "maximum login time must be a whole number of minutes"
@@ -256,6 +260,7 @@ def settings() -> Response | str:
 def _settings_context(tenant: Tenant, tenants: list[Tenant], form) -> dict:  # type: ignore[no-untyped-def]
     cfg = runtime().config
     return {"tenant": tenant, "tenants": tenants, "form": form, "policy": cfg.policy,
+            "prov_timezone": cfg.provisioning.timezone,
             "choices": inventory.MULTIPLE_LOGIN_CHOICES,
             "switch": integrations.switch_status(cfg, [tenant.id]),
             "effective": runtime().service.policy_for(tenant),

@@ -8,8 +8,9 @@ from werkzeug.wrappers import Response
 from hotdesk.admin import inventory, reports
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
-from hotdesk.provisioning.vendors import VENDORS
-from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session
+from hotdesk.provisioning.vendors import VENDORS, model_warnings
+from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
+from hotdesk.switch import idle_accounts, registrations
 from webadmin import actions, integrations
 from webadmin.auth import (
     actor,
@@ -32,12 +33,14 @@ def spec_from_form(form, keep_password: str = "") -> DeviceSpec:  # type: ignore
                       vendor=form.get("vendor", "yealink"), model=form.get("model", ""),
                       name=form.get("name", ""), method=method,
                       network=form.get("network", "lan"), sbc=form.get("sbc", ""),
-                      rps=method == "rps" or form.get("rps") == "on")
+                      rps=method == "rps" or form.get("rps") == "on",
+                      transport=form.get("transport", ""))
 
 
 def _form_context(form, device: Device | None = None) -> dict:  # type: ignore[no-untyped-def]
     return {"form": form, "device": device, "vendors": VENDORS,
-            "tenants": reports.tenants(scope())}
+            "tenants": reports.tenants(scope()),
+            "creates_accounts": idle_accounts.manages_idle_accounts(runtime().config)}
 
 
 def _report(steps: list[actions.Step]) -> None:
@@ -51,8 +54,11 @@ def index() -> str:
     devices = list(devices_in_scope())
     return render_template("phones.html", devices=devices,
                            statuses=reports.phone_statuses(devices, offline_after()),
+                           registrations=registrations.views(devices), now=utcnow(),
                            offline_minutes=runtime().config.web.offline_after_minutes,
-                           url=lambda d: device_url(runtime().config, d))
+                           url=lambda d: device_url(runtime().config, d),
+                           switch_sync=idle_accounts.state(),
+                           model_warnings=model_warnings(devices))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -68,8 +74,9 @@ def new() -> Response | str:
     rt = runtime()
     tenant = tenant_choice(request.form.get("tenant_id"))
     try:
-        device = inventory.add_device(rt.db, tenant, spec_from_form(request.form),
-                                      actor=actor())
+        device = inventory.add_device(
+            rt.db, tenant, idle_accounts.prepare(spec_from_form(request.form), rt.config),
+            actor=actor(), config=rt.config)
     except InventoryError as exc:
         flash(str(exc), "danger")
         return render_template("phone_form.html", **_form_context(request.form)), 400
@@ -91,6 +98,7 @@ def detail(device_id: int) -> str:
                    .order_by(Session.started_at.desc()).limit(10))
     return render_template("phone.html", device=device, status=status, fetches=fetches,
                            notifies=notifies, history=history,
+                           registration=registrations.view(device), now=utcnow(),
                            url=device_url(runtime().config, device),
                            result=reports.notify_result)
 
@@ -103,6 +111,7 @@ def edit(device_id: int) -> Response | str:
         form = {"mac": device.mac, "extension": device.idle_extension, "vendor": device.vendor,
                 "model": device.model, "name": device.display_name, "method": device.method,
                 "network": device.network, "sbc": device.sbc_address,
+                "transport": device.sip_transport,
                 "rps": "on" if device.rps_enabled else ""}
         return render_template("phone_form.html", **_form_context(form, device))
     rt = runtime()
@@ -126,8 +135,10 @@ def delete(device_id: int) -> Response:
     if device.rps_enabled or device.method == "rps":
         r = integrations.remove_from_rps(rt.config, device, actor())
         flash(r.message, {True: "success", False: "warning", None: "secondary"}[r.ok])
-    inventory.delete_device(rt.db, rt.service, device, actor=actor())
+    inventory.delete_device(rt.db, rt.service, device, actor=actor(), config=rt.config)
     flash(f"Phone {device.display_name or device.idle_extension} deleted.", "success")
+    if device.idle_managed:
+        _report([actions.switch_step(rt)])
     return redirect(url_for("phones.index"))
 
 

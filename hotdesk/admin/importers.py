@@ -295,12 +295,17 @@ def parse_csv(text: str) -> ParseResult:
 
 def apply_import(db: Database, tenant: Tenant, records: list[ImportRecord],
                  enable_hotdesk: bool = False, actor: str = "system",
-                 progress: Callable[[int, int], None] | None = None) -> ImportSummary:
+                 progress: Callable[[int, int], None] | None = None,
+                 store_sip_passwords: bool = True) -> ImportSummary:
     """Create new users, update existing ones (by extension); one transaction each.
 
     PINs are hashed by :mod:`hotdesk.admin.inventory`; a record's ``hotdesk`` wins over
     ``enable_hotdesk``, which only applies to users the source says nothing about.
+    ``store_sip_passwords`` false (``[switch] credentials = switch``): the passwords in
+    the source stay on the switch, only the accounts are imported.
     """
+    if not store_sip_passwords:
+        records = [replace(r, sip_password="") for r in records]
     summary = ImportSummary()
     seen: set[str] = set()
     for done, record in enumerate(records, start=1):

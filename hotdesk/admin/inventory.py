@@ -15,6 +15,7 @@ from hotdesk.calls.service import HotdeskService
 from hotdesk.hashing import InvalidPin, hash_pin
 from hotdesk.mac import InvalidMac, normalise_mac
 from hotdesk.provisioning.vendors import VENDORS
+from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
@@ -41,6 +42,11 @@ class DeviceSpec:
     sbc: str = ""
     sip_username: str = ""
     rps: bool = False
+    # The idle account is created on the switch by hotdesk (hotdesk.switch.idle_accounts).
+    idle_managed: bool = False
+
+    # SIP transport of this phone (to the registrar, or to its SBC); "" = [provisioning]
+    transport: str = ""
 
 
 def _check_extension(value: str, field: str = "extension") -> str:
@@ -131,17 +137,24 @@ def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
         raise InventoryError("network sbc needs the SBC address as HOST or HOST:PORT")
     if not spec.sip_password:
         raise InventoryError("the idle extension needs a SIP password")
+    transport = (spec.transport or "").strip().lower()
+    if transport not in {"", "udp", "tcp", "tls"}:
+        raise InventoryError("transport must be udp, tcp or tls (empty = the site default)")
     extension = _check_extension(spec.extension)
     return DeviceSpec(mac=mac, extension=extension, sip_password=spec.sip_password,
                       vendor=vendor, model=spec.model.strip(), name=spec.name.strip(),
                       method=spec.method, network=spec.network,
                       sbc=sbc if spec.network == "sbc" else "",
                       sip_username=_check_sip_user(spec.sip_username or extension),
-                      rps=spec.rps)
+                      rps=spec.rps, idle_managed=spec.idle_managed, transport=transport)
 
 
-def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "system") -> Device:
-    """Register a hot-desking phone. It starts idle, on its own extension."""
+def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "system",
+               config: Config | None = None) -> Device:
+    """Register a hot-desking phone. It starts idle, on its own extension.
+
+    A managed idle account is written to the switch's accounts file inside the same
+    transaction (``config`` given): a file that cannot be written adds nothing."""
     spec = normalise_device_spec(spec)
     with write_transaction(db):
         if Device.get_or_none(Device.mac == spec.mac):
@@ -158,9 +171,12 @@ def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "sys
                 method=spec.method, network=spec.network, sbc_address=spec.sbc,
                 display_name=spec.name, idle_extension=spec.extension,
                 idle_sip_username=spec.sip_username, idle_sip_password=spec.sip_password,
-                rps_enabled=spec.rps)
+                rps_enabled=spec.rps, idle_managed=spec.idle_managed,
+                sip_transport=spec.transport)
         except IntegrityError:
             raise InventoryError("MAC or extension already registered") from None
+        if spec.idle_managed:
+            _switch_accounts_changed(config)
         DiscoveredPhone.update(adopted=True).where(DiscoveredPhone.mac == spec.mac).execute()
         audit.record("device_added", tenant=tenant, actor=actor, device=device, mac=spec.mac,
                      extension=spec.extension, vendor=spec.vendor, method=spec.method)
@@ -184,15 +200,18 @@ def update_device(db: Database, device: Device, spec: DeviceSpec,
                        network=spec.network, sbc_address=spec.sbc, display_name=spec.name,
                        idle_extension=spec.extension, idle_sip_username=spec.sip_username,
                        idle_sip_password=spec.sip_password, rps_enabled=spec.rps,
+                       sip_transport=spec.transport,
                        config_version=Device.config_version + 1)
          .where(Device.id == device.id).execute())
         audit.record("device_changed", tenant=device.tenant_id, actor=actor, device=device,
                      mac=spec.mac)
+        if device.idle_managed:
+            _switch_accounts_changed(None)
     return Device.get_by_id(device.id)
 
 
 def delete_device(db: Database, service: HotdeskService, device: Device,
-                  actor: str = "system") -> None:
+                  actor: str = "system", config: Config | None = None) -> None:
     """Remove a phone; a user logged in on it is logged out first (and audited)."""
     if Session.get_or_none((Session.device == device) & Session.ended_at.is_null()):
         service.logout(device.id, reason="device_deleted", actor=actor)
@@ -200,6 +219,21 @@ def delete_device(db: Database, service: HotdeskService, device: Device,
         audit.record("device_deleted", tenant=device.tenant_id, actor=actor, mac=device.mac,
                      extension=device.idle_extension)
         device.delete_instance()
+        if device.idle_managed:
+            _switch_accounts_changed(config)
+
+
+def _switch_accounts_changed(config: Config | None) -> None:
+    """Mark the switch's idle accounts for rewriting and, when this process writes the
+    accounts file, write it now: an unwritable file aborts the caller's transaction."""
+    from hotdesk.switch import idle_accounts
+
+    idle_accounts.mark_changed()
+    if config is not None:
+        try:
+            idle_accounts.write_accounts_file(config)
+        except idle_accounts.SyncError as exc:
+            raise InventoryError(f"nothing changed: {exc}") from None
 
 
 def find_device(mac: str) -> Device:

@@ -80,8 +80,11 @@ class RenderingSender:
     """
 
     def __init__(self, inner: NotifySender, config: Config) -> None:
+        from hotdesk.switch.connect import account_reader
+
         self.inner = inner
         self.config = config
+        self.accounts = account_reader(config)  # users' SIP accounts, read live
 
     def send(self, target: NotifyTarget) -> None:
         if self.config.provisioning.render_dir:
@@ -99,8 +102,9 @@ class RenderingSender:
             return
         try:
             env = _environment(self.config.provisioning.templates_dir, self.config)
-            render.write_device_files(env, device, self.config)
-        except (render.TemplateError, OSError) as exc:
+            profile = render.profile_for(device, self.config, accounts=self.accounts)
+            render.write_device_files(env, device, self.config, profile)
+        except (render.TemplateError, render.AccountError, OSError) as exc:
             log.error("could not write the files of phone %s into render_dir: %s",
                       device.mac, exc)
 

@@ -136,6 +136,16 @@ def _endpoint_now(device: Device, newest: OutboxNotify) -> str:
     return session.user.sip_username if session else device.idle_sip_username
 
 
+def locked_device(device_id: int) -> tuple[Device, Tenant] | None:
+    """Inside a write transaction: the device, read after taking its row lock (the lock
+    a login of that phone takes), and its tenant."""
+    locked = for_update(Device.select(Device.id).where(Device.id == device_id)).first()
+    if locked is None:
+        return None
+    device = Device.get_by_id(device_id)
+    return device, Tenant.get_by_id(device.tenant_id)
+
+
 def requeue(device_id: int, config: Config, now: datetime) -> bool:
     """Queue the NOTIFY again if, re-checked under the write lock, it is still due.
 
@@ -144,12 +154,10 @@ def requeue(device_id: int, config: Config, now: datetime) -> bool:
     first one's pending row.
     """
     with write_transaction(current_database()):
-        device = Device.get_or_none(Device.id == device_id)
-        if device is None:
+        locked = locked_device(device_id)
+        if locked is None:
             return False
-        for_update(Device.select(Device.id).where(Device.id == device_id)).get()
-        tenant = Tenant.get_by_id(device.tenant_id)
-        device = Device.get_by_id(device_id)
+        device, tenant = locked
         if device.fetched_version >= device.config_version:
             return False
         decision = _decide(device, config, now)

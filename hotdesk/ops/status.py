@@ -8,7 +8,8 @@ from datetime import datetime
 from hotdesk.mac import format_mac
 from hotdesk.notify import reconcile
 from hotdesk.ops import health
-from hotdesk.store.models import Session, utcnow
+from hotdesk.store.models import Device, Session, utcnow
+from hotdesk.switch import idle_accounts, registrations
 
 # A heartbeat older than this is shown as stale: its process may have died without
 # saying so (kill -9, power loss).
@@ -24,6 +25,14 @@ class Status:
     oldest_pending_seconds: float
     provisioning: dict[str, int]
     pending_devices: list[tuple[str, str, int, int, str]] = field(default_factory=list)
+    # Idle accounts hotdesk keeps on the switch: "in sync", "pending", "not applied yet: …"
+    switch_accounts: str = "in sync"
+
+    # Registrations as the switch reports them: counts per state and the phones that
+    # are not registered as the account they should be (MAC, name, one-line summary).
+    watching: bool = False
+    registrations: dict[str, int] = field(default_factory=dict)
+    registration_problems: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def last_worker_run(self) -> datetime | None:
@@ -38,7 +47,20 @@ def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
         pending.append((format_mac(device.mac), device.display_name or device.idle_extension,
                         device.config_version, device.fetched_version,
                         reconcile.device_provisioning_state(device)))
+    devices = list(Device.select().order_by(Device.idle_extension))
+    views = registrations.views(devices, now)
+    counts = {state: 0 for state in registrations.LABELS}
+    problems = []
+    for device in devices:
+        v = views[device.id]
+        counts[v.state] += 1
+        if v.state in (registrations.MISMATCH, registrations.REJECTED):
+            problems.append((format_mac(device.mac),
+                             device.display_name or device.idle_extension, v.summary(now)))
     return Status(
+        watching=registrations.watching(now),
+        registrations=counts,
+        registration_problems=problems[:pending_limit],
         now=now,
         beats=health.read_all(),
         active_sessions=Session.select().where(Session.ended_at.is_null()).count(),
@@ -46,6 +68,7 @@ def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
         oldest_pending_seconds=reconcile.oldest_pending_age(now),
         provisioning=reconcile.provisioning_state_counts(),
         pending_devices=pending,
+        switch_accounts=idle_accounts.state().describe(),
     )
 
 
@@ -87,6 +110,15 @@ def render(status: Status) -> str:
               f"{prov.get('failed', 0)} failed"]
     for mac, name, want, have, state in status.pending_devices:
         lines.append(f"  {mac}  {name:<16} wants v{want}, fetched v{have}  {state}")
+    lines.append(f"Idle accounts on the switch: {status.switch_accounts}")
+
+    reg = status.registrations
+    lines += ["", "Registrations" + ("" if status.watching else " (not watched right now)")
+              + f": {reg.get('registered', 0)} as expected, {reg.get('mismatch', 0)} wrong "
+              f"account, {reg.get('rejected', 0)} credentials rejected, "
+              f"{reg.get('unregistered', 0)} not registered"]
+    for mac, name, summary in status.registration_problems:
+        lines.append(f"  {mac}  {name:<16} {summary}")
     last = status.last_worker_run
     lines += ["", "Last worker run: " + (
         f"{last.isoformat(timespec='seconds')}Z ({_ago((status.now - last).total_seconds())} "

@@ -1,7 +1,8 @@
 """``hotdesk worker``: the background jobs no call triggers.
 
 Each tick ends sessions past their maximum login time or their daily logout time,
-re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.notify.reconcile`), tidies
+re-sends NOTIFYs phones never acted on (see :mod:`hotdesk.notify.reconcile`) or that
+left a phone registered as the wrong account (:mod:`hotdesk.notify.confirm`), tidies
 expired outbox claims and records a heartbeat. Every job decides from the database
 alone and re-checks under the service's write lock, so a worker that was down
 catches up on start, and several workers on several nodes never do a job twice.
@@ -20,11 +21,12 @@ from datetime import UTC, datetime, timedelta
 from peewee import InterfaceError, OperationalError
 
 from hotdesk.calls.service import HotdeskService, Outcome
-from hotdesk.notify import reconcile
+from hotdesk.notify import confirm, reconcile
 from hotdesk.notify.drain import drain_round
 from hotdesk.notify.outbox import NotifySender, worker_id
 from hotdesk.ops import health, metrics
 from hotdesk.ops.supervise import Backoff, describe
+from hotdesk.provisioning.dst import dst_resync
 from hotdesk.settings import Config, parse_hhmm
 from hotdesk.store.db import close_quietly
 from hotdesk.store.models import Session, Tenant, process_database
@@ -93,31 +95,48 @@ class TickResult:
     requeued: int = 0
     flagged: int = 0
     released: int = 0
+    unconfirmed: int = 0
+
+    dst: int = 0
     drained: dict[str, int] = field(default_factory=dict)
+    switch: str = ""
 
     def summary(self) -> str:
         parts = [f"expired={self.expired}", f"daily_logout={self.daily}",
                  f"requeued={self.requeued}", f"flagged_pending={self.flagged}",
-                 f"claims_released={self.released}"]
+                 f"claims_released={self.released}",
+                 f"registration_requeued={self.unconfirmed}", f"dst_resync={self.dst}"]
         if self.drained:
             parts.append("notify " + ",".join(f"{k}={v}" for k, v in self.drained.items() if v))
+        if self.switch:
+            parts.append(self.switch)
         return " ".join(parts)
 
 
 def tick(service: HotdeskService, config: Config, sender: NotifySender | None = None,
-         owner: str | None = None, now: datetime | None = None) -> TickResult:
-    """One pass over every job; database errors propagate to :func:`run_worker`."""
+         owner: str | None = None, now: datetime | None = None,
+         switch_upkeep: Callable[[], str] | None = None) -> TickResult:
+    """One pass over every job; database errors propagate to :func:`run_worker`.
+
+    ``switch_upkeep``: the switch jobs (hotdesk.switch.upkeep: account drift, idle
+    accounts), run before the outbox drain so their NOTIFYs go out in the same tick."""
     result = TickResult()
+    if switch_upkeep is not None:
+        result.switch = switch_upkeep()
     result.expired = expire_sessions(service)
     result.daily = daily_logout(service, config, now)
     result.released = reconcile.release_expired_claims(now)
+    result.dst = dst_resync(service.db, config, now)
     rec = reconcile.reconcile(config, now or service.clock())
     result.requeued, result.flagged = rec.requeued, rec.flagged
+    result.unconfirmed = confirm.check(config, now or service.clock()).requeued
     if sender is not None:
         result.drained = drain_round(sender, config, owner or worker_id())
     for action, n in (("expired", result.expired), ("daily_logout", result.daily),
                       ("requeued", result.requeued), ("flagged_pending", result.flagged),
-                      ("claims_released", result.released)):
+                      ("claims_released", result.released),
+                      ("registration_requeued", result.unconfirmed),
+                      ("dst_resync", result.dst)):
         if n:
             metrics.WORKER_ACTIONS.labels(action=action).inc(n)
     return result
@@ -125,7 +144,8 @@ def tick(service: HotdeskService, config: Config, sender: NotifySender | None = 
 
 def run_worker(service: HotdeskService, config: Config, stop_event: threading.Event,
                sender: NotifySender | None = None, max_ticks: int | None = None,
-               on_tick: Callable[[TickResult], None] | None = None) -> int:
+               on_tick: Callable[[TickResult], None] | None = None,
+               switch_upkeep: Callable[[], str] | None = None) -> int:
     """Tick every ``[worker] interval_seconds`` until ``stop_event``; returns ticks run.
 
     With a sender the worker also drains the outbox between ticks, every
@@ -142,7 +162,7 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
         try:
             if clock() >= next_tick:
                 ticks += 1
-                result = tick(service, config, sender, owner)
+                result = tick(service, config, sender, owner, switch_upkeep=switch_upkeep)
                 next_tick = clock() + config.worker.interval_seconds
                 log.info("worker tick %d: %s", ticks, result.summary())
                 health.report("worker", "up", result.summary(), node=config.metrics.node)

@@ -27,13 +27,19 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
+from hotdesk.provisioning import clock
 from hotdesk.provisioning.vendors import Vendor, get_vendor
 from hotdesk.settings import Config
 from hotdesk.store.models import Device, Session, Tenant, User
+from hotdesk.switch.accounts import (
+    AccountError,
+    AccountMissing,
+    AccountReader,
+    user_credentials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,24 @@ class Profile:
     # Current offset of ``timezone`` from UTC, for vendors that take an offset, not a name.
     utc_offset_minutes: int = 0
     sip_domain: str = ""
+    # The phone switches DST itself (its vendor can be told this zone's rule); False: it
+    # gets today's offset with its DST off and is re-provisioned at each change.
+    follows_dst: bool = False
+    # The zone's POSIX TZ rule and month/week/weekday/hour rule, when the phone follows it.
+    posix_tz: str = ""
+    dst: clock.DstRule | None = None
+    transport: str = "udp"  # udp | tcp | tls, to the registrar or the SBC
+    srtp: str = "off"  # off | optional | required
+    # This phone's own provisioning URL (ends with "/"), written back into its config so
+    # a phone bootstrapped by PnP, RPS or DHCP keeps polling hotdesk.
+    provisioning_url: str = ""
+    # HTTP credentials for that URL when [provisioning] auth is on; "" otherwise.
+    prov_username: str = ""
+    prov_password: str = ""
+    # Periodic re-fetch, randomised per phone; 0 = only on check-sync.
+    resync_seconds: int = 0
+    family: str = ""  # the vendor's model family (hotdesk.provisioning.vendors.Family)
+    model_known: bool = True
 
 
 class TemplateError(Exception):
@@ -135,14 +159,67 @@ def offset_text(minutes: int, style: str = "hours") -> str:
     return f"{sign}{hours}" + (f":{mins:02d}" if mins else "")
 
 
-def utc_offset_minutes(tz_name: str, now: datetime | None = None) -> int:
-    try:
-        zone = ZoneInfo(tz_name or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        log.warning("[provisioning] timezone %r is unknown; phones get UTC", tz_name)
+utc_offset_minutes = clock.utc_offset_minutes
+
+
+def posix_fixed(minutes: int) -> str:
+    """A POSIX TZ string for a fixed offset: UTC+1 is "UTC-1" (POSIX counts westwards)."""
+    west = -minutes
+    hours, mins = divmod(abs(west), 60)
+    return f"UTC{'-' if west < 0 else ''}{hours}" + (f":{mins:02d}" if mins else "")
+
+
+def fanvil_zone_name(minutes: int) -> str:
+    """Fanvil's zone label for a whole-hour offset ("UTC+1", "UTC-05", "UCT" for 0, as the
+    open-source Fanvil templates list them); "" for other offsets."""
+    if minutes % 60:
+        return ""
+    hours = minutes // 60
+    if hours == 0:
+        return "UCT"
+    return f"UTC+{hours}" if hours > 0 else f"UTC-{-hours:02d}"
+
+
+def sip_server(value: str, transport: str) -> tuple[str, int]:
+    """Host and port of a SIP server for ``transport``: 5060 by default, 5061 for TLS
+    (RFC 3261, section 19.1.2). Over TLS a port of 5060 (the shipped registrar default,
+    or a value written for UDP) is taken as that default and becomes 5061; any other
+    explicit port is kept."""
+    host, port = split_hostport(value, 5060)
+    if transport == "tls" and port == 5060:
+        port = 5061
+    return host, port
+
+
+def resync_seconds(mac: str, minutes: int) -> int:
+    """``minutes`` ± 20 %, the same for a phone every time (from its MAC), different across
+    phones: a fleet powered on together drifts apart instead of polling in step."""
+    if minutes <= 0:
         return 0
-    offset = (now or datetime.now(UTC)).astimezone(zone).utcoffset()
-    return int(offset.total_seconds() // 60) if offset else 0
+    spread = int(hashlib.blake2b(mac.encode(), digest_size=4).hexdigest(), 16) / 0xFFFFFFFF
+    return int(minutes * 60 * (0.8 + 0.4 * spread))
+
+
+def prov_credentials(config: Config, device: Device) -> tuple[str, str]:
+    """The HTTP user and password a phone sends for its files ("" when auth is none)."""
+    prov = config.provisioning
+    if prov.auth == "none":
+        return "", ""
+    return (device.mac if prov.auth_username == "mac" else prov.auth_username,
+            device.prov_token)
+
+
+def _dst_fields(vendor: Vendor, zone: str) -> dict[str, Any]:
+    follows = clock.follows(vendor.dst, zone)
+    return {"follows_dst": follows,
+            "posix_tz": clock.posix_rule(zone) if follows and vendor.dst == "posix" else "",
+            "dst": clock.dst_rule(zone) if follows and vendor.dst != "posix" else None}
+
+
+def phone_zone(config: Config, tenant: Tenant, user: User | None) -> str:
+    """The zone a phone shows: its user's, else its tenant's, else [provisioning]."""
+    return clock.zone_name(getattr(user, "timezone", "") if user is not None else "",
+                           getattr(tenant, "timezone", ""), config.provisioning.timezone)
 
 
 def active_user(device: Device) -> User | None:
@@ -168,30 +245,42 @@ def _user_keys(user: User, logout_code: str) -> list[dict[str, str]]:
 
 
 def profile_for(device: Device, config: Config, user: User | None = None,
-                tenant: Tenant | None = None, offset_minutes: int | None = None,
-                known_idle: bool = False) -> Profile:
+                tenant: Tenant | None = None, now: datetime | None = None,
+                known_idle: bool = False, accounts: AccountReader | None = None) -> Profile:
     """The profile ``device`` should carry now: its logged-in user's, else its idle one.
 
     ``known_idle``: the caller already knows no one is logged in (bulk rendering).
+    ``now``: the moment the time zone's offset is taken at (default: now).
+    ``accounts``: reads a user's SIP account live from the switch (``[switch]
+    credentials = switch``); raises AccountError when it cannot.
     """
     if user is None and not known_idle:
         user = active_user(device)
     tenant = tenant if tenant is not None else device.tenant
-    registrar_host, registrar_port = split_hostport(tenant.registrar
-                                                    or config.provisioning.registrar)
+    prov = config.provisioning
+    transport = (getattr(device, "sip_transport", "") or prov.transport).lower()
+    registrar_host, registrar_port = sip_server(tenant.registrar or prov.registrar, transport)
     proxy_host, proxy_port = ("", 0)
     if device.network == "sbc" and device.sbc_address:
-        proxy_host, proxy_port = split_hostport(device.sbc_address)
+        proxy_host, proxy_port = sip_server(device.sbc_address, transport)
     policy = config.policy
-    if offset_minutes is None:
-        offset_minutes = utc_offset_minutes(config.provisioning.timezone)
+    vendor = get_vendor(device.vendor)
+    match = vendor.family_for(device.model)
+    zone = phone_zone(config, tenant, user)
+    prov_user, prov_password = prov_credentials(config, device)
     common: dict[str, Any] = dict(
         mac=device.mac, model=clean(device.model), config_version=device.config_version,
         registrar_host=clean(registrar_host), registrar_port=registrar_port,
         outbound_proxy_host=clean(proxy_host), outbound_proxy_port=proxy_port,
-        timezone=clean(config.provisioning.timezone), login_code=dialstring(policy.login_code),
-        logout_code=dialstring(policy.logout_code), utc_offset_minutes=offset_minutes,
+        timezone=zone, login_code=dialstring(policy.login_code),
+        logout_code=dialstring(policy.logout_code),
+        utc_offset_minutes=clock.utc_offset_minutes(zone, now),
         sip_domain=clean(tenant.sip_domain),
+        **_dst_fields(vendor, zone),
+        transport=transport, srtp=prov.srtp, provisioning_url=device_url(config, device),
+        prov_username=clean(prov_user), prov_password=clean(prov_password),
+        resync_seconds=resync_seconds(device.mac, prov.resync_minutes),
+        family=match.family.key, model_known=match.known,
     )
     if user is None:
         name = clean(device.display_name) or device.idle_extension
@@ -205,11 +294,12 @@ def profile_for(device: Device, config: Config, user: User | None = None,
                        language="en", language_name="English",
                        keys=[{"type": "speeddial", "value": common["login_code"],
                               "label": "Hot desk log in"}], **common)
+    creds = user_credentials(user, tenant, config, accounts)
     return Profile(idle=False, extension=user.extension,
                    label=clean(f"{user.extension} {user.display_name}"),
                    display_name=clean(user.display_name) or user.extension,
-                   sip_username=user.sip_username, auth_username=user.sip_username,
-                   sip_password=clean(user.sip_password),
+                   sip_username=user.sip_username, auth_username=clean(creds.auth_username),
+                   sip_password=clean(creds.password),
                    voicemail_number=dialstring(config.provisioning.voicemail_number),
                    language=clean(user.language),
                    language_name=LANGUAGES.get(user.language, "English"),
@@ -239,6 +329,8 @@ def make_environment(config: Config) -> jinja2.Environment:
     env.filters["dialstring"] = dialstring
     env.filters["fnc"] = fnc_text
     env.filters["offset"] = offset_text
+    env.filters["fanvil_zone"] = fanvil_zone_name
+    env.filters["posix_fixed"] = posix_fixed
     return env
 
 
@@ -284,10 +376,11 @@ def render_file(env: jinja2.Environment, device: Device, filename: str, config: 
     return render_template(env, spec.template, profile=profile, vendor=vendor)
 
 
-def render_device(env: jinja2.Environment, device: Device,
-                  config: Config) -> dict[str, str]:
+def render_device(env: jinja2.Environment, device: Device, config: Config,
+                  accounts: AccountReader | None = None) -> dict[str, str]:
     """Every per-device file the vendor requests, rendered for the current profile."""
-    return render_profile(env, get_vendor(device.vendor), profile_for(device, config))
+    return render_profile(env, get_vendor(device.vendor),
+                          profile_for(device, config, accounts=accounts))
 
 
 def render_profile(env: jinja2.Environment, vendor: Vendor,
@@ -315,22 +408,34 @@ def content_type(device: Device, filename: str) -> str:
 # -- bulk rendering -------------------------------------------------------------------
 
 
-def all_profiles(config: Config) -> Iterator[tuple[Device, Profile]]:
-    """Every device with its profile, from three queries instead of two per device."""
+def all_profiles(config: Config, accounts: AccountReader | None = None,
+                 ) -> Iterator[tuple[Device, Profile | AccountError]]:
+    """Every device with its profile, from three queries instead of two per device.
+
+    A logged-in user whose account cannot be read comes with the AccountError instead.
+    """
     tenants = {t.id: t for t in Tenant.select()}
     sessions = {s.device_id: s.user for s in
                 Session.select(Session, User).join(User).where(Session.ended_at.is_null())}
-    offset = utc_offset_minutes(config.provisioning.timezone)
+    now = datetime.now(UTC)
+    down: AccountError | None = None
     for device in Device.select().order_by(Device.id):
         user = sessions.get(device.id)
         tenant = tenants[device.tenant_id]
         if user is None:
             # profile_for would otherwise query for a session we already know is absent
-            yield device, profile_for(device, config, tenant=tenant, offset_minutes=offset,
-                                      known_idle=True)
+            yield device, profile_for(device, config, tenant=tenant, now=now, known_idle=True)
+        elif down is not None and not user.sip_password:
+            yield device, down  # one unreachable switch must not cost a timeout per user
         else:
-            yield device, profile_for(device, config, user=user, tenant=tenant,
-                                      offset_minutes=offset)
+            try:
+                yield device, profile_for(device, config, user=user, tenant=tenant, now=now,
+                                          accounts=accounts)
+            except AccountMissing as exc:
+                yield device, exc
+            except AccountError as exc:
+                down = exc
+                yield device, exc
 
 
 # -- render-to-directory ----------------------------------------------------------------
@@ -396,18 +501,21 @@ class RenderReport:
     errors: list[str] = field(default_factory=list)
 
 
-def render_all(env: jinja2.Environment, config: Config) -> RenderReport:
+def render_all(env: jinja2.Environment, config: Config,
+               accounts: AccountReader | None = None) -> RenderReport:
     """``hotdesk provision render-all``: every device into render_dir, stale ones removed."""
     report = RenderReport()
     render_dir = Path(config.provisioning.render_dir)
     render_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     tokens = set()
-    for device, profile in all_profiles(config):
+    for device, profile in all_profiles(config, accounts):
         tokens.add(device.prov_token)
         try:
+            if isinstance(profile, AccountError):
+                raise profile
             report.written += len(write_device_files(env, device, config, profile))
             report.devices += 1
-        except TemplateError as exc:
+        except (TemplateError, AccountError) as exc:
             log.error("phone %s: %s; its previous files are kept", device.mac, exc)
             report.errors.append(f"{device.mac}: {exc}")
     report.removed = remove_stale_devices(render_dir, tokens)
@@ -423,6 +531,26 @@ def remove_stale_devices(render_dir: Path, tokens: Iterable[str]) -> int:
             shutil.rmtree(entry)
             removed += 1
     return removed
+
+
+def profile_fingerprint(device: Device, profile: Profile) -> str:
+    """The fingerprint of the user account ``profile`` carries ("" for the idle one)."""
+    from hotdesk.switch.accounts import Credentials, fingerprint
+
+    if profile.idle:
+        return ""
+    return fingerprint(Credentials(profile.auth_username, profile.sip_password),
+                       profile.display_name, device.prov_token)
+
+
+def remember_fingerprint(device: Device, profile: Profile) -> None:
+    """Store what account this config version carries ("" for the idle profile)."""
+    value = profile_fingerprint(device, profile)
+    if value != device.account_fingerprint:
+        (Device.update(account_fingerprint=value)
+         .where((Device.id == device.id) & (Device.config_version == device.config_version))
+         .execute())
+        device.account_fingerprint = value
 
 
 # -- serving cache ----------------------------------------------------------------------
@@ -459,9 +587,16 @@ class ConfigCache:
     """
 
     def __init__(self, config: Config, env: jinja2.Environment | None = None,
-                 max_entries: int = 200_000) -> None:
+                 max_entries: int = 200_000, accounts: AccountReader | None = None) -> None:
         self.config = config
         self.env = env or make_environment(config)
+        # Live reads of users' SIP accounts ([switch] credentials = switch); by default
+        # one lazily opened switch connection per process.
+        if accounts is None:
+            from hotdesk.switch.connect import account_reader
+
+            accounts = account_reader(config)
+        self.accounts = accounts
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[tuple[int, str], tuple[tuple[int, float, int], Rendered]] = {}
@@ -469,7 +604,7 @@ class ConfigCache:
         self._stamp_checked = 0.0
         self._offset = 0
         self._offset_checked = -1e9
-        self.last_error: TemplateError | None = None
+        self.last_error: TemplateError | AccountError | None = None
 
     def templates_stamp(self) -> float:
         """Newest mtime in templates_dir, checked at most once a second."""
@@ -519,8 +654,8 @@ class ConfigCache:
             return hit[1]
         device = load()
         try:
-            content = render_file(self.env, device, filename, self.config)
-        except TemplateError as exc:
+            content = self._render(device, filename)
+        except (TemplateError, AccountError) as exc:
             self.last_error = exc
             good = hit[1] if hit is not None else None
             if good is None:
@@ -551,11 +686,13 @@ class ConfigCache:
         """
         stamp, offset = self.templates_stamp(), self.zone_offset()
         count = 0
-        for device, profile in all_profiles(self.config):
+        for device, profile in all_profiles(self.config, self.accounts):
             try:
+                if isinstance(profile, AccountError):
+                    raise profile
                 vendor = get_vendor(device.vendor)
                 files = render_profile(self.env, vendor, profile)
-            except (TemplateError, ValueError) as exc:
+            except (TemplateError, AccountError, ValueError) as exc:
                 log.error("phone %s: %s; not preloaded", device.mac, exc)
                 continue
             specs = vendor.filenames(device.mac, device.model)
@@ -568,6 +705,17 @@ class ConfigCache:
                         version, Rendered.of(text, specs[name].content_type, True))
             count += len(files)
         return count
+
+    def _render(self, device: Device, filename: str) -> str | None:
+        """Render one file; a user's profile records the fingerprint of the account it
+        carries, which the worker compares with the switch's (drift)."""
+        vendor = get_vendor(device.vendor)
+        if filename not in vendor.filenames(device.mac, device.model):
+            return render_file(self.env, device, filename, self.config)
+        profile = profile_for(device, self.config, accounts=self.accounts)
+        content = render_file(self.env, device, filename, self.config, profile)
+        remember_fingerprint(device, profile)
+        return content
 
     @staticmethod
     def _wrap(device: Device, filename: str, text: str) -> Rendered:

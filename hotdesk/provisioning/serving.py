@@ -36,6 +36,7 @@ from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import ConfigFetch, Device, utcnow
+from hotdesk.switch.accounts import AccountError
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +284,9 @@ class ConfigServer:
         try:
             rendered = self.cache.rendered(row.id, row.config_version, req.filename,
                                            lambda: Device.get_by_id(row.id))
-        except TemplateError:
-            # logged by the cache with file and line; the phone retries later
+        except (TemplateError, AccountError):
+            # logged by the cache (template file and line, or the switch's account
+            # error); the phone retries later
             return _plain(503, "503 config temporarily unavailable")
         except Exception:  # noqa: BLE001
             log.exception("config request for device %d failed", row.id)

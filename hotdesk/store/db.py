@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from peewee import (
+    BooleanField,
     CharField,
     Database,
     Field,
@@ -22,8 +23,12 @@ from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from hotdesk.store.models import (
     ALL_MODELS,
+    Device,
     Heartbeat,
+    Registration,
+    RegistrationFailure,
     SchemaVersion,
+    SwitchSync,
     Tenant,
     User,
     process_database,
@@ -223,14 +228,18 @@ def add_column_if_missing(db: Database, table: str, column: str, field: Field) -
 
     Always added as a nullable column (a plain ``ALTER TABLE … ADD COLUMN``): for a NOT
     NULL column peewee rebuilds the table on SQLite, and with foreign keys on, dropping
-    the old table deletes every row that references it (ON DELETE CASCADE). Code reads
-    such a column with a fallback for NULL.
+    the old table deletes every row that references it (ON DELETE CASCADE). The
+    existing rows then get the field's default, so they read as new rows do.
     """
     from playhouse.migrate import SchemaMigrator, migrate
 
-    if column not in {c.name for c in db.get_columns(table)}:
-        field.null = True
-        migrate(SchemaMigrator.from_database(db).add_column(table, column, field))
+    if column in {c.name for c in db.get_columns(table)}:
+        return
+    field.null = True
+    migrate(SchemaMigrator.from_database(db).add_column(table, column, field))
+    if field.default is not None and not callable(field.default):
+        db.execute_sql(f'UPDATE "{table}" SET "{column}" = {db.param} '
+                       f'WHERE "{column}" IS NULL', [field.db_value(field.default)])
 
 
 def _v1_create_tables(db: Database) -> None:
@@ -253,9 +262,33 @@ def _v3_tenant_pin_source(db: Database) -> None:
     Tenant.update(pin_source="hotdesk").where(Tenant.id.in_(with_pins)).execute()
 
 
+def _v4_switch_accounts(db: Database) -> None:
+    """Idle accounts created on the switch, the account fingerprint per phone, and the
+    durable "switch sync wanted" marker. Existing phones keep their stored passwords
+    (idle_managed NULL/false: hotdesk never rewrites an account it did not create)."""
+    table = Device._meta.table_name
+    add_column_if_missing(db, table, "idle_managed", BooleanField(default=False))
+    add_column_if_missing(db, table, "account_fingerprint", CharField(default=""))
+    db.create_tables([SwitchSync], safe=True)
+
+
+def _v5_create_registrations(db: Database) -> None:
+    """Registrations the switch reports, and the newest refused one per address."""
+    db.create_tables([Registration, RegistrationFailure], safe=True)
+
+
+def _v6_phone_clock_transport(db: Database) -> None:
+    """Time zone per tenant and user, SIP transport per phone, the DST job's last offset."""
+    add_column_if_missing(db, Tenant._meta.table_name, "timezone", CharField(default=""))
+    add_column_if_missing(db, User._meta.table_name, "timezone", CharField(default=""))
+    for column in ("sip_transport", "clock_state"):
+        add_column_if_missing(db, Device._meta.table_name, column, CharField(default=""))
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
-                                                _v3_tenant_pin_source]
+                                                _v3_tenant_pin_source, _v4_switch_accounts,
+                                                _v5_create_registrations, _v6_phone_clock_transport]
 
 
 def schema_version(db: Database) -> int:

@@ -63,6 +63,8 @@ class Tenant(BaseModel):
     daily_logout_time = CharField(default="")
     # Which PIN callers key: switch | hotdesk; empty = [policy] pin_source.
     pin_source = CharField(default="")
+
+    timezone = CharField(default="")  # IANA name for its phones' clocks; "" = [provisioning]
     created_at = DateTimeField(default=utcnow)
 
 
@@ -81,6 +83,7 @@ class User(BaseModel):
     max_login_minutes = IntegerField(null=True)
     # JSON list of {"type": "blf"|"speeddial"|"line", "value": "...", "label": "..."}
     keys_json = TextField(default="[]")
+    timezone = CharField(default="")  # IANA name while logged in; "" = the tenant's
     created_at = DateTimeField(default=utcnow)
 
     class Meta:
@@ -96,6 +99,9 @@ class Device(BaseModel):
     method = CharField(default="pnp")  # pnp | rps
     network = CharField(default="lan")  # lan | sbc
     sbc_address = CharField(default="")
+    sip_transport = CharField(default="")  # udp | tcp | tls; "" = [provisioning] transport
+    # "<zone>|<UTC offset minutes>" the phone's config last carried (DST-change job).
+    clock_state = CharField(default="")
     display_name = CharField(default="")
     idle_extension = CharField()
     idle_sip_username = CharField()
@@ -111,6 +117,11 @@ class Device(BaseModel):
     last_address = CharField(default="")
     last_user_agent = CharField(default="")
     created_at = DateTimeField(default=utcnow)
+    # The idle account was created on the switch by hotdesk (generated password).
+    idle_managed = BooleanField(default=False)
+    # hotdesk.switch.accounts.fingerprint of the account the current config carries;
+    # "" = not known. The worker re-provisions when the switch's account differs.
+    account_fingerprint = CharField(default="")
 
     class Meta:
         indexes = ((("tenant", "idle_extension"), True), (("tenant", "idle_sip_username"), True))
@@ -242,7 +253,55 @@ class Heartbeat(BaseModel):
         indexes = ((("component", "node"), True),)
 
 
+class SwitchSync(BaseModel):
+    """Idle accounts to write to the switch: ``wanted`` moves on every phone added or
+    removed, ``applied`` when the accounts file was written and the switch reloaded.
+    Durable, so a process without a switch connection can leave the work to one with."""
+
+    id = AutoField()
+    name = CharField(unique=True)  # "idle-accounts"
+    wanted = IntegerField(default=0)
+    applied = IntegerField(default=0)
+    last_error = TextField(default="")
+    updated_at = DateTimeField(default=utcnow)
+
+class Registration(BaseModel):
+    """One contact registered on the switch, as its events say (hotdesk.switch.registrations)."""
+
+    id = AutoField()
+    switch = CharField(default="asterisk")
+    account = CharField()  # the SIP account (AOR / directory user) the phone registered as
+    contact_uri = CharField()
+    address = CharField(default="")  # ip:port of the contact
+    domain = CharField(default="")
+    user_agent = CharField(default="")
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    registered_at = DateTimeField(default=utcnow)  # first seen: "since"
+    refreshed_at = DateTimeField(default=utcnow)  # newest event or listing that showed it
+    expires_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("switch", "account", "contact_uri"), True),)
+
+
+class RegistrationFailure(BaseModel):
+    """The newest refused registration from one address (wrong password, unknown account)."""
+
+    id = AutoField()
+    switch = CharField(default="asterisk")
+    address = CharField()  # ip:port the REGISTER came from
+    account = CharField(default="")
+    reason = CharField(default="")
+    device = ForeignKeyField(Device, null=True, on_delete="SET NULL")
+    at = DateTimeField(default=utcnow)
+    count = IntegerField(default=1)
+
+    class Meta:
+        indexes = ((("switch", "address"), True),)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
-    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat,
+    OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat, SwitchSync,
+    Registration, RegistrationFailure,
 ]

@@ -111,6 +111,8 @@ class FakeAMI:
         self._writers: dict[int, asyncio.StreamWriter] = {}
         self._authed: set[int] = set()
         self._events_on: set[int] = set()
+        # Per connection, the event classes Login asked for (None = every class, "on").
+        self._classes: dict[int, set[str] | None] = {}
         self._conn = 0
         self.changed = asyncio.Event()
 
@@ -164,16 +166,21 @@ class FakeAMI:
                      ("SystemName", self.system_name), *own])
 
     def emit(self, name: str, privilege: str, own: list[tuple[str, str]]) -> None:
-        """Send an event to every connection that logged in with events on."""
+        """Send an event to every connection that logged in with events on and, when it
+        named event classes (``Events: system,security``), asked for this one's class."""
         for conn in list(self._events_on):
+            classes = self._classes.get(conn)
+            if classes is not None and privilege.split(",", 1)[0] not in classes:
+                continue
             if conn in self._writers:
                 self._write(conn, self._event(name, privilege, own))
 
     def _security(self, name: str, service: str, account: str, session: str, local: str,
-                  remote: str, tail: list[tuple[str, str]]) -> None:
+                  remote: str, tail: list[tuple[str, str]],
+                  severity: str = "Informational") -> None:
         tv = self._tv()
         self.emit(name, "security,all", [
-            ("EventTV", tv), ("Severity", "Informational"), ("Service", service),
+            ("EventTV", tv), ("Severity", severity), ("Service", service),
             ("EventVersion", "1"), ("AccountID", account), ("SessionID", session),
             ("LocalAddress", local), ("RemoteAddress", remote), *tail])
 
@@ -200,6 +207,19 @@ class FakeAMI:
             self.contacts.append(contact)
         else:
             self.contacts = [c for c in self.contacts if c.uri != contact.uri]
+
+    def refuse(self, contact: Contact, nonce: str = "1795732170/0123456789abcdef",
+               response: str = "0" * 32) -> None:
+        """A REGISTER with a wrong password: challenged, then ChallengeResponseFailed
+        (res_pjsip/security_events.c: nonce and response of the Authorization header,
+        ExpectedResponse empty), and no contact."""
+        ip, port = contact.uri.split("@", 1)[1].split(";", 1)[0].rsplit(":", 1)
+        remote, local = f"IPV4/UDP/{ip}/{port}", "IPV4/UDP/127.0.0.1/5060"
+        self._security("ChallengeSent", "PJSIP", contact.endpoint, contact.call_id, local,
+                       remote, [("Challenge", "")])
+        self._security("ChallengeResponseFailed", "PJSIP", contact.endpoint, contact.call_id,
+                       local, remote, [("Challenge", nonce), ("Response", response),
+                                       ("ExpectedResponse", "")], severity="Error")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conn += 1
@@ -239,8 +259,11 @@ class FakeAMI:
                 respond("Success", ("Message", "Authentication accepted"))
                 self._authed.add(conn)
                 self.logins_ok += 1
-                if h.get("events", "on").lower() not in ("off", "no", "false", "0"):
+                events = h.get("events", "on").lower()
+                if events not in ("off", "no", "false", "0"):
                     self._events_on.add(conn)
+                    self._classes[conn] = (None if events in ("on", "yes", "true", "1")
+                                           else {c.strip() for c in events.split(",")})
                     self._write(conn, _fmt([
                         ("Event", "FullyBooted"), ("Privilege", "system,all"),
                         ("Uptime", str(self.uptime)), ("LastReload", str(self.uptime)),
@@ -308,6 +331,10 @@ class FakeAMI:
 
     def _show_contacts(self, conn: int, aid: list[tuple[str, str]],
                        respond: Callable[..., None]) -> None:
+        if not self.contacts:
+            # Asterisk 22: an Error, and this one line ends with a bare LF before the CR LF.
+            respond("Error", ("Message", "No Contacts found\n"))
+            return
         respond("Success", ("EventList", "start"),
                 ("Message", "A listing of Contacts follows, presented as ContactList events"))
         for c in self.contacts:

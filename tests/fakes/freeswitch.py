@@ -75,6 +75,11 @@ def _load(name: str) -> list[tuple[list[bytes], bytes]]:
 LOGIN_OK = _load("freeswitch-outbound-login-ok")
 HANGUP_MID_PIN = _load("freeswitch-outbound-hangup-mid-pin")
 INBOUND = _load("freeswitch-inbound-session")
+# Registrations lab capture: 101 ok then unregistered, 102 wrong password, 999 unknown user,
+# 8001 registered for 10 s and expired (see esl-registrations.txt of the lab captures).
+REGISTRATIONS = _load("esl-registrations")
+REG_FAILURE = REGISTRATIONS[6][1]  # to-user 102 from 127.0.0.1:5076
+REG_EXPIRE = REGISTRATIONS[13][1]  # user 8001, contact at 127.0.0.1:5077
 HANGUP_MID_PIN_UUID = re.search(rb"\nUnique-ID: ([0-9a-f-]+)\n",
                                 b"\n" + b"\n".join(HANGUP_MID_PIN[0][0]) + b"\n").group(1).decode()
 
@@ -417,10 +422,72 @@ def place_call(address: tuple[str, int], spec: CallSpec, timeout: float = 10.0) 
 # ---------------------------------------------------------------------------------------
 
 INBOUND_REGISTER = INBOUND[5][1]
+INBOUND_REGISTER = INBOUND[5][1]
 INBOUND_SOFIA_REG = INBOUND[6][1]
 INBOUND_UNREGISTER = INBOUND[9][1]
 INBOUND_BGJOB = INBOUND[12][1]
 BGJOB_UUID = "a909ecdb-f8f4-4c4d-9e15-9b8f48e53fa1"
+
+
+@dataclass
+class SofiaRegistration:
+    """A phone registered on the profile; the defaults are the captured one."""
+
+    user: str = "8001"
+    ip: str = "127.0.0.1"
+    port: str = "5072"
+    call_id: str = "1-7543@127.0.0.1"
+    agent: str = "HotdeskLab-SIPp"
+    domain: str = "127.0.0.1"
+
+    @property
+    def contact(self) -> str:
+        return f'"" <sip:{self.user}@{self.ip}:{self.port};transport=UDP>'
+
+    def event_values(self, expires: int) -> dict[str, str]:
+        """Header -> value of the captured sofia::register / unregister bodies."""
+        values = {name: self.user for name in (
+            "from-user", "to-user", "username", "sip_number_alias", "sip_auth_username",
+            "number_alias", "user_name", "accountcode", "effective_caller_id_number")}
+        values.update({"contact": self.contact, "call-id": self.call_id,
+                       "network-ip": self.ip, "network-port": self.port,
+                       "user-agent": self.agent, "expires": str(expires),
+                       "effective_caller_id_name": f"Hotdesk phone {self.user}"})
+        return values
+
+    def listing_block(self) -> bytes:
+        """This registration's block of ``sofia status profile internal reg``, cut from
+        the capture with its values substituted."""
+        body = INBOUND_SOFIA_REG
+        block = body[body.index(b"Call-ID:"):body.index(b"\n\nTotal items")]
+        cap = SofiaRegistration()
+        for old, new in ((cap.contact, self.contact), (cap.call_id, self.call_id),
+                         (f"{cap.user}@{cap.domain}", f"{self.user}@{self.domain}"),
+                         (f"\t{cap.agent}\n", f"\t{self.agent}\n"),
+                         (f"IP:         \t{cap.ip}\n", f"IP:         \t{self.ip}\n"),
+                         (f"Port:       \t{cap.port}\n", f"Port:       \t{self.port}\n"),
+                         (f"Auth-User:  \t{cap.user}\n", f"Auth-User:  \t{self.user}\n")):
+            block = block.replace(old.encode(), new.encode())
+        return block
+
+
+def substitute(body: bytes, values: dict[str, str]) -> bytes:
+    """A captured event body with the named headers' values replaced (URL-encoded)."""
+    lines = body.split(b"\n")
+    for i, line in enumerate(lines):
+        name = line.split(b": ", 1)[0].decode()
+        if b": " in line and name in values:
+            lines[i] = f"{name}: {fs_encode(values[name])}".encode()
+    return b"\n".join(lines)
+
+
+def reg_listing(registrations: Sequence[SofiaRegistration]) -> bytes:
+    """``sofia status profile internal reg`` for these registrations, framed as captured."""
+    body = INBOUND_SOFIA_REG
+    head = body[:body.index(b"Call-ID:")]
+    tail = body[body.index(b"\n\nTotal items") + 2:]
+    tail = tail.replace(b"returned: 1", b"returned: %d" % len(registrations))
+    return head + b"".join(r.listing_block() + b"\n\n" for r in registrations) + tail
 
 
 class FakeInboundServer:
@@ -434,6 +501,8 @@ class FakeInboundServer:
         self.auth_failures = 0
         self.uuids: list[str] = []  # handed out (in order) as sendevent / bgapi UUIDs
         self.silent = False  # accept commands but never answer (a hung switch)
+        # Registrations on the profile; None = the captured listing verbatim.
+        self.registrations: list[SofiaRegistration] | None = None
         self._host, self._port = host, port
         self._lsock: socket.socket | None = None
         self._conns: list[tuple[socket.socket, set[str]]] = []
@@ -517,10 +586,11 @@ class FakeInboundServer:
         subs: set[str] = set()
         with self._lock:
             self._conns.append((conn, subs))
-        conn.settimeout(30.0)
         buf = b""
         authed = False
         try:
+            # stop() may close a connection accepted a moment before: OSError, like a RST.
+            conn.settimeout(30.0)
             conn.sendall(b"Content-Type: auth/request\n\n")
             while True:
                 while b"\n\n" not in buf:
@@ -589,8 +659,40 @@ class FakeInboundServer:
             value = self.directory.get(parts[1], "") if parts[3] == "vm-password" else ""
             return value.encode() if value else b"-ERR no reply\n"
         if cmd.startswith("sofia status profile") and cmd.endswith(" reg"):
-            return INBOUND_SOFIA_REG
+            if self.registrations is None:
+                return INBOUND_SOFIA_REG
+            return reg_listing(self.registrations)
         return f"-ERR {parts[0] if parts else ''} Command not found!\n".encode()
+
+    def register(self, reg: SofiaRegistration, expires: int = 3600) -> None:
+        """The phone registers: the captured sofia::register event, values substituted."""
+        if self.registrations is None:
+            self.registrations = []
+        self.registrations = [r for r in self.registrations if r.contact != reg.contact]
+        self.registrations.append(reg)
+        self.push_event(substitute(INBOUND_REGISTER, reg.event_values(expires)),
+                        "sofia::register")
+
+    def unregister(self, reg: SofiaRegistration) -> None:
+        """The phone unregisters (Expires: 0): the captured sofia::unregister event."""
+        self.registrations = [r for r in self.registrations or [] if r.contact != reg.contact]
+        self.push_event(substitute(INBOUND_UNREGISTER, reg.event_values(0)),
+                        "sofia::unregister")
+
+    def refuse(self, reg: SofiaRegistration) -> None:
+        """A REGISTER answered 403 (wrong password or unknown user): the captured
+        sofia::register_failure, values substituted."""
+        self.push_event(substitute(REG_FAILURE, {"to-user": reg.user, "network-ip": reg.ip,
+                                                 "network-port": reg.port}),
+                        "sofia::register_failure")
+
+    def expire(self, reg: SofiaRegistration) -> None:
+        """The registration ran out: the captured sofia::expire, values substituted."""
+        self.registrations = [r for r in self.registrations or [] if r.contact != reg.contact]
+        self.push_event(substitute(REG_EXPIRE, {
+            "call-id": reg.call_id, "user": reg.user, "username": reg.user,
+            "contact": reg.contact, "network-ip": reg.ip, "network-port": reg.port,
+            "user-agent": reg.agent}), "sofia::expire")
 
     def wait_notifies(self, count: int, timeout: float = 5.0) -> list[list[tuple[str, str]]]:
         deadline = time.monotonic() + timeout

@@ -77,3 +77,17 @@ def test_nul_in_a_query_value_is_400_not_500(runtime, app, sysadmin, root_client
     assert response.status_code == 400 and "NUL" in response.json["error"]
     assert root_client.get("/audit?action=a%00b").status_code == 400
     assert client.get("/api/v1/audit?action=login", headers=headers).status_code == 200
+
+
+def test_api_sets_transport_and_user_zone(runtime, app, sysadmin, alice):
+    client, headers = app.test_client(), bearer(runtime, sysadmin)
+    body = {"mac": "0015.6500.0d06", "extension": "8506", "sip_password": "pw",
+            "transport": "tcp"}
+    phone = client.post("/api/v1/phones", json=body, headers=headers).json["phone"]
+    assert phone["transport"] == "tcp"
+    bad = client.put(f"/api/v1/users/{alice.id}", json={"timezone": "Nowhere"},
+                     headers=headers)
+    assert bad.status_code == 400 and "IANA" in bad.json["error"]
+    ok = client.put(f"/api/v1/users/{alice.id}", json={"timezone": "Europe/Paris"},
+                    headers=headers)
+    assert ok.json["user"]["timezone"] == "Europe/Paris"

@@ -6,13 +6,27 @@ import dataclasses
 import time
 
 from hotdesk.calls.service import CallContext
-from hotdesk.store.models import AuditEvent, OutboxNotify, Session, Tenant, User
+from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session, Tenant, User
 from tests.web.conftest import PASSWORD, csrf_token, sign_in
 from webadmin.app import create_app
 from webadmin.secret import load_secret_key
 
 PHONE = {"mac": "00 15 65 AA BB CC", "name": "Desk 7", "method": "pnp", "network": "lan",
          "extension": "8077", "sip_password": "idle-77", "vendor": "yealink", "model": "T54W"}
+
+
+def test_phone_form_sets_the_phones_transport(root_client):
+    token = csrf_token(root_client, "/phones/new")
+    data = dict(PHONE, network="sbc", sbc="sbc.example.net", transport="tls", csrf_token=token)
+    assert root_client.post("/phones/new", data=data).status_code == 302
+    device = Device.get(Device.mac == "001565aabbcc")
+    assert device.sip_transport == "tls"
+    edit = root_client.get(f"/phones/{device.id}/edit").get_data(as_text=True)
+    assert '<option value="tls" selected>' in edit
+    bad = dict(data, mac="00:15:65:aa:bb:cd", extension="8078", transport="sctp")
+    response = root_client.post("/phones/new", data=bad)
+    assert response.status_code == 400 and "transport must be udp, tcp or tls" in \
+        response.get_data(as_text=True)
 
 
 def test_post_without_csrf_token_is_refused(root_client):
@@ -116,6 +130,24 @@ def test_settings_validation_and_save(root_client):
     tenant = Tenant.get(Tenant.is_default == True)  # noqa: E712
     assert (tenant.multiple_login, tenant.max_login_minutes, tenant.daily_logout_time) == (
         "deny", 480, "19:30")
+
+
+def test_settings_tenant_time_zone(root_client, desk):
+    token = csrf_token(root_client, "/settings")
+    before = desk.config_version
+    bad = root_client.post("/settings", data={"csrf_token": token, "multiple_login": "deny",
+                                              "timezone": "Mars/Base"})
+    assert bad.status_code == 400 and "not an IANA name" in bad.get_data(as_text=True)
+    tenant = Tenant.get(Tenant.is_default == True)  # noqa: E712
+    assert (tenant.timezone, tenant.multiple_login) == ("", "")  # nothing half-written
+    ok = root_client.post("/settings", data={"csrf_token": token,
+                                             "timezone": "Europe/Berlin"})
+    assert ok.status_code == 302
+    assert Tenant.get_by_id(tenant.id).timezone == "Europe/Berlin"
+    assert desk.__class__.get_by_id(desk.id).config_version == before + 1
+    assert OutboxNotify.select().where(OutboxNotify.device == desk.id).exists()
+    page = root_client.get("/settings").get_data(as_text=True)
+    assert 'value="Europe/Berlin"' in page
 
 
 def test_sign_in_rate_limited_per_username(app, sysadmin):

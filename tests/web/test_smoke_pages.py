@@ -38,3 +38,13 @@ def test_dashboard_shows_every_loops_heartbeat(root_client):
     assert 'data-component="agi-drain"' in page and 'data-component="worker"' in page
     row = page.split('data-component="agi-drain"', 1)[1].split("</tr>", 1)[0]
     assert ">down<" in row and "RuntimeError: boom" in row and "pbx-1" in row
+
+
+def test_phones_page_warns_about_a_model_in_no_list(runtime, root_client):
+    from tests.conftest import make_device
+
+    make_device(runtime, mac="00:15:65:00:0c:01", extension="8401", model="T99Z")
+    make_device(runtime, mac="00:15:65:00:0c:02", extension="8402", model="T46U")
+    page = root_client.get("/phones").get_data(as_text=True)
+    assert page.count("model-warning") == 1
+    assert "model &#39;T99Z&#39; is not in a model list" in page

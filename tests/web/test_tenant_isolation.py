@@ -21,8 +21,10 @@ from hotdesk.store.models import (
 from tests.web.conftest import bearer, csrf_token, other_phone, other_user
 
 # Routes anyone may call: they carry no tenant data.
+# switch_directory.directory: no admin session at all; FreeSWITCH's HTTP basic
+# credentials (tests/test_switch_freeswitch.py), answering by the request's SIP domain.
 PUBLIC = {"static", "provisioning.fetch", "auth.signin", "auth.signout", "pages.healthz",
-          "api_docs.openapi"}
+          "api_docs.openapi", "switch_directory.directory"}
 MARKERS = ("Other Desk Secret", "Otto Othertenant", "bbbb01", "bb:bb:01", "Other Corp",
            "other.example", "otto-secret")
 

@@ -1,0 +1,119 @@
+"""Confirmed provisioning: the phone registered as the account its config names.
+
+A fetched config is not a working phone: the config may carry a password the switch
+refuses, or the phone may keep its old registration. While a registration watcher
+runs (:func:`hotdesk.switch.registrations.watching`), the worker therefore checks
+each phone that fetched its current config: registered as the expected account is
+confirmed; not registered, or registered as another account, gets the NOTIFY again
+(same bound and doubling wait as :mod:`hotdesk.notify.reconcile`, counted per config
+version); refused by the switch is flagged once as "credentials rejected" (re-sending
+the same config cannot help) for an admin.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from hotdesk.notify import outbox, reconcile
+from hotdesk.settings import Config
+from hotdesk.store import audit
+from hotdesk.store.db import current_database, for_update, write_transaction
+from hotdesk.store.models import AuditEvent, Device, Registration, Tenant, utcnow
+from hotdesk.switch import registrations as regs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConfirmResult:
+    confirmed: int = 0
+    requeued: int = 0
+    rejected: int = 0  # newly flagged
+    gave_up: int = 0  # newly flagged
+    waiting: int = 0
+
+
+def fetched_devices(grace: timedelta, now: datetime) -> list[Device]:
+    """Phones that fetched their current config at least ``grace`` ago."""
+    return list(Device.select().where((Device.fetched_version >= Device.config_version)
+                                      & Device.last_fetch_at.is_null(False)
+                                      & (Device.last_fetch_at <= now - grace))
+                .order_by(Device.id))
+
+
+def check(config: Config, now: datetime | None = None) -> ConfirmResult:
+    """One pass; does nothing while no watcher reports registrations."""
+    now = now or utcnow()
+    result = ConfirmResult()
+    if not regs.watching(now):
+        return result
+    grace = timedelta(seconds=config.provisioning.fetch_timeout_seconds)
+    devices = fetched_devices(grace, now)
+    views = regs.views(devices, now)
+    for device in devices:
+        v = views[device.id]
+        if v.ok:
+            result.confirmed += 1
+        elif v.state == regs.REJECTED:
+            result.rejected += _flag_once(device, "credentials_rejected", v,
+                                          "the switch refused the phone's registration as "
+                                          f"{v.expected}: {v.failure_reason}")
+        else:
+            decision = reconcile._decide(device, config, now)
+            if decision.exhausted:
+                result.gave_up += _flag_once(device, "registration_unconfirmed", v,
+                                             f"still {v.label} after the last NOTIFY")
+            elif decision.due and _requeue(device.id, config, now):
+                result.requeued += 1
+            else:
+                result.waiting += 1
+    return result
+
+
+def _requeue(device_id: int, config: Config, now: datetime) -> bool:
+    """Queue the NOTIFY again, to the contact the phone is registered with right now."""
+    with write_transaction(current_database()):
+        locked = reconcile.locked_device(device_id)
+        if locked is None:
+            return False
+        device, tenant = locked
+        v = regs.views([device], now)[device.id]
+        if v.ok or v.state == regs.REJECTED or not reconcile._decide(device, config, now).due:
+            return False
+        newest = reconcile.newest_notify(device)
+        switch = newest.switch if newest else config.switch.type
+        current = (Registration.select().where(Registration.device == device)
+                   .order_by(Registration.refreshed_at.desc()).first())
+        row = outbox.enqueue(device, tenant, current.account if current else v.expected,
+                             switch, now=now)
+        if current is not None and current.contact_uri:
+            row.contact_uri = current.contact_uri
+            row.save()
+        audit.record("notify_requeued", tenant=tenant, device=device,
+                     config_version=device.config_version, reason=f"registration {v.label}",
+                     outbox=row.id)
+    log.info("phone %s fetched config v%d but is %s (expects %s): NOTIFY queued again to %s",
+             device.mac, device.config_version, v.label, v.expected,
+             row.contact_uri or row.endpoint)
+    return True
+
+
+def _flag_once(device: Device, action: str, v: regs.RegistrationView, why: str) -> int:
+    """Record ``action`` once per config version (audit + warning); 1 when newly recorded."""
+    marker = f'"config_version": {device.config_version},'
+    query = AuditEvent.select().where((AuditEvent.action == action)
+                                      & (AuditEvent.device == device)
+                                      & AuditEvent.detail.contains(marker))
+    if query.exists():
+        return 0
+    with write_transaction(current_database()):
+        for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
+        if query.exists():
+            return 0
+        audit.record(action, tenant=device.tenant_id, device=device,
+                     config_version=device.config_version, expected=v.expected,
+                     registered_as=v.account, reason=v.failure_reason or v.label)
+    log.warning("phone %s: %s", device.mac, why)
+    return 1
