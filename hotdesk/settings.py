@@ -2,15 +2,21 @@
 
 An option ``key`` in section ``[sect]`` is overridden by ``HOTDESK_SECT_KEY``
 (``[database] url`` -> ``HOTDESK_DATABASE_URL``, ``[prompts.asterisk] enter_pin`` ->
-``HOTDESK_PROMPTS_ASTERISK_ENTER_PIN``). Unknown sections or keys in the file are an
-error, so a typo never silently falls back to a default.
+``HOTDESK_PROMPTS_ASTERISK_ENTER_PIN``). Unknown sections or keys in the file, and
+unknown ``HOTDESK_*`` environment variables, are an error naming the closest real
+option, so a typo never silently falls back to a default. Values are checked when the
+config is loaded (networks, URLs, ports, time zones, the database URL), not when a
+request first needs them.
 """
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
+import difflib
+import ipaddress
 import os
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +37,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class SwitchConfig:
-    # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch.
+    # Which switch receives check-sync NOTIFYs from the outbox: asterisk or freeswitch;
+    # none = talk to no switch at all (the demo): NOTIFYs stay queued.
     type: str = "asterisk"
     # Where users' SIP accounts live: switch (read live when a config is rendered; hotdesk
     # stores no user's SIP password) | hotdesk (the password stored with the user).
@@ -438,14 +445,44 @@ def _build(values: dict[str, dict[str, str]], environ: Mapping[str, str], source
             if env_key.startswith(prefix) and env_key[len(prefix):].lower() in prompts:
                 prompts[env_key[len(prefix):].lower()] = raw
         kwargs[attr] = prompts
+    _refuse_unknown_env(environ)
     config = Config(**kwargs)
     _validate(config)
     return config
 
 
+# HOTDESK_* variables that are not options: the config file's path, the demo's venv,
+# and the test and benchmark harnesses' own settings.
+_ENV_NOT_OPTIONS = {"HOTDESK_CONFIG", "HOTDESK_VENV"}
+_ENV_NOT_OPTION_PREFIXES = ("HOTDESK_TEST_", "HOTDESK_BENCH_")
+
+
+def env_names() -> list[str]:
+    """Every ``HOTDESK_*`` variable that sets an option."""
+    base = Config()
+    names = [f"HOTDESK_{f.name}_{sub.name}".upper() for f in dataclasses.fields(Config)
+             if not f.name.startswith("prompts_")
+             for sub in dataclasses.fields(getattr(base, f.name))]
+    for section, attr in _PROMPT_SECTIONS.items():
+        prefix = f"HOTDESK_{section.replace('.', '_')}_".upper()
+        names += [prefix + key.upper() for key in getattr(base, attr)]
+    return names
+
+
+def _refuse_unknown_env(environ: Mapping[str, str]) -> None:
+    known = set(env_names())
+    for name in sorted(environ):
+        if (not name.startswith("HOTDESK_") or name in known or name in _ENV_NOT_OPTIONS
+                or name.startswith(_ENV_NOT_OPTION_PREFIXES)):
+            continue
+        close = difflib.get_close_matches(name, known | _ENV_NOT_OPTIONS, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else " (no such option)"
+        raise ConfigError(f"unknown environment variable {name}{hint}")
+
+
 def _validate(config: Config) -> None:
     choices = {
-        ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch"}),
+        ("switch", "type"): (config.switch.type, {"asterisk", "freeswitch", "none"}),
         ("ami", "notify_action"): (config.ami.notify_action, {"pjsip", "sip"}),
         ("policy", "pin_source"): (config.policy.pin_source, {"switch", "hotdesk"}),
         ("switch", "credentials"): (config.switch.credentials, {"switch", "hotdesk"}),
@@ -493,10 +530,87 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"[metrics] listen: {exc}") from None
     _validate_daily_logout(config.policy)
     _validate_provisioning_zone(config.provisioning)
+    _validate_values(config)
+
+
+def _validate_values(config: Config) -> None:
+    """Values that used to fail only when first used (a 500 on every fetch, a traceback)."""
+    _check_database_url(config.database.url)
+    for section, value in (("provisioning", config.provisioning.allow_networks),
+                           ("metrics", config.metrics.allow_networks)):
+        for part in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ConfigError(f"[{section}] allow_networks: {part!r} is not a network "
+                                  "(e.g. 10.0.0.0/8, 192.168.1.20, fd00::/8)") from None
+    urls = [("provisioning", "base_url", config.provisioning.base_url, True)]
+    urls += [("rps", f"{service}_url", getattr(config.rps, f"{service}_url"), False)
+             for service in ("yealink", "htek", "akuvox", "snom")]
+    for section, key, value, required in urls:
+        if (value or required) and not _is_http_url(value):
+            raise ConfigError(f"[{section}] {key} = {value!r} is not an http:// or https:// "
+                              "URL with a host")
+    for section, key, port in (("ami", "port", config.ami.port), ("esl", "port", config.esl.port),
+                               ("pnp", "multicast_port", config.pnp.multicast_port)):
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"[{section}] {key} = {port} is not a port (1 to 65535)")
+    for section, value in (("agi", config.agi.listen), ("esl", config.esl.listen),
+                           ("web", config.web.listen), ("provisioning", config.provisioning.listen),
+                           ("pnp", config.pnp.listen), ("metrics", config.metrics.listen)):
+        if value and not 0 <= parse_listen(value)[1] <= 65535:
+            raise ConfigError(f"[{section}] listen = {value!r}: the port must be 0 to 65535")
+    try:
+        if not ipaddress.ip_address(config.pnp.multicast_group).is_multicast:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"[pnp] multicast_group = {config.pnp.multicast_group!r} is not a "
+                          "multicast address (the standard one is 224.0.1.75)") from None
+    if config.log.level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"[log] level = {config.log.level!r}; expected DEBUG, INFO, WARNING, "
+                          "ERROR or CRITICAL")
+    positive = {("agi", "db_threads"): config.agi.db_threads,
+                ("esl", "db_slots"): config.esl.db_slots,
+                ("notify", "max_attempts"): config.notify.max_attempts,
+                ("worker", "interval_seconds"): config.worker.interval_seconds,
+                ("provisioning", "fetch_timeout_seconds"):
+                    config.provisioning.fetch_timeout_seconds}
+    for (section, key), number in positive.items():
+        if number <= 0:
+            raise ConfigError(f"[{section}] {key} = {number} must be more than 0")
+
+
+def _is_http_url(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and not any(c.isspace() for c in value))
+
+
+def _check_database_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///") or url == "sqlite:///":
+            raise ConfigError(f"[database] url = {url!r}: write sqlite:///RELATIVE/FILE or "
+                              "sqlite:////ABSOLUTE/FILE")
+        return
+    if scheme in ("postgresql", "postgres"):
+        if not urlsplit(url).path.strip("/"):
+            raise ConfigError("[database] url: the PostgreSQL URL names no database "
+                              "(postgresql://USER:PASSWORD@HOST/DATABASE)")
+        return
+    raise ConfigError(f"[database] url: unsupported database {scheme or url[:20]!r}; use "
+                      "sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DATABASE")
 
 
 def _require_zone(section: str, name: str) -> None:
-    import zoneinfo
 
     try:
         zoneinfo.ZoneInfo(name)

@@ -9,8 +9,10 @@ import argparse
 import getpass
 import sys
 
-from hotdesk.admin import inventory
-from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.admin import inventory, usecases
+from hotdesk.admin.errors import EXIT_STATUS
+from hotdesk.admin.inventory import DeviceSpec, InventoryError, NotFound
+from hotdesk.admin.pushes import Step
 from hotdesk.mac import format_mac
 from hotdesk.provisioning.render import device_url
 from hotdesk.runtime import Runtime, redact_url, start
@@ -19,9 +21,23 @@ from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 from hotdesk.switch import registrations
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 1) -> int:
     print(f"hotdesk: {message}", file=sys.stderr)
-    return 1
+    return status
+
+
+def _steps(steps: list[Step]) -> int:
+    """Print what followed a change; status 1 when a step failed (the change itself stays)."""
+    for step in steps:
+        print(step.message, file=sys.stdout if step.ok is not False else sys.stderr)
+    return 1 if any(step.ok is False for step in steps) else 0
+
+
+def _phones(result: usecases.UserResult) -> str:
+    if not result.phones:
+        return ""
+    macs = [format_mac(d.mac) for d in Device.select().where(Device.id.in_(result.phones))]
+    return f"; re-provisioned {', '.join(macs)}"
 
 
 def _tenant(domain: str | None) -> Tenant:
@@ -29,17 +45,17 @@ def _tenant(domain: str | None) -> Tenant:
         return inventory.default_tenant()
     tenant = Tenant.get_or_none(Tenant.sip_domain == domain)
     if tenant is None:
-        raise InventoryError(f"no tenant with SIP domain {domain}")
+        raise NotFound(f"no tenant with SIP domain {domain}")
     return tenant
 
 
 def guarded(handler):  # type: ignore[no-untyped-def]
-    """Turn InventoryError into a one-line message and exit status 1."""
+    """Turn InventoryError into a one-line message and the exit status of its kind."""
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
         except InventoryError as exc:
-            return _fail(str(exc))
+            return _fail(str(exc), EXIT_STATUS[exc.kind])
     return run
 
 
@@ -56,13 +72,9 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     pin = args.pin
     if args.pin_prompt:
         pin = getpass.getpass("PIN: ")
-    if args.sip_password and args.cfg.switch.credentials == "switch":
-        return _fail("[switch] credentials = switch: the SIP password is read from the "
-                     "switch, hotdesk does not store it; drop --sip-password (or set "
-                     "credentials = hotdesk)")
-    user = inventory.add_user(rt.db, _tenant(args.tenant), args.extension, name=args.name,
-                              pin=pin, sip_password=args.sip_password, hotdesk=args.hotdesk,
-                              sip_username=args.sip_username or "", actor="cli")
+    user = usecases.add_user(rt, _tenant(args.tenant), args.extension, name=args.name,
+                             pin=pin, sip_password=args.sip_password, hotdesk=args.hotdesk,
+                             sip_username=args.sip_username or "", actor="cli").user
     print(f"user {user.extension} added{' (hot desking enabled)' if user.hotdesk_enabled else ''}")
     return 0
 
@@ -70,7 +82,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 def cmd_user_set_pin(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     user = inventory.find_user(_tenant(args.tenant), args.extension)
-    inventory.set_pin(rt.db, user, args.pin, actor="cli")
+    usecases.set_pin(rt, user, args.pin, actor="cli")
     print(f"PIN of {user.extension} changed")
     return 0
 
@@ -78,91 +90,78 @@ def cmd_user_set_pin(args: argparse.Namespace) -> int:
 def cmd_user_hotdesk(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     user = inventory.find_user(_tenant(args.tenant), args.extension)
-    inventory.set_hotdesk(rt.db, user, args.enable, actor="cli")
-    print(f"hot desking {'enabled' if args.enable else 'disabled'} for {user.extension}")
+    result = usecases.set_hotdesk(rt, user, args.enable, actor="cli")
+    print(f"hot desking {'enabled' if args.enable else 'disabled'} for {user.extension}"
+          f"{_phones(result)}")
+    return 0
+
+
+def cmd_user_change(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    user = inventory.find_user(_tenant(args.tenant), args.extension)
+    result = usecases.change_user(rt, user, name=args.name, sip_password=args.sip_password,
+                                  language=args.language, actor="cli")
+    print(f"user {user.extension} changed{_phones(result)}")
+    return 0
+
+
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    user = inventory.find_user(_tenant(args.tenant), args.extension)
+    until = usecases.locked_until(rt, user)
+    usecases.unlock_user(rt, user, actor="cli")
+    print(f"user {user.extension} unlocked" if until else
+          f"user {user.extension} was not locked out")
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    user = inventory.find_user(_tenant(args.tenant), args.extension)
+    usecases.remove_user(rt, user, actor="cli")
+    print(f"user {user.extension} removed")
     return 0
 
 
 def cmd_user_list(args: argparse.Namespace) -> int:
-    start(args.cfg)
+    rt = start(args.cfg)
     rows = [("EXTENSION", "NAME", "HOTDESK", "PIN", "LOGGED IN ON")]
-    for user in User.select().order_by(User.tenant, User.extension):
+    users = list(User.select().order_by(User.tenant, User.extension))
+    locked = usecases.locked_users(rt, users)
+    for user in users:
         where = [s.device.display_name or s.device.idle_extension for s in
                  Session.select().where((Session.user == user) & Session.ended_at.is_null())]
+        until = locked.get(user.id)
+        pin = f"locked until {until.isoformat(timespec='minutes')}Z" if until else (
+            "set" if user.pin_hash else "-")
         rows.append((user.extension, user.display_name, "yes" if user.hotdesk_enabled else "no",
-                     "set" if user.pin_hash else "-", ", ".join(where) or "-"))
+                     pin, ", ".join(where) or "-"))
     _table(rows)
     return 0
 
 
 def cmd_device_add(args: argparse.Namespace) -> int:
-    from hotdesk.switch import idle_accounts
-    from hotdesk_cli.switch_commands import apply_idle_accounts
-
     rt = start(args.cfg)
     spec = DeviceSpec(mac=args.mac, extension=args.extension, sip_password=args.sip_password,
                       vendor=args.vendor, model=args.model or "", name=args.name or "",
                       method=args.method, network=args.network, sbc=args.sbc or "",
                       rps=args.method == "rps", transport=args.transport or "")
-    spec = idle_accounts.prepare(spec, args.cfg)
-    if not spec.sip_password:
-        return _fail(idle_accounts.missing_password_hint(args.cfg))
-    device = inventory.add_device(rt.db, _tenant(args.tenant), spec, actor="cli",
-                                  config=args.cfg)
+    result = usecases.add_phone(rt, _tenant(args.tenant), spec, actor="cli")
+    device = result.device
     print(f"phone {format_mac(device.mac)} added, idle extension {device.idle_extension}")
-    if device.idle_managed and apply_idle_accounts(rt) != 0:
-        return 1
     print(f"provisioning URL: {device_url(args.cfg, device)}")
-    if device.method == "rps":
-        return _rps_after_add(args, device)
-    return _pnp_after_add(args, device)
-
-
-def _rps_after_add(args: argparse.Namespace, device: Device) -> int:
-    """--method rps: register the MAC with the vendor's redirect service when one is set up."""
-    from hotdesk.provisioning.rps import RpsError, has_service, save_to_rps
-
-    if not has_service(args.cfg, device.vendor):
-        print(f"RPS: no redirect service configured for {device.vendor}; register the URL "
-              "yourself or set it up in [rps] and run 'hotdesk rps register'")
-        return 0
-    try:
-        print(f"RPS: {save_to_rps(args.cfg, device, actor='cli')}")
-    except RpsError as exc:
-        return _fail(f"phone added, but RPS registration failed: {exc}")
-    return 0
-
-
-def _pnp_after_add(args: argparse.Namespace, device: Device) -> int:
-    """--method pnp: a phone already seen on the LAN gets its URL right away."""
-    from hotdesk.provisioning.discovery import phone_address
-
-    if phone_address(device.mac):
-        from hotdesk_pnp import push_provisioning_url
-
-        print(f"PnP: {push_provisioning_url(args.cfg, device)}")
-    return 0
+    return _steps(result.steps)
 
 
 def cmd_device_remove(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     device = inventory.find_device(args.mac)
-    if device.rps_enabled:
-        from hotdesk.provisioning.rps import RpsError, has_service, remove_from_rps
-
-        if has_service(args.cfg, device.vendor):
-            try:
-                print(f"RPS: {remove_from_rps(args.cfg, device, actor='cli')}")
-            except RpsError as exc:
-                print(f"RPS: deregistration failed, remove the MAC by hand: {exc}",
-                      file=sys.stderr)
-    inventory.delete_device(rt.db, rt.service, device, actor="cli", config=args.cfg)
+    steps = usecases.remove_phone(rt, device, actor="cli")
     print(f"phone {format_mac(device.mac)} removed")
-    if device.idle_managed:
-        from hotdesk_cli.switch_commands import apply_idle_accounts
-
-        return apply_idle_accounts(rt)
-    return 0
+    _steps(steps)
+    # The phone is gone either way; a stale RPS entry is a warning to act on by hand, an
+    # idle account still on the switch is an error (the worker retries it).
+    return 1 if any(s.name == "switch" and s.ok is False for s in steps) else 0
 
 
 def cmd_device_list(args: argparse.Namespace) -> int:
@@ -208,8 +207,8 @@ def cmd_session_logout(args: argparse.Namespace) -> int:
 def cmd_notify(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     device = inventory.find_device(args.mac)
-    rt.service.reprovision(device.id, actor="cli")
-    print(f"check-sync NOTIFY queued for {format_mac(device.mac)}")
+    row = usecases.queue_checksync(rt, device, actor="cli")
+    print(f"check-sync NOTIFY queued for {format_mac(device.mac)} (#{row.id if row else '-'})")
     return 0
 
 
@@ -252,6 +251,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("extension")
         p.add_argument("--tenant")
         p.set_defaults(handler=guarded(cmd_user_hotdesk), enable=enable)
+    p = user.add_parser("change", help="change a user's name, SIP password or language "
+                                       "(their phones get the new config)")
+    p.add_argument("extension")
+    p.add_argument("--name")
+    p.add_argument("--sip-password")
+    p.add_argument("--language")
+    p.add_argument("--tenant")
+    p.set_defaults(handler=guarded(cmd_user_change))
+    for name, handler, text in (("unlock", cmd_user_unlock, "lift a user's PIN lockout"),
+                                ("remove", cmd_user_remove, "remove a user (logged out first)")):
+        p = user.add_parser(name, help=text)
+        p.add_argument("extension")
+        p.add_argument("--tenant")
+        p.set_defaults(handler=guarded(handler))
     user.add_parser("list", help="list users").set_defaults(handler=cmd_user_list)
 
     device = sub.add_parser("device", help="hot-desking phones").add_subparsers(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hotdesk.redact import config_secrets
 from hotdesk.runtime import SchemaOutOfDate, setup_logging
@@ -38,17 +39,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hotdesk", description="Hot desking for Asterisk and FreeSWITCH.")
     parser.add_argument("--config", "-c", metavar="FILE",
-                        help="INI config file (default: $HOTDESK_CONFIG, else built-in defaults)")
+                        help="INI config file (default: $HOTDESK_CONFIG, else ./hotdesk.ini "
+                             "when there is one, else built-in defaults)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+LOCAL_CONFIG = "hotdesk.ini"
+
+
+def find_config(given: str | None, environ: Mapping[str, str]) -> str | None:
+    """--config, else $HOTDESK_CONFIG (set but empty = built-in defaults), else the
+    current directory's hotdesk.ini (what ``scripts/demo`` writes), else defaults."""
+    if given:
+        return given
+    if "HOTDESK_CONFIG" in environ:
+        return environ["HOTDESK_CONFIG"] or None
+    return LOCAL_CONFIG if os.path.isfile(LOCAL_CONFIG) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        args.config = find_config(args.config, os.environ)
         args.cfg = load_config(args.config)
         setup_logging(args.cfg.log.level, secrets=config_secrets(args.cfg))
         return int(args.handler(args) or 0)

@@ -63,6 +63,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     args.switch_pin = getattr(args, "switch_pin", None)
     args.source = args.source or ""
     args.switch = args.switch or args.cfg.switch.type
+    if args.switch not in SWITCHES:  # [switch] type = none (the demo): its FastAGI server
+        args.switch = "asterisk"
     run = _asterisk if args.switch == "asterisk" else _freeswitch
     try:
         result = run(args.cfg, device, args)

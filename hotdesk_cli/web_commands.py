@@ -16,6 +16,8 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     rt = start(args.cfg)
     app = create_app(rt)
+    # Imports a stopped web process left half done continue here (durable jobs).
+    app.config["HOTDESK_JOBS"].resume_in_background(rt)
     host, port = parse_listen(args.listen or args.cfg.web.listen)
     if args.cfg.web.debug:
         log.warning("[web] debug is on: Flask's development server, never in production")

@@ -21,6 +21,9 @@ from hotdesk.store.models import ALL_MODELS, Device, User
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = {"asterisk": REPO / "tests" / "fakes" / "asterisk_captures",
             "freeswitch": REPO / "tests" / "fakes" / "freeswitch_captures"}
+# Set but empty: built-in defaults, so a ./hotdesk.ini left by scripts/demo in the checkout
+# never reaches the commands the tests start.
+os.environ.setdefault("HOTDESK_CONFIG", "")
 
 
 def reference_bytes(name: str) -> bytes:

@@ -49,7 +49,7 @@ def test_device_add_rps_registers_and_sync_reports_each_phone(runtime, tmp_path,
         assert "removed from Yealink RPS" in capsys.readouterr().out
         assert acct.devices == {}
         assert main(["-c", cfg, "device", "remove", "00:15:65:00:00:22"]) == 0
-        assert "RPS: deregistration failed" in capsys.readouterr().err
+        assert "Remove from RPS failed" in capsys.readouterr().err
         assert Device.get_or_none(Device.mac == "001565000022") is None
 
 
@@ -89,7 +89,7 @@ def test_pnp_list_and_push_to_a_seen_phone(runtime, tmp_path, capsys):
                      "8031", "--sip-password", "pw"]) == 0
         t.join(10)
         out = capsys.readouterr().out
-        assert f"PnP: sent to {address}" in out
+        assert f"PnP URL push: sent to {address}" in out
         notify = parse_message(got[0])
         device = Device.get(Device.mac == "00156500aa01")
         assert notify.body.decode().endswith(f"/{device.prov_token}/")

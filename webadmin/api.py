@@ -8,11 +8,11 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import admins, inventory, reports, zones
+from hotdesk.admin import admins, reports, usecases, zones
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
-from hotdesk.switch import idle_accounts, registrations
+from hotdesk.switch import registrations
 from webadmin import actions
 from webadmin.auth import (
     actor,
@@ -112,13 +112,16 @@ def registration_json(v: registrations.RegistrationView) -> dict[str, Any]:
             "failure_reason": v.failure_reason or None, "failure_at": iso(v.failure_at)}
 
 
-def user_json(u: User) -> dict[str, Any]:
+def user_json(u: User, locked_until: Any = "?") -> dict[str, Any]:
     phones = [s.device_id for s in Session.select(Session.device)
               .where((Session.user == u) & Session.ended_at.is_null())]
+    if locked_until == "?":
+        locked_until = usecases.locked_until(runtime(), u)
     return {"id": u.id, "tenant_id": u.tenant_id, "extension": u.extension,
             "name": u.display_name, "sip_username": u.sip_username,
             "hotdesk": u.hotdesk_enabled, "pin_set": bool(u.pin_hash),
-            "language": u.language, "timezone": u.timezone, "logged_in_on": phones}
+            "language": u.language, "timezone": u.timezone, "logged_in_on": phones,
+            "locked_until": iso(locked_until)}
 
 
 def session_json(s: Session) -> dict[str, Any]:
@@ -135,9 +138,9 @@ def steps_json(steps: list[actions.Step]) -> list[dict[str, Any]]:
     return [{"step": s.name, "ok": s.ok, "message": s.message} for s in steps]
 
 
-def _error(exc: Exception, status: int = 400) -> Response:
-    response = jsonify(error=str(exc))
-    response.status_code = status
+def _error(exc: InventoryError) -> Response:
+    response = jsonify(error=str(exc), kind=exc.kind.value)
+    response.status_code = actions.error_status(exc)
     return response
 
 
@@ -170,23 +173,15 @@ def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:
                       transport=pick("transport", d.sip_transport if d else ""))
 
 
-def _conflict_status(exc: InventoryError) -> int:
-    return 409 if "already" in str(exc) or "belongs to" in str(exc) else 400
-
-
 @bp.post("/phones")
 def phones_create() -> Response:
     data = body()
     tenant = tenant_from(data)
     try:
-        device = inventory.add_device(
-            runtime().db, tenant, idle_accounts.prepare(_spec(data), runtime().config),
-            actor=actor(), config=runtime().config)
+        result = usecases.add_phone(runtime(), tenant, _spec(data), actor=actor())
     except InventoryError as exc:
-        return _error(exc, _conflict_status(exc))
-    steps = actions.after_phone_saved(runtime(), device, actor())
-    device = Device.get_by_id(device.id)
-    response = jsonify(phone=phone_json(device), steps=steps_json(steps))
+        return _error(exc)
+    response = jsonify(phone=phone_json(result.device), steps=steps_json(result.steps))
     response.status_code = 201
     return response
 
@@ -201,22 +196,17 @@ def phones_update(phone_id: int) -> Response:
     device = scoped_or_404(Device, phone_id)
     data = body()
     try:
-        device = inventory.update_device(runtime().db, device, _spec(data, device),
-                                         actor=actor())
+        result = usecases.change_phone(runtime(), device, _spec(data, device), actor=actor())
     except InventoryError as exc:
-        return _error(exc, _conflict_status(exc))
-    steps = actions.after_phone_saved(runtime(), device, actor())
-    return jsonify(phone=phone_json(Device.get_by_id(device.id)), steps=steps_json(steps))
+        return _error(exc)
+    return jsonify(phone=phone_json(result.device), steps=steps_json(result.steps))
 
 
 @bp.delete("/phones/<int:phone_id>")
 def phones_delete(phone_id: int) -> Response:
     device = scoped_or_404(Device, phone_id)
-    rt = runtime()
-    inventory.delete_device(rt.db, rt.service, device, actor=actor(), config=rt.config)
-    if device.idle_managed:
-        return jsonify(deleted=phone_id, steps=steps_json([actions.switch_step(rt)]))
-    return jsonify(deleted=phone_id)
+    steps = usecases.remove_phone(runtime(), device, actor=actor())
+    return jsonify(deleted=phone_id, steps=steps_json(steps))
 
 
 @bp.post("/phones/<int:phone_id>/notify")
@@ -237,7 +227,9 @@ def users_list() -> Response:
     q = request.args.get("q", "").strip()[:64]
     if q:
         query = query.where(User.extension.contains(q) | User.display_name.contains(q))
-    return jsonify(users=[user_json(u) for u in query])
+    users = list(query)
+    locked = usecases.locked_users(runtime(), users)
+    return jsonify(users=[user_json(u, locked.get(u.id)) for u in users])
 
 
 @bp.post("/users")
@@ -245,12 +237,12 @@ def users_create() -> Response:
     data = body()
     tenant = tenant_from(data)
     try:
-        user = inventory.add_user(runtime().db, tenant, text(data, "extension"),
-                                  name=text(data, "name"), pin=text(data, "pin") or None,
-                                  sip_password=text(data, "sip_password"),
-                                  hotdesk=bool(flag(data, "hotdesk", False)), actor=actor())
+        user = usecases.add_user(runtime(), tenant, text(data, "extension"),
+                                 name=text(data, "name"), pin=text(data, "pin") or None,
+                                 sip_password=text(data, "sip_password"),
+                                 hotdesk=bool(flag(data, "hotdesk", False)), actor=actor()).user
     except InventoryError as exc:
-        return _error(exc, _conflict_status(exc))
+        return _error(exc)
     response = jsonify(user=user_json(user))
     response.status_code = 201
     return response
@@ -266,25 +258,24 @@ def users_update(user_id: int) -> Response:
     user = scoped_or_404(User, user_id)
     data = body()
     try:
-        user = inventory.update_user(
-            runtime().db, user, name=text(data, "name") if "name" in data else None,
+        result = usecases.change_user(
+            runtime(), user, name=text(data, "name") if "name" in data else None,
             sip_password=text(data, "sip_password") or None, hotdesk=flag(data, "hotdesk"),
             pin=text(data, "pin") or None,
             language=text(data, "language") if "language" in data else None, actor=actor())
         if "timezone" in data:
             zones.set_user_timezone(runtime().db, runtime().service, user,
                                     text(data, "timezone"), actor=actor())
-            user = User.get_by_id(user.id)
     except InventoryError as exc:
         return _error(exc)
-    return jsonify(user=user_json(user))
+    return jsonify(user=user_json(User.get_by_id(user.id)),
+                   reprovisioned=sorted(set(result.phones)))
 
 
 @bp.delete("/users/<int:user_id>")
 def users_delete(user_id: int) -> Response:
     user = scoped_or_404(User, user_id)
-    rt = runtime()
-    inventory.delete_user(rt.db, rt.service, user, actor=actor())
+    usecases.remove_user(runtime(), user, actor=actor())
     return jsonify(deleted=user_id)
 
 
@@ -292,10 +283,10 @@ def users_delete(user_id: int) -> Response:
 def users_pin(user_id: int) -> Response:
     user = scoped_or_404(User, user_id)
     try:
-        inventory.set_pin(runtime().db, user, text(body(), "pin"), actor=actor())
+        result = usecases.set_pin(runtime(), user, text(body(), "pin"), actor=actor())
     except InventoryError as exc:
         return _error(exc)
-    return jsonify(user=user_json(User.get_by_id(user.id)))
+    return jsonify(user=user_json(result.user))
 
 
 @bp.put("/users/<int:user_id>/hotdesk")
@@ -304,8 +295,15 @@ def users_hotdesk(user_id: int) -> Response:
     enabled = flag(body(), "enabled")
     if enabled is None:
         abort(400, "enabled must be true or false")
-    inventory.set_hotdesk(runtime().db, user, enabled, actor=actor())
-    return jsonify(user=user_json(User.get_by_id(user.id)))
+    result = usecases.set_hotdesk(runtime(), user, enabled, actor=actor())
+    return jsonify(user=user_json(result.user), reprovisioned=sorted(set(result.phones)))
+
+
+@bp.post("/users/<int:user_id>/unlock")
+def users_unlock(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    result = usecases.unlock_user(runtime(), user, actor=actor())
+    return jsonify(user=user_json(result.user))
 
 
 # -- sessions, discovered phones, notify, audit -----------------------------------------

@@ -1,65 +1,18 @@
-"""The one place the web admin reaches optional parts: PnP URL push, the vendors' redirect
-services (RPS), imported lazily so a missing part shows as "not available" instead of
-breaking the pages, and the switch connection status from the adapters' heartbeats."""
+"""The switch connection status from the adapters' heartbeats, for the web admin. (The PnP
+URL push and the vendors' redirect services are steps of hotdesk.admin.usecases.)"""
 
 from __future__ import annotations
 
-import importlib
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
 from hotdesk.admin import reports
 from hotdesk.ops import health
 from hotdesk.ops.status import STALE_SECONDS
 from hotdesk.settings import Config
-from hotdesk.store.models import Device, utcnow
+from hotdesk.store.models import utcnow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class IntegrationResult:
-    ok: bool | None  # None = not available in this install
-    message: str
-
-
-def _function(module: str, name: str):  # type: ignore[no-untyped-def]
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
-def _call(what: str, module: str, name: str, config: Config, device: Device,
-          **kwargs: str) -> IntegrationResult:
-    func = _function(module, name)
-    if func is None:
-        return IntegrationResult(None, f"{what}: not available in this installation")
-    rps_error = _function("hotdesk.provisioning.rps", "RpsError")
-    try:
-        return IntegrationResult(True, f"{what}: {func(config, device, **kwargs)}")
-    except Exception as exc:  # an external service: its failure must not break the page
-        if rps_error is not None and isinstance(exc, rps_error):
-            return IntegrationResult(False, f"{what} failed: {exc}")
-        log.exception("%s for phone %s failed", what, device.mac)
-        return IntegrationResult(False, f"{what} failed: {type(exc).__name__}: {exc}")
-
-
-def push_provisioning_url(config: Config, device: Device) -> IntegrationResult:
-    """PnP: send the provisioning URL to a phone that asked for it."""
-    return _call("PnP URL push", "hotdesk_pnp", "push_provisioning_url", config, device)
-
-
-def save_to_rps(config: Config, device: Device, actor: str) -> IntegrationResult:
-    """``actor`` ("admin:<name>") goes into the audit row the RPS write leaves."""
-    return _call("Save to RPS", "hotdesk.provisioning.rps", "save_to_rps", config, device,
-                 actor=actor)
-
-
-def remove_from_rps(config: Config, device: Device, actor: str) -> IntegrationResult:
-    return _call("Remove from RPS", "hotdesk.provisioning.rps", "remove_from_rps", config, device,
-                 actor=actor)
 
 
 # The heartbeat component that carries each switch's control connection.

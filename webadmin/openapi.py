@@ -88,7 +88,10 @@ USER = _obj({
     "name": {"type": S}, "sip_username": {"type": S}, "hotdesk": {"type": "boolean"},
     "pin_set": {"type": "boolean"}, "language": {"type": S}, "timezone": {"type": S},
     "logged_in_on": {"type": "array", "items": {"type": "integer"}},
-}, required=["id", "extension", "hotdesk", "pin_set", "logged_in_on"])
+    "locked_until": {**NULLABLE_S, "description": "end of a PIN lockout (UTC), else null"},
+}, required=["id", "extension", "hotdesk", "pin_set", "logged_in_on", "locked_until"])
+REPROVISIONED = {"type": "array", "items": {"type": "integer"},
+                 "description": "phones the change re-provisioned (new config or logged out)"}
 
 USER_INPUT = _obj({
     "extension": {"type": S}, "name": {"type": S},
@@ -160,7 +163,8 @@ def openapi_document() -> dict[str, Any]:
                                                "Saved"), **_errors(400, 401, 404, 409)}},
             "delete": {"summary": "Delete a phone (a logged-in user is logged out first)",
                        "operationId": "deletePhone",
-                       "responses": {"200": _json(_obj({"deleted": {"type": "integer"}}),
+                       "responses": {"200": _json(_obj({"deleted": {"type": "integer"},
+                                                        "steps": STEPS}),
                                                   "Deleted"), **_errors(401, 404)}},
         },
         "/phones/{phone_id}/notify": {
@@ -187,9 +191,11 @@ def openapi_document() -> dict[str, Any]:
             "get": {"summary": "One user", "operationId": "getUser",
                     "responses": {"200": _json(_wrap("user", _ref("User")), "The user"),
                                   **_errors(401, 404)}},
-            "put": {"summary": "Change a user (fields left out keep their value)",
+            "put": {"summary": "Change a user (fields left out keep their value); a new SIP "
+                               "password reaches their phones, disabling logs them out",
                     "operationId": "updateUser", "requestBody": _body(_ref("UserInput")),
-                    "responses": {"200": _json(_wrap("user", _ref("User")), "Saved"),
+                    "responses": {"200": _json(_wrap("user", _ref("User"),
+                                                     reprovisioned=REPROVISIONED), "Saved"),
                                   **_errors(400, 401, 404)}},
             "delete": {"summary": "Delete a user (logged out of any phone first)",
                        "operationId": "deleteUser",
@@ -209,8 +215,15 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "setUserHotdesk",
                     "requestBody": _body(_obj({"enabled": {"type": "boolean"}}, ["enabled"],
                                               extra=True)),
-                    "responses": {"200": _json(_wrap("user", _ref("User")), "Saved"),
+                    "responses": {"200": _json(_wrap("user", _ref("User"),
+                                                     reprovisioned=REPROVISIONED), "Saved"),
                                   **_errors(400, 401, 404)}},
+        },
+        "/users/{user_id}/unlock": {
+            "parameters": [user_id],
+            "post": {"summary": "Lift the user's PIN lockout", "operationId": "unlockUser",
+                     "responses": {"200": _json(_wrap("user", _ref("User")), "Unlocked"),
+                                   **_errors(401, 404)}},
         },
         "/sessions": {
             "get": {"summary": "Active hot-desk sessions", "operationId": "listSessions",
@@ -273,7 +286,10 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": _obj({"error": {"type": S}}, ["error"]),
+            "schemas": {"Error": _obj({"error": {"type": S}, "kind": {
+                            "enum": ["invalid", "not_found", "conflict"],
+                            "description": "what kind of refusal (present on refused "
+                                           "changes)"}}, ["error"]),
                         "Phone": PHONE, "PhoneInput": PHONE_INPUT, "User": USER,
                         "UserInput": USER_INPUT, "Session": SESSION, "Notify": NOTIFY,
                         "Discovered": DISCOVERED, "AuditEvent": AUDIT},

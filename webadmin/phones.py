@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import inventory, reports
+from hotdesk.admin import reports, usecases
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS, model_warnings
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
 from hotdesk.switch import idle_accounts, registrations
-from webadmin import actions, integrations
+from webadmin import actions
 from webadmin.auth import (
     actor,
     discovered_or_404,
@@ -74,14 +74,14 @@ def new() -> Response | str:
     rt = runtime()
     tenant = tenant_choice(request.form.get("tenant_id"))
     try:
-        device = inventory.add_device(
-            rt.db, tenant, idle_accounts.prepare(spec_from_form(request.form), rt.config),
-            actor=actor(), config=rt.config)
+        result = usecases.add_phone(rt, tenant, spec_from_form(request.form), actor=actor())
     except InventoryError as exc:
         flash(str(exc), "danger")
-        return render_template("phone_form.html", **_form_context(request.form)), 400
+        return (render_template("phone_form.html", **_form_context(request.form)),
+                actions.error_status(exc))
+    device = result.device
     flash(f"Phone {device.display_name or device.idle_extension} added.", "success")
-    _report(actions.after_phone_saved(rt, device, actor()))
+    _report(result.steps)
     return redirect(url_for("phones.detail", device_id=device.id))
 
 
@@ -116,14 +116,15 @@ def edit(device_id: int) -> Response | str:
         return render_template("phone_form.html", **_form_context(form, device))
     rt = runtime()
     try:
-        updated = inventory.update_device(
-            rt.db, device, spec_from_form(request.form, keep_password=device.idle_sip_password),
+        result = usecases.change_phone(
+            rt, device, spec_from_form(request.form, keep_password=device.idle_sip_password),
             actor=actor())
     except InventoryError as exc:
         flash(str(exc), "danger")
-        return render_template("phone_form.html", **_form_context(request.form, device)), 400
+        return (render_template("phone_form.html", **_form_context(request.form, device)),
+                actions.error_status(exc))
     flash("Phone saved.", "success")
-    _report(actions.after_phone_saved(rt, updated, actor()))
+    _report(result.steps)
     return redirect(url_for("phones.detail", device_id=device.id))
 
 
@@ -131,14 +132,8 @@ def edit(device_id: int) -> Response | str:
 @login_required
 def delete(device_id: int) -> Response:
     device = scoped_or_404(Device, device_id)
-    rt = runtime()
-    if device.rps_enabled or device.method == "rps":
-        r = integrations.remove_from_rps(rt.config, device, actor())
-        flash(r.message, {True: "success", False: "warning", None: "secondary"}[r.ok])
-    inventory.delete_device(rt.db, rt.service, device, actor=actor(), config=rt.config)
+    _report(usecases.remove_phone(runtime(), device, actor=actor()))
     flash(f"Phone {device.display_name or device.idle_extension} deleted.", "success")
-    if device.idle_managed:
-        _report([actions.switch_step(rt)])
     return redirect(url_for("phones.index"))
 
 
@@ -146,5 +141,5 @@ def delete(device_id: int) -> Response:
 @login_required
 def notify(device_id: int) -> Response:
     device = scoped_or_404(Device, device_id)
-    row = actions.queue_checksync(runtime(), device, actor())
+    row = usecases.queue_checksync(runtime(), device, actor())
     return redirect(url_for("pages.notify_progress", ids=str(row.id) if row else ""))

@@ -15,9 +15,10 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import importers, inventory, reports
+from hotdesk.admin import importers, reports, usecases
 from hotdesk.admin.inventory import InventoryError
 from hotdesk.store.models import Session, User
+from webadmin.actions import error_status
 from webadmin.auth import (
     actor,
     current_admin,
@@ -50,7 +51,8 @@ def index() -> str:
         like = f"%{q}%"
         query = query.where(User.extension.contains(q) | User.display_name ** like)
     users = list(query.limit(2000))
-    return render_template("users.html", users=users, q=q, where=logged_in_map(users))
+    return render_template("users.html", users=users, q=q, where=logged_in_map(users),
+                           locked=usecases.locked_users(runtime(), users))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -61,15 +63,15 @@ def new() -> Response | str:
         return render_template("user_form.html", form={}, user=None,
                                tenants=reports.tenants(scope()))
     try:
-        user = inventory.add_user(runtime().db, tenant_choice(form.get("tenant_id")),
-                                  form.get("extension", ""), name=form.get("name", ""),
-                                  pin=form.get("pin") or None,
-                                  sip_password=form.get("sip_password", ""),
-                                  hotdesk=form.get("hotdesk") == "on", actor=actor())
+        user = usecases.add_user(runtime(), tenant_choice(form.get("tenant_id")),
+                                 form.get("extension", ""), name=form.get("name", ""),
+                                 pin=form.get("pin") or None,
+                                 sip_password=form.get("sip_password", ""),
+                                 hotdesk=form.get("hotdesk") == "on", actor=actor()).user
     except InventoryError as exc:
         flash(str(exc), "danger")
         return render_template("user_form.html", form=form, user=None,
-                               tenants=reports.tenants(scope())), 400
+                               tenants=reports.tenants(scope())), error_status(exc)
     flash(f"User {user.extension} added.", "success")
     return redirect(url_for("users.edit", user_id=user.id))
 
@@ -79,20 +81,23 @@ def new() -> Response | str:
 def edit(user_id: int) -> Response | str:
     user = scoped_or_404(User, user_id)
     sessions = logged_in_map([user]).get(user.id, [])
+    locked_until = usecases.locked_until(runtime(), user)
     if request.method == "GET":
         form = {"name": user.display_name, "hotdesk": "on" if user.hotdesk_enabled else "",
                 "language": user.language}
-        return render_template("user_form.html", form=form, user=user, sessions=sessions)
+        return render_template("user_form.html", form=form, user=user, sessions=sessions,
+                               locked_until=locked_until)
     try:
-        inventory.update_user(runtime().db, user, name=request.form.get("name", ""),
-                              sip_password=request.form.get("sip_password") or None,
-                              hotdesk=request.form.get("hotdesk") == "on",
-                              language=request.form.get("language") or None, actor=actor())
+        result = usecases.change_user(runtime(), user, name=request.form.get("name", ""),
+                                      sip_password=request.form.get("sip_password") or None,
+                                      hotdesk=request.form.get("hotdesk") == "on",
+                                      language=request.form.get("language") or None,
+                                      actor=actor())
     except InventoryError as exc:
         flash(str(exc), "danger")
         return render_template("user_form.html", form=request.form, user=user,
-                               sessions=sessions), 400
-    flash("User saved.", "success")
+                               sessions=sessions, locked_until=locked_until), error_status(exc)
+    flash("User saved." + _reprovisioned(result), "success")
     return redirect(url_for("users.edit", user_id=user.id))
 
 
@@ -102,11 +107,11 @@ def pin(user_id: int) -> Response | str:
     user = scoped_or_404(User, user_id)
     try:
         if request.form.get("action") == "reset":
-            new_pin = inventory.reset_pin(runtime().db, user, actor=actor())
+            new_pin = usecases.reset_pin(runtime(), user, actor=actor()).new_pin
             flash(f"New PIN for {user.extension}: {new_pin} — tell the user; it is not "
                   "shown again.", "warning")
         else:
-            inventory.set_pin(runtime().db, user, request.form.get("pin", ""), actor=actor())
+            usecases.set_pin(runtime(), user, request.form.get("pin", ""), actor=actor())
             flash(f"PIN of {user.extension} changed.", "success")
     except InventoryError as exc:
         flash(str(exc), "danger")
@@ -118,8 +123,9 @@ def pin(user_id: int) -> Response | str:
 def hotdesk(user_id: int) -> Response:
     user = scoped_or_404(User, user_id)
     enable = request.form.get("enable") == "1"
-    inventory.set_hotdesk(runtime().db, user, enable, actor=actor())
-    flash(f"Hot desking {'enabled' if enable else 'disabled'} for {user.extension}.", "success")
+    result = usecases.set_hotdesk(runtime(), user, enable, actor=actor())
+    flash(f"Hot desking {'enabled' if enable else 'disabled'} for {user.extension}."
+          + _reprovisioned(result), "success")
     return redirect(request.form.get("back") == "list" and url_for("users.index")
                     or url_for("users.edit", user_id=user.id))
 
@@ -128,16 +134,33 @@ def hotdesk(user_id: int) -> Response:
 @login_required
 def delete(user_id: int) -> Response:
     user = scoped_or_404(User, user_id)
-    rt = runtime()
-    inventory.delete_user(rt.db, rt.service, user, actor=actor())
+    usecases.remove_user(runtime(), user, actor=actor())
     flash(f"User {user.extension} deleted.", "success")
     return redirect(url_for("users.index"))
 
 
-def _read(field: str) -> str:
+@bp.post("/<int:user_id>/unlock")
+@login_required
+def unlock(user_id: int) -> Response:
+    user = scoped_or_404(User, user_id)
+    usecases.unlock_user(runtime(), user, actor=actor())
+    flash(f"User {user.extension} unlocked: they can log in again now.", "success")
+    return redirect(url_for("users.edit", user_id=user.id))
+
+
+def _reprovisioned(result: usecases.UserResult) -> str:
+    n = len(set(result.phones))
+    return f" {n} phone{'s' if n != 1 else ''} re-provisioned." if n else ""
+
+
+def _read(field: str, label: str, problems: list[importers.Problem]) -> str:
+    """The uploaded file (or pasted text) as text; lines that are not UTF-8 become
+    problems of their own (with ``label`` naming the file when there are two)."""
     upload = request.files.get(field)
     if upload is not None and upload.filename:
-        return upload.read(importers.MAX_INPUT_BYTES + 1).decode("utf-8", errors="replace")
+        text, bad = importers.decode(upload.read(importers.MAX_INPUT_BYTES + 1))
+        problems += [importers.Problem(p.line, f"{label}{p.message}") for p in bad]
+        return text
     return request.form.get(field + "_text", "")
 
 
@@ -149,14 +172,17 @@ def import_users() -> Response | str:
         return render_template("import.html", parsers=importers.PARSERS, tenants=tenants,
                                form={})
     kind = request.form.get("kind", "csv")
+    problems: list[importers.Problem] = []
     if kind == "asterisk":
-        parsed = importers.parse_asterisk(_read("main"), _read("voicemail"))
+        parsed = importers.parse_asterisk(_read("main", "pjsip.conf: ", problems),
+                                          _read("voicemail", "voicemail.conf: ", problems))
     elif kind == "freeswitch":
-        parsed = importers.parse_freeswitch(_read("main"))
+        parsed = importers.parse_freeswitch(_read("main", "", problems))
     elif kind == "csv":
-        parsed = importers.parse_csv(_read("main"))
+        parsed = importers.parse_csv(_read("main", "", problems))
     else:
         abort(400, "unknown import format")
+    parsed.problems = sorted(problems + parsed.problems, key=lambda p: p.line)
     if not parsed.records:
         flash("Nothing to import: no users found in the file.", "danger")
         return render_template("import.html", parsers=importers.PARSERS, tenants=tenants,

@@ -9,7 +9,6 @@ records goes through :mod:`hotdesk.admin.inventory`, one transaction per user.
 from __future__ import annotations
 
 import csv
-import io
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
@@ -251,46 +250,118 @@ _TRUE = {"1", "yes", "y", "true", "on"}
 _FALSE = {"0", "no", "n", "false", "off", ""}
 
 
-def parse_csv(text: str) -> ParseResult:
-    """Rows ``extension,name,pin,sip_password,hotdesk``; a header row is optional."""
+def decode(data: bytes) -> tuple[str, list[Problem]]:
+    """Uploaded bytes -> text, line by line: a line that is not UTF-8 is reported with its
+    number and left empty (so later line numbers stay right), never imported as U+FFFD."""
+    problems: list[Problem] = []
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    out = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(number, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                            f"column {exc.start + 1}); save the file as UTF-8. "
+                                            "This line was skipped"))
+            out.append("")
+    return "\n".join(out), problems
+
+
+def parse_csv(text: str, problems: list[Problem] | None = None) -> ParseResult:
+    """Rows ``extension,name,pin,sip_password,hotdesk``; a header row is optional.
+
+    Each line is one row: a quote left open is that row's problem and cannot swallow
+    the rows after it (no field of an import may hold a line break anyway).
+    """
     big = _too_big(text)
     if big:
         return big
-    result = ParseResult()
-    reader = csv.reader(io.StringIO(text.replace("\x00", "")))
-    try:
-        for row in reader:
-            number = reader.line_num
-            cells = [c.strip() for c in row]
-            if not any(cells) or cells[0].startswith("#"):
+    result = ParseResult(problems=list(problems or []))
+    for number, line in enumerate(text.replace("\x00", "").splitlines(), start=1):
+        try:
+            row = next(csv.reader([line], strict=True), [])
+        except csv.Error:
+            result.problems.append(Problem(number, "a quote (\") is opened but not closed "
+                                                   "on this line; the row was skipped"))
+            continue
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if cells[0].lower() == "extension":
+            continue
+        cells += [""] * (5 - len(cells))
+        extension, name, pin, password, hotdesk = cells[:5]
+        if not _EXTENSION.match(extension):
+            result.problems.append(Problem(number, f"extension {extension[:20]!r} must be "
+                                                   "1 to 15 digits"))
+            continue
+        if pin:
+            try:
+                pin = validate_pin(pin)
+            except InvalidPin:
+                result.problems.append(Problem(number, f"extension {extension}: PIN must "
+                                                       "be 4 to 8 digits"))
                 continue
-            if cells[0].lower() == "extension":
-                continue
-            cells += [""] * (5 - len(cells))
-            extension, name, pin, password, hotdesk = cells[:5]
-            if not _EXTENSION.match(extension):
-                result.problems.append(Problem(number, f"extension {extension[:20]!r} must be "
-                                                       "1 to 15 digits"))
-                continue
-            if pin:
-                try:
-                    pin = validate_pin(pin)
-                except InvalidPin:
-                    result.problems.append(Problem(number, f"extension {extension}: PIN must "
-                                                           "be 4 to 8 digits"))
-                    continue
-            flag = hotdesk.lower()
-            if flag not in _TRUE | _FALSE:
-                result.problems.append(Problem(number, f"extension {extension}: hotdesk "
-                                                       f"{hotdesk[:10]!r} is not yes/no"))
-                continue
-            result.records.append(ImportRecord(
-                extension=extension, line=number, name=name[:100], pin=pin or None,
-                sip_password=password, sip_username=extension,
-                hotdesk=None if flag == "" else flag in _TRUE))
-    except csv.Error as exc:
-        result.problems.append(Problem(reader.line_num, f"CSV error: {exc}"))
+        flag = hotdesk.lower()
+        if flag not in _TRUE | _FALSE:
+            result.problems.append(Problem(number, f"extension {extension}: hotdesk "
+                                                   f"{hotdesk[:10]!r} is not yes/no"))
+            continue
+        result.records.append(ImportRecord(
+            extension=extension, line=number, name=name, pin=pin or None,
+            sip_password=password, sip_username=extension,
+            hotdesk=None if flag == "" else flag in _TRUE))
+    result.problems.sort(key=lambda p: p.line)
     return result
+
+
+def apply_record(db: Database, tenant: Tenant, record: ImportRecord,
+                 enable_hotdesk: bool = False, actor: str = "system",
+                 change: Callable[..., object] | None = None) -> tuple[str, str]:
+    """Create or update one user; returns (``created`` | ``updated`` | ``skipped``, why).
+
+    PINs are hashed by :mod:`hotdesk.admin.inventory`; a record's ``hotdesk`` wins over
+    ``enable_hotdesk``, which only applies to users the source says nothing about.
+    ``change(user, **fields)`` updates an existing user (default: the stored record only;
+    the import jobs pass the use case, so a logged-in user's phone follows the change).
+    """
+    try:
+        existing = User.get_or_none((User.tenant == tenant)
+                                    & (User.extension == record.extension))
+        if existing is None:
+            hotdesk = enable_hotdesk if record.hotdesk is None else record.hotdesk
+            inventory.add_user(db, tenant, record.extension, name=record.name,
+                               pin=record.pin, sip_password=record.sip_password,
+                               hotdesk=hotdesk, sip_username=record.sip_username,
+                               actor=actor)
+            return "created", ""
+        fields = {"name": record.name or None, "sip_password": record.sip_password or None,
+                  "hotdesk": record.hotdesk, "pin": record.pin}
+        if change is None:
+            inventory.update_user(db, existing, actor=actor, **fields)
+        else:
+            change(existing, **fields)
+        return "updated", ""
+    except inventory.InventoryError as exc:
+        return "skipped", str(exc)
+
+
+DUPLICATE = "extension appears twice in the file"
+
+
+def duplicates(records: list[ImportRecord]) -> set[int]:
+    """Indexes of records whose extension came earlier in the file (skipped)."""
+    seen: set[str] = set()
+    out = set()
+    for index, record in enumerate(records):
+        if record.extension in seen:
+            out.add(index)
+        seen.add(record.extension)
+    return out
+
+
+def what(record: ImportRecord) -> str:
+    return f"{record.extension}" + (f" (line {record.line})" if record.line else "")
 
 
 def apply_import(db: Database, tenant: Tenant, records: list[ImportRecord],
@@ -307,33 +378,18 @@ def apply_import(db: Database, tenant: Tenant, records: list[ImportRecord],
     if not store_sip_passwords:
         records = [replace(r, sip_password="") for r in records]
     summary = ImportSummary()
-    seen: set[str] = set()
+    twice = duplicates(records)
     for done, record in enumerate(records, start=1):
-        what = f"{record.extension}" + (f" (line {record.line})" if record.line else "")
-        try:
-            if record.extension in seen:
-                summary.skipped.append((what, "extension appears twice in the file"))
-                continue
-            seen.add(record.extension)
-            existing = User.get_or_none((User.tenant == tenant)
-                                        & (User.extension == record.extension))
-            if existing is None:
-                hotdesk = enable_hotdesk if record.hotdesk is None else record.hotdesk
-                inventory.add_user(db, tenant, record.extension, name=record.name,
-                                   pin=record.pin, sip_password=record.sip_password,
-                                   hotdesk=hotdesk, sip_username=record.sip_username,
-                                   actor=actor)
-                summary.created.append(record.extension)
-            else:
-                inventory.update_user(db, existing, name=record.name or None,
-                                      sip_password=record.sip_password or None,
-                                      hotdesk=record.hotdesk, pin=record.pin, actor=actor)
-                summary.updated.append(record.extension)
-        except inventory.InventoryError as exc:
-            summary.skipped.append((what, str(exc)))
-        finally:
-            if progress is not None:
-                progress(done, len(records))
+        if done - 1 in twice:
+            outcome, why = "skipped", DUPLICATE
+        else:
+            outcome, why = apply_record(db, tenant, record, enable_hotdesk, actor)
+        if outcome == "skipped":
+            summary.skipped.append((what(record), why))
+        else:
+            getattr(summary, outcome).append(record.extension)
+        if progress is not None:
+            progress(done, len(records))
     return summary
 
 

@@ -1,6 +1,7 @@
-"""Users and hot-desking phones: create, change, delete, with the same checks for the CLI,
-the web admin, the REST API and imports. Errors are :class:`InventoryError` with a
-message an admin can act on."""
+"""Users and hot-desking phones: the stored records and their checks. Front ends call
+:mod:`hotdesk.admin.usecases`, which adds what follows a change (check-sync, sessions
+ended, PnP/RPS pushes). Errors are :class:`InventoryError` with a kind (invalid,
+not_found, conflict) and a message an admin can act on."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 from peewee import Database, IntegrityError
 
+from hotdesk.admin import validation
+from hotdesk.admin.errors import Conflict, InventoryError, NotFound
 from hotdesk.calls.service import HotdeskService
 from hotdesk.hashing import InvalidPin, hash_pin
 from hotdesk.mac import InvalidMac, normalise_mac
@@ -20,13 +23,9 @@ from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
 
-_EXTENSION = re.compile(r"^[0-9]{1,15}$")
-_SIP_USER = re.compile(r"^[A-Za-z0-9_.+\-]{1,64}$")
+__all__ = ["Conflict", "DeviceSpec", "InventoryError", "NotFound"]
+
 _HOSTPORT = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
-
-
-class InventoryError(ValueError):
-    """Invalid or conflicting input; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -49,17 +48,8 @@ class DeviceSpec:
     transport: str = ""
 
 
-def _check_extension(value: str, field: str = "extension") -> str:
-    value = (value or "").strip()
-    if not _EXTENSION.match(value):
-        raise InventoryError(f"{field} {value!r} must be 1 to 15 digits")
-    return value
-
-
-def _check_sip_user(value: str) -> str:
-    if not _SIP_USER.fullmatch(value or ""):  # match() lets "$" accept a trailing newline
-        raise InventoryError(f"SIP username {value!r} may use letters, digits and _ . + -")
-    return value
+_check_extension = validation.extension
+_check_sip_user = validation.sip_username
 
 
 def default_tenant() -> Tenant:
@@ -73,24 +63,27 @@ def add_user(db: Database, tenant: Tenant, extension: str, name: str = "",
              actor: str = "system") -> User:
     extension = _check_extension(extension)
     sip_username = _check_sip_user(sip_username or extension)
+    name = validation.name(name)
+    sip_password = validation.sip_password(sip_password)
+    language = validation.language(language)
     try:
         pin_hash = hash_pin(pin) if pin else ""
     except InvalidPin as exc:
         raise InventoryError(str(exc)) from None
     with write_transaction(db):
         if User.get_or_none((User.tenant == tenant) & (User.extension == extension)):
-            raise InventoryError(f"extension {extension} already exists")
+            raise Conflict(f"extension {extension} already exists")
         if Device.get_or_none((Device.tenant == tenant) & (Device.idle_extension == extension)):
-            raise InventoryError(f"extension {extension} is a hot-desk phone's idle extension")
+            raise Conflict(f"extension {extension} is a hot-desk phone's idle extension")
         try:
-            user = User.create(tenant=tenant, extension=extension, display_name=name.strip(),
+            user = User.create(tenant=tenant, extension=extension, display_name=name,
                                sip_username=sip_username, sip_password=sip_password,
                                pin_hash=pin_hash, hotdesk_enabled=hotdesk,
                                voicemail_box=voicemail_box or extension,
                                voicemail_context=voicemail_context, language=language,
                                keys_json=json.dumps(keys or []))
         except IntegrityError:
-            raise InventoryError(f"SIP username {sip_username} already exists") from None
+            raise Conflict(f"SIP username {sip_username} already exists") from None
         audit.record("user_added", tenant=tenant, actor=actor, user=user, extension=extension,
                      hotdesk=hotdesk)
     return user
@@ -116,7 +109,7 @@ def set_hotdesk(db: Database, user: User, enabled: bool, actor: str = "system") 
 def find_user(tenant: Tenant, extension: str) -> User:
     user = User.get_or_none((User.tenant == tenant) & (User.extension == extension))
     if user is None:
-        raise InventoryError(f"no user with extension {extension}")
+        raise NotFound(f"no user with extension {extension}")
     return user
 
 
@@ -133,16 +126,17 @@ def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
     if spec.network not in {"lan", "sbc"}:
         raise InventoryError("network must be lan or sbc")
     sbc = spec.sbc.strip()
-    if spec.network == "sbc" and not (sbc and _HOSTPORT.match(sbc)):
+    if spec.network == "sbc" and not (sbc and _HOSTPORT.fullmatch(sbc)):
         raise InventoryError("network sbc needs the SBC address as HOST or HOST:PORT")
-    if not spec.sip_password:
-        raise InventoryError("the idle extension needs a SIP password")
+    sip_password = validation.sip_password(spec.sip_password, required=True)
     transport = (spec.transport or "").strip().lower()
     if transport not in {"", "udp", "tcp", "tls"}:
         raise InventoryError("transport must be udp, tcp or tls (empty = the site default)")
     extension = _check_extension(spec.extension)
-    return DeviceSpec(mac=mac, extension=extension, sip_password=spec.sip_password,
-                      vendor=vendor, model=spec.model.strip(), name=spec.name.strip(),
+    return DeviceSpec(mac=mac, extension=extension, sip_password=sip_password,
+                      vendor=vendor, model=validation.text(spec.model, "model",
+                                                           validation.MODEL_MAX),
+                      name=validation.name(spec.name),
                       method=spec.method, network=spec.network,
                       sbc=sbc if spec.network == "sbc" else "",
                       sip_username=_check_sip_user(spec.sip_username or extension),
@@ -158,13 +152,13 @@ def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "sys
     spec = normalise_device_spec(spec)
     with write_transaction(db):
         if Device.get_or_none(Device.mac == spec.mac):
-            raise InventoryError(f"a phone with MAC {spec.mac} is already registered")
+            raise Conflict(f"a phone with MAC {spec.mac} is already registered")
         if Device.get_or_none((Device.tenant == tenant)
                               & (Device.idle_extension == spec.extension)):
-            raise InventoryError(f"extension {spec.extension} is already another phone's "
-                                 "idle extension")
+            raise Conflict(f"extension {spec.extension} is already another phone's "
+                           "idle extension")
         if User.get_or_none((User.tenant == tenant) & (User.extension == spec.extension)):
-            raise InventoryError(f"extension {spec.extension} belongs to a user")
+            raise Conflict(f"extension {spec.extension} belongs to a user")
         try:
             device = Device.create(
                 tenant=tenant, mac=spec.mac, vendor=spec.vendor, model=spec.model,
@@ -174,7 +168,7 @@ def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "sys
                 rps_enabled=spec.rps, idle_managed=spec.idle_managed,
                 sip_transport=spec.transport)
         except IntegrityError:
-            raise InventoryError("MAC or extension already registered") from None
+            raise Conflict("MAC or extension already registered") from None
         if spec.idle_managed:
             _switch_accounts_changed(config)
         DiscoveredPhone.update(adopted=True).where(DiscoveredPhone.mac == spec.mac).execute()
@@ -189,13 +183,13 @@ def update_device(db: Database, device: Device, spec: DeviceSpec,
     with write_transaction(db):
         clash = Device.get_or_none((Device.mac == spec.mac) & (Device.id != device.id))
         if clash:
-            raise InventoryError(f"a phone with MAC {spec.mac} is already registered")
+            raise Conflict(f"a phone with MAC {spec.mac} is already registered")
         clash = Device.get_or_none((Device.tenant == device.tenant_id)
                                    & (Device.idle_extension == spec.extension)
                                    & (Device.id != device.id))
         if clash:
-            raise InventoryError(f"extension {spec.extension} is already another phone's "
-                                 "idle extension")
+            raise Conflict(f"extension {spec.extension} is already another phone's "
+                           "idle extension")
         (Device.update(mac=spec.mac, vendor=spec.vendor, model=spec.model, method=spec.method,
                        network=spec.network, sbc_address=spec.sbc, display_name=spec.name,
                        idle_extension=spec.extension, idle_sip_username=spec.sip_username,
@@ -243,7 +237,7 @@ def find_device(mac: str) -> Device:
         raise InventoryError(str(exc)) from None
     device = Device.get_or_none(Device.mac == key)
     if device is None:
-        raise InventoryError(f"no hot-desking phone with MAC {mac}")
+        raise NotFound(f"no hot-desking phone with MAC {mac}")
     return device
 
 
@@ -260,13 +254,13 @@ def update_user(db: Database, user: User, *, name: str | None = None,
     """Change the given fields only (None = keep); the audit row lists field names only."""
     changes: dict[str, object] = {}
     if name is not None:
-        changes["display_name"] = name.strip()[:100]
+        changes["display_name"] = validation.name(name)
     if sip_password is not None and sip_password != "":
-        changes["sip_password"] = sip_password
+        changes["sip_password"] = validation.sip_password(sip_password)
     if hotdesk is not None:
         changes["hotdesk_enabled"] = bool(hotdesk)
     if language is not None:
-        changes["language"] = language.strip()[:10] or "en"
+        changes["language"] = validation.language(language)
     if pin:
         try:
             changes["pin_hash"] = hash_pin(pin)

@@ -21,7 +21,6 @@ from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import current_database, for_update, write_transaction
 from hotdesk.store.models import (
-    AuditEvent,
     Device,
     OutboxNotify,
     Session,
@@ -176,23 +175,30 @@ def requeue(device_id: int, config: Config, now: datetime) -> bool:
 
 
 def _flag_pending(device: Device, notifies: int) -> bool:
-    """Record once per config version that a phone gave up on; True when newly flagged."""
-    # detail is JSON with sorted keys: fetched_version follows, hence the comma.
-    marker = f'"config_version": {device.config_version},'
-    already = (AuditEvent.select().where((AuditEvent.action == "provisioning_pending")
-                                         & (AuditEvent.device == device)
-                                         & AuditEvent.detail.contains(marker)).exists())
-    if already:
+    """Record once per config version that a phone gave up on; True when newly flagged.
+
+    The mark is ``gave_up`` on the version's newest outbox row, set under the tenant lock.
+    """
+    def already() -> bool:
+        return (OutboxNotify.select().where((OutboxNotify.device == device)
+                                            & (OutboxNotify.config_version
+                                               == device.config_version)
+                                            & OutboxNotify.gave_up).exists())
+
+    if already():
         return False
     with write_transaction(current_database()):
         for_update(Device.select(Device.id).where(Device.id == device.id)).get()
-        if (AuditEvent.select().where((AuditEvent.action == "provisioning_pending")
-                                      & (AuditEvent.device == device)
-                                      & AuditEvent.detail.contains(marker)).exists()):
+        newest = (OutboxNotify.select().where((OutboxNotify.device == device)
+                                              & (OutboxNotify.config_version
+                                                 == device.config_version))
+                  .order_by(OutboxNotify.id.desc()).first())
+        if newest is None or already():
             return False
+        OutboxNotify.update(gave_up=True).where(OutboxNotify.id == newest.id).execute()
         audit.record("provisioning_pending", tenant=device.tenant_id, device=device,
                      config_version=device.config_version,
-                     fetched_version=device.fetched_version)
+                     fetched_version=device.fetched_version, outbox=newest.id)
     log.warning("phone %s still has not fetched config v%d after %d NOTIFYs; "
                 "left pending for an admin", device.mac, device.config_version, notifies)
     return True

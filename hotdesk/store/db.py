@@ -23,8 +23,12 @@ from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from hotdesk.store.models import (
     ALL_MODELS,
+    AuditEvent,
     Device,
     Heartbeat,
+    ImportJob,
+    ImportRow,
+    OutboxNotify,
     Registration,
     RegistrationFailure,
     SchemaVersion,
@@ -285,10 +289,39 @@ def _v6_phone_clock_transport(db: Database) -> None:
         add_column_if_missing(db, Device._meta.table_name, column, CharField(default=""))
 
 
+def _v7_outbox_gave_up(db: Database) -> None:
+    """outbox_notify.gave_up: reconciliation records on the row, not by searching audit
+    JSON, that it gave up on a config version; earlier give-ups are carried over.
+    (NULL on rows older than the column reads as "not given up".)"""
+    import json
+
+    add_column_if_missing(db, "outbox_notify", "gave_up", BooleanField(default=False))
+    flagged = (AuditEvent.select(AuditEvent.device, AuditEvent.detail)
+               .where((AuditEvent.action == "provisioning_pending")
+                      & AuditEvent.device.is_null(False)))
+    for event in flagged:
+        try:
+            version = int(json.loads(event.detail or "{}").get("config_version"))
+        except (TypeError, ValueError):
+            continue
+        newest = (OutboxNotify.select(OutboxNotify.id)
+                  .where((OutboxNotify.device == event.device_id)
+                         & (OutboxNotify.config_version == version))
+                  .order_by(OutboxNotify.id.desc()).first())
+        if newest is not None:
+            OutboxNotify.update(gave_up=True).where(OutboxNotify.id == newest.id).execute()
+
+
+def _v8_import_jobs(db: Database) -> None:
+    """Durable user imports: a web restart resumes them instead of losing count."""
+    db.create_tables([ImportJob, ImportRow], safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
-                                                _v5_create_registrations, _v6_phone_clock_transport]
+                                                _v5_create_registrations, _v6_phone_clock_transport,
+                                                _v7_outbox_gave_up, _v8_import_jobs]
 
 
 def schema_version(db: Database) -> int:

@@ -195,6 +195,9 @@ class OutboxNotify(BaseModel):
     last_error = TextField(default="")
     created_at = DateTimeField(default=utcnow)
     sent_at = DateTimeField(null=True)
+    # Set on the newest row of a config version once reconciliation gave up on it (the
+    # phone is left "pending" for an admin); at most once per device and version.
+    gave_up = BooleanField(default=False)
 
 
 class ConfigFetch(BaseModel):
@@ -300,8 +303,44 @@ class RegistrationFailure(BaseModel):
         indexes = ((("switch", "address"), True),)
 
 
+class ImportJob(BaseModel):
+    """A user import, durable so a restart of the web process resumes it (or reports
+    exactly what it did); its rows are :class:`ImportRow`."""
+
+    id = CharField(primary_key=True)  # random, in the job's URL
+    tenant = ForeignKeyField(Tenant, on_delete="CASCADE")
+    admin_id = IntegerField(null=True)
+    actor = CharField(default="system")
+    enable_hotdesk = BooleanField(default=False)
+    state = CharField(default="running")  # running | finished | error
+    total = IntegerField(default=0)
+    done = IntegerField(default=0)
+    problems_json = TextField(default="[]")  # [[line, message], …] found while parsing
+    error = TextField(default="")
+    # The process applying it and until when; an expired lease is taken over.
+    owner = CharField(default="")
+    lease_until = DateTimeField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+
+class ImportRow(BaseModel):
+    id = AutoField()
+    job = ForeignKeyField(ImportJob, backref="rows", on_delete="CASCADE")
+    seq = IntegerField()
+    extension = CharField()
+    line = IntegerField(default=0)
+    # The record as JSON; its PIN and SIP password are blanked once the row is applied.
+    payload = TextField(default="{}")
+    outcome = CharField(default="")  # "" = to do | created | updated | skipped
+    message = TextField(default="")
+
+    class Meta:
+        indexes = ((("job", "seq"), True),)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
     OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat, SwitchSync,
-    Registration, RegistrationFailure,
+    Registration, RegistrationFailure, ImportJob, ImportRow,
 ]

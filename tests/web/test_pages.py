@@ -51,15 +51,16 @@ def test_duplicate_mac_and_extension_keep_the_form_input(root_client, desk):
     dup_mac = dict(PHONE, mac="00:15:65:12:34:AB", name="Kept name", csrf_token=token)
     response = root_client.post("/phones/new", data=dup_mac)
     text = response.get_data(as_text=True)
-    assert response.status_code == 400
+    assert response.status_code == 409  # the refusal's kind (conflict), as in the API
     assert "a phone with MAC 0015651234ab is already registered" in text
     assert 'value="Kept name"' in text and 'value="8077"' in text
     dup_ext = dict(PHONE, extension="8001", csrf_token=token)
     text = root_client.post("/phones/new", data=dup_ext).get_data(as_text=True)
     assert "extension 8001 is already another phone&#39;s idle extension" in text
     bad_mac = dict(PHONE, mac="not-a-mac", csrf_token=token)
-    assert "is not a MAC address" in root_client.post("/phones/new", data=bad_mac).get_data(
-        as_text=True)
+    response = root_client.post("/phones/new", data=bad_mac)
+    assert response.status_code == 400
+    assert "is not a MAC address" in response.get_data(as_text=True)
 
 
 def test_force_logout_from_sessions_page(runtime, root_client, alice, desk):
