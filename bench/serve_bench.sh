@@ -2,9 +2,12 @@
 # Serve the rendered configs of N devices with hotdesk and with nginx (static files from
 # render_dir), then measure each with wrk: one file over and over, and every device's
 # files in turn (bench/wrk_paths.lua).
-#   hotdesk web's app under waitress (8 threads), the production WSGI server
-#   hotdesk prov-serve, 2 worker processes, on uvloop and on the standard asyncio loop
+#   hotdesk web (uvicorn + a2wsgi, 8 threads), and its app under waitress for comparison
+#   hotdesk prov-serve, 2 worker processes, on uvloop and on the standard asyncio loop,
+#   over plain HTTP and over TLS (self-signed P-256 certificate made here)
 #   nginx, 2 worker processes
+# Each server is also measured with a new connection per request ("new conn"), which is
+# what a phone polling now and then does: over TLS every request then pays a handshake.
 # Usage: bench/serve_bench.sh [devices=10000] [seconds=10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,9 +41,13 @@ export PATHS_FILE=$WORK/paths.txt
 echo "   $(wc -l < "$WORK/paths.txt") files; single-file runs use $URL_PATH"
 export HOTDESK_DATABASE_URL="sqlite:///$WORK/bench.db" HOTDESK_LOG_LEVEL=WARNING
 
+SCHEME=http
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.pem" 2>/dev/null
 wait_up() {
     for _ in $(seq 300); do
-        curl -fs "http://127.0.0.1:$1$URL_PATH" >/dev/null && return 0
+        curl -kfs "$SCHEME://127.0.0.1:$1$URL_PATH" >/dev/null && return 0
         sleep 0.1
     done
     echo "server on port $1 did not come up" >&2
@@ -50,7 +57,7 @@ wait_up() {
 run() {
     local port=$1 name=$2
     shift 2
-    wrk -t2 -c32 -d"${SECONDS_RUN}s" "$@" "http://127.0.0.1:$port$URL_PATH" > "$WORK/$name.txt"
+    wrk -t2 -c32 -d"${SECONDS_RUN}s" "$@" "$SCHEME://127.0.0.1:$port$URL_PATH" > "$WORK/$name.txt"
     if grep -q "Non-2xx" "$WORK/$name.txt"; then
         echo "   $name: $(grep Non-2xx "$WORK/$name.txt") (not counted as served)" >&2
     fi
@@ -64,8 +71,9 @@ measure() {
     RESULT["$label/one"]=$(run "$port" "$label-one")
     SECONDS_RUN=$((SECONDS_RUN * 3)) run "$port" "$label-warm" -s bench/wrk_paths.lua >/dev/null
     RESULT["$label/all"]=$(run "$port" "$label-all" -s bench/wrk_paths.lua)
-    printf '%-34s one file %10.0f req/s   all files %10.0f req/s\n' "$label" \
-        "${RESULT[$label/one]}" "${RESULT[$label/all]}"
+    RESULT["$label/new"]=$(run "$port" "$label-new" -H "Connection: close")
+    printf '%-30s one file %8.0f req/s   all files %8.0f req/s   new conn %8.0f req/s\n' \
+        "$label" "${RESULT[$label/one]}" "${RESULT[$label/all]}" "${RESULT[$label/new]}"
 }
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
@@ -84,11 +92,28 @@ serve(create_app(start(load_config())), host="127.0.0.1", port=int(sys.argv[1]),
 PY
 PID=$!; PIDS+=($PID); wait_up "$PORT"; measure "$PORT" "waitress+flask"; stop "$PID"
 
-for loop in uvloop asyncio; do
-    echo "== hotdesk prov-serve (2 workers, $loop)"
-    PORT=$(free_port)
-    "$VENV/bin/hotdesk" prov-serve --listen "127.0.0.1:$PORT" --workers 2 --loop "$loop" &
-    PID=$!; PIDS+=($PID); wait_up "$PORT"; measure "$PORT" "prov-serve-$loop"; stop "$PID"
+echo "== hotdesk web (uvicorn + a2wsgi, 8 threads)"
+PORT=$(free_port)
+"$VENV/bin/hotdesk" web --listen "127.0.0.1:$PORT" --threads 8 &
+PID=$!; PIDS+=($PID); wait_up "$PORT"; measure "$PORT" "web(uvicorn)"; stop "$PID"
+
+for tls in "" "+tls"; do
+    for loop in uvloop asyncio; do
+        echo "== hotdesk prov-serve (2 workers, $loop${tls:+, TLS})"
+        PORT=$(free_port)
+        if [[ -n $tls ]]; then
+            SCHEME=https HOTDESK_PROVISIONING_TLS_CERTFILE=$WORK/tls.pem \
+                HOTDESK_PROVISIONING_TLS_KEYFILE=$WORK/tls.key \
+                "$VENV/bin/hotdesk" prov-serve --listen "127.0.0.1:$PORT" --workers 2 \
+                --loop "$loop" &
+            SCHEME=https
+        else
+            "$VENV/bin/hotdesk" prov-serve --listen "127.0.0.1:$PORT" --workers 2 --loop "$loop" &
+        fi
+        PID=$!; PIDS+=($PID); wait_up "$PORT"; measure "$PORT" "prov-serve-$loop$tls"
+        stop "$PID"
+        SCHEME=http
+    done
 done
 
 echo "== nginx (static render_dir, 2 workers)"
@@ -114,7 +139,8 @@ CONF
 PID=$!; PIDS+=($PID); wait_up "$PORT"; measure "$PORT" "nginx"; stop "$PID"
 
 echo "== ratio to nginx (target >= 0.3x)"
-for label in waitress+flask prov-serve-uvloop prov-serve-asyncio; do
+for label in waitress+flask "web(uvicorn)" prov-serve-uvloop prov-serve-asyncio \
+        prov-serve-uvloop+tls prov-serve-asyncio+tls; do
     "$PY" -c "
 one, all_, n1, na = (float(x) for x in '${RESULT[$label/one]} ${RESULT[$label/all]} ${RESULT[nginx/one]} ${RESULT[nginx/all]}'.split())
 print(f'{\"$label\":34s} one file {one / n1:5.2f}x   all files {all_ / na:5.2f}x')"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from esl_handlers import emergency
 from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
@@ -26,8 +27,13 @@ class EslService:
                                          on_state=self._on_state)
         self.sender = EslNotifySender(self.inbound, cfg.esl.profile)
         self.drain: DrainLoop | None = None
+        self.emergency: emergency.DrainLoop | None = None
+        self.watch: emergency.Watch | None = None
         if cfg.switch.type == "freeswitch":
             self.drain = DrainLoop(self.sender, cfg)
+            self.emergency = emergency.DrainLoop(self.inbound, cfg.notify.poll_seconds)
+            if cfg.emergency.watch:
+                self.watch = emergency.Watch(runtime)
         self.server = EslServer(runtime, listen, reuse_port=reuse_port)
         self.registrations: EslRegistrationWatcher | None = None
 
@@ -35,11 +41,16 @@ class EslService:
         self.health.set(up, detail)
         if up and self.drain is not None:
             self.drain.wake()  # NOTIFYs queued while FreeSWITCH was away go out now
+        if up and self.emergency is not None:
+            self.emergency.wake()
 
     def start(self) -> None:
         self.health.start()
         self.inbound.start()
         self.server.start()
+        for part in (self.emergency, self.watch):
+            if part is not None:
+                part.start()
         if self.drain is not None:
             self.drain.start()
             self.registrations = start_watcher(self.runtime.config)
@@ -52,5 +63,8 @@ class EslService:
             self.drain.stop()
         if self.registrations is not None:
             self.registrations.stop()
+        for part in (self.emergency, self.watch):
+            if part is not None:
+                part.stop()
         self.inbound.stop()
         self.health.stop()

@@ -72,7 +72,8 @@ def config_secrets(config) -> list[str]:  # type: ignore[no-untyped-def]
     from urllib.parse import urlsplit
 
     values = [config.ami.secret, config.esl.password, config.web.secret_key,
-              config.metrics.token, config.switch.directory_password]
+              config.metrics.token, config.switch.directory_password,
+              config.emergency.smtp_password]
     try:
         values.append(urlsplit(config.database.url).password or "")
     except ValueError:

@@ -110,6 +110,22 @@ class WebConfig:
     # Sign-in throttling, per username and per client address.
     signin_max_failures: int = 5
     signin_window_minutes: int = 15
+    # TLS served directly: certificate chain and key (PEM; key "" = in certfile). Both
+    # empty = plain HTTP. Reloaded on SIGHUP.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # With TLS: a plain-HTTP HOST:PORT that redirects admin pages to https (308) and still
+    # serves /prov/ and /healthz to phones not moved to https yet; "" = none.
+    redirect_listen: str = ""
+    # Strict-Transport-Security max-age on admin pages served over https; 0 = no header.
+    hsts_seconds: int = 31536000
+    # Reverse proxies (CIDRs) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    trusted_proxies: str = ""
+    # Connection limits of the web server: open connections (more get 503), seconds to
+    # send a complete request head, seconds an idle keep-alive connection stays open.
+    max_connections: int = 4096
+    request_timeout_seconds: float = 10.0
+    keepalive_seconds: int = 5
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,17 @@ class ProvisioningConfig:
     # Phones re-fetch their config on their own about this often (each phone a little
     # earlier or later, so a fleet does not poll at once); 0 = only on check-sync.
     resync_minutes: int = 360
+
+    # hotdesk prov-serve over TLS: certificate chain and key (PEM), reloaded on SIGHUP.
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
+    # Mutual TLS: CA bundle (PEM) of the phones' device certificates. When set, prov-serve
+    # requires a client certificate naming the MAC of the requested file (and hotdesk web
+    # refuses config fetches, having no client certificate to check).
+    client_ca: str = ""
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed for allow_networks, the
+    # audit and fetch records (hotdesk prov-serve; hotdesk web uses [web] trusted_proxies).
+    trusted_proxies: str = ""
 
 
 @dataclass(frozen=True)
@@ -279,6 +306,29 @@ class LogConfig:
     level: str = "INFO"
 
 
+@dataclass(frozen=True)
+class EmergencyConfig:
+    # Emergency numbers (comma-separated) whose calls are watched and notified, and that
+    # `hotdesk doctor` checks are dialable; the shipped dialplans route these three.
+    numbers: str = "112,911,999"
+    # Watch the switch for emergency calls (agi: a second AMI login with Events: call;
+    # esl: CHANNEL_CREATE events) and notify the points below.
+    watch: bool = True
+    # On-site notification: a JSON POST to this URL; empty = none.
+    webhook_url: str = ""
+    webhook_timeout_seconds: float = 5.0
+    # E-mail to these addresses (comma-separated) through this SMTP server; empty = none.
+    mail_to: str = ""
+    mail_from: str = "hotdesk@localhost"
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # How long a call stays on the web admin's dashboard banner (minutes).
+    banner_minutes: int = 60
+
+
 # Logical prompt name -> sound file, per switch. Asterisk names are core sounds
 # (asterisk-core-sounds-en); FreeSWITCH names are from the standard English sound set.
 ASTERISK_PROMPTS: dict[str, str] = {
@@ -337,6 +387,7 @@ class Config:
     pnp: PnpConfig = field(default_factory=PnpConfig)
     rps: RpsConfig = field(default_factory=RpsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    emergency: EmergencyConfig = field(default_factory=EmergencyConfig)
     prompts_asterisk: dict[str, str] = field(default_factory=lambda: dict(ASTERISK_PROMPTS))
     prompts_freeswitch: dict[str, str] = field(default_factory=lambda: dict(FREESWITCH_PROMPTS))
 
@@ -509,6 +560,7 @@ def _validate(config: Config) -> None:
             parse_listen(config.provisioning.listen)
         except ConfigError as exc:
             raise ConfigError(f"[provisioning] listen: {exc}") from None
+    _validate_tls(config)
     if config.pnp.listen:
         try:
             parse_listen(config.pnp.listen)
@@ -623,6 +675,34 @@ def _validate_provisioning_zone(prov: ProvisioningConfig) -> None:
     _require_zone("provisioning", prov.timezone)
     if prov.resync_minutes < 0:
         raise ConfigError("[provisioning] resync_minutes must be 0 (off) or more")
+
+
+def _validate_tls(config: Config) -> None:
+    """TLS file pairs and proxy lists are checked at start, not at the first request."""
+    from hotdesk.provisioning.serving import parse_networks
+
+    for section, cert, key in (("web", config.web.tls_certfile, config.web.tls_keyfile),
+                               ("provisioning", config.provisioning.tls_certfile,
+                                config.provisioning.tls_keyfile)):
+        if key and not cert:
+            raise ConfigError(f"[{section}] tls_keyfile is set without tls_certfile")
+    if config.provisioning.client_ca and not config.provisioning.tls_certfile:
+        raise ConfigError("[provisioning] client_ca needs tls_certfile (mutual TLS is TLS)")
+    if config.web.redirect_listen:
+        if not config.web.tls_certfile:
+            raise ConfigError("[web] redirect_listen needs tls_certfile (it redirects to https)")
+        try:
+            parse_listen(config.web.redirect_listen)
+        except ConfigError as exc:
+            raise ConfigError(f"[web] redirect_listen: {exc}") from None
+    for option, text in (("[web] trusted_proxies", config.web.trusted_proxies),
+                         ("[provisioning] trusted_proxies", config.provisioning.trusted_proxies)):
+        try:
+            parse_networks(text, option)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if config.web.max_connections < 1 or config.web.request_timeout_seconds <= 0:
+        raise ConfigError("[web] max_connections and request_timeout_seconds must be positive")
 
 
 def _validate_daily_logout(policy: PolicyConfig) -> None:

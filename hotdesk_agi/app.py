@@ -15,6 +15,7 @@ from hotdesk.ops.supervise import LoopMonitor, run_supervised_async
 from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
 from hotdesk.store.db import DbExecutor
+from hotdesk_agi import emergency
 from hotdesk_agi.ami import AmiClient, AmiNotifySender
 from hotdesk_agi.registrations import AmiRegistrationWatcher, start_watcher
 from hotdesk_agi.server import AgiServer
@@ -58,6 +59,7 @@ class AgiApp:
     monitors: list[LoopMonitor] = field(default_factory=list)
     drain_executor: Executor | None = None
     registrations: AmiRegistrationWatcher | None = None
+    watch: AmiClient | None = None
 
     async def close(self) -> None:
         self.stop.set()
@@ -68,8 +70,9 @@ class AgiApp:
         await self.server.close()
         if self.drain_executor is not None:
             await asyncio.to_thread(self.drain_executor.shutdown, True)
-        if self.client is not None:
-            await self.client.close()
+        for client in (self.client, self.watch):
+            if client is not None:
+                await client.close()
         if self.registrations is not None:
             await self.registrations.close()
         if self.health is not None:
@@ -86,7 +89,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
     server = AgiServer(runtime, on_decided=wake.set)
     host, port = parse_listen(listen or runtime.config.agi.listen)
     address = await server.start(host, port, reuse_port)
-    client = None
+    client = watch = None
     health = None
     watcher = None
     tasks: list[asyncio.Task[None]] = []
@@ -110,11 +113,15 @@ async def start_app(runtime: Runtime, listen: str | None = None,
             monitor, lambda: drain_loop(runtime, client, wake, stop, drain_executor,
                                         monitor.beat), stop)))
         watcher = start_watcher(runtime.config, ami_min_backoff)
+        tasks.append(asyncio.create_task(emergency.drain_loop(
+            client, wake, stop, runtime.config.notify.poll_seconds, server.executor)))
+        if runtime.config.emergency.watch:
+            watch = emergency.start_watch(runtime, ami_min_backoff, server.executor)
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
     return AgiApp(server, client, address, wake, stop, tasks, health, monitors, drain_executor,
-                  registrations=watcher)
+                  registrations=watcher, watch=watch)
 
 
 async def serve_forever(runtime: Runtime, reuse_port: bool = False) -> None:

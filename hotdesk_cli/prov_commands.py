@@ -10,13 +10,15 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 import time
 
+from hotdesk import tls
 from hotdesk.provisioning.serving import AuditThrottle, ConfigServer
 from hotdesk.runtime import start
 from hotdesk.settings import parse_listen
-from hotdesk_prov.server import listen_socket, prefork, run_worker
+from hotdesk_prov.server import listen_socket, prefork, run_worker, tls_files
 
 log = logging.getLogger("hotdesk.prov")
 
@@ -28,6 +30,15 @@ def cmd_prov_serve(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen or config.provisioning.listen)
     workers = args.workers if args.workers is not None else config.provisioning.workers
     workers = workers or os.cpu_count() or 1
+    files = tls_files(config)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the workers handle it: never fatal
+    if files.enabled:
+        try:  # refuse unusable files before forking; each worker loads its own context
+            tls.server_context(files)
+        except tls.TlsError as exc:
+            print(f"hotdesk prov-serve: {exc}", file=sys.stderr)
+            return 2
+        tls.raise_open_files_limit(65536)
     try:
         sock = listen_socket(host, port)
     except OSError as exc:
@@ -46,8 +57,11 @@ def cmd_prov_serve(args: argparse.Namespace) -> int:
         return server
 
     bound_host, bound_port = sock.getsockname()[:2]
-    log.info("prov-serve listening on %s:%d (%d worker%s, base_url %s)", bound_host,
-             bound_port, workers, "s" if workers != 1 else "", config.provisioning.base_url)
+    mode = ("TLS, client certificates required" if files.client_ca
+            else "TLS" if files.enabled else "plain HTTP")
+    log.info("prov-serve listening on %s:%d (%d worker%s, base_url %s, %s)", bound_host,
+             bound_port, workers, "s" if workers != 1 else "", config.provisioning.base_url,
+             mode)
     if workers == 1:
         run_worker(make_server, sock, args.loop)
         return 0

@@ -6,7 +6,8 @@ by a few string operations and answered by :class:`hotdesk.provisioning.serving.
 (one indexed read, a cached pre-encoded file) on the event loop; database writes (fetch
 records, refusal audits) go to a one-thread executor before the reply is sent, so the
 loop never waits on a database lock. Several worker processes share one listening
-socket (pre-fork), so every core serves.
+socket (pre-fork), so every core serves. TLS (and mutual TLS with the phones' device
+certificates) is asyncio's, with the context of :mod:`hotdesk.tls`; SIGHUP reloads it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,24 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from hotdesk.provisioning.serving import ConfigServer, FetchReply, FetchRequest
+from hotdesk import tls
+from hotdesk.provisioning.client_certs import certificate_macs
+from hotdesk.provisioning.serving import (
+    ConfigServer,
+    FetchReply,
+    FetchRequest,
+    Network,
+    client_address,
+    parse_networks,
+)
+from hotdesk.settings import Config
 from hotdesk_prov.http import (
     MAX_HEADER_BYTES,
     BadRequest,
@@ -55,6 +67,8 @@ class ProvApp:
     limits: Limits = field(default_factory=Limits)
     date: DateCache = field(default_factory=DateCache)
     connections: set[ProvProtocol] = field(default_factory=set)
+    ssl: ssl.SSLContext | None = None
+    trusted_proxies: list[Network] = field(default_factory=list)
 
     def split(self, path: str) -> tuple[str, str] | None:
         """``/prov/<token>/<file>`` -> (token, file), or None for any other path."""
@@ -76,6 +90,7 @@ class ProvProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = b""
         self.source = ""
+        self.client_macs: frozenset[str] | None = None
         self.busy = False  # a reply is waiting for its database write
         self.closing = False
         self.idle = 0.0  # seconds without bytes from the peer, counted by the sweeper
@@ -87,6 +102,8 @@ class ProvProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.source = str(peer[0]) if peer else ""
+        if transport.get_extra_info("peercert"):  # verified by OpenSSL against client_ca
+            self.client_macs = certificate_macs(transport.get_extra_info("peercert"))
         self.app.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -142,11 +159,13 @@ class ProvProtocol(asyncio.Protocol):
             self.send(FetchReply(404, b"404\n"), request, keep_alive)
             return
         headers = request.headers
+        source = client_address(self.source, headers.get("x-forwarded-for", ""),
+                                self.app.trusted_proxies)
         fetch = FetchRequest(
-            token=parts[0], filename=parts[1], source=self.source, method=request.method,
+            token=parts[0], filename=parts[1], source=source, method=request.method,
             uri=request.target, authorization=headers.get("authorization", ""),
             user_agent=headers.get("user-agent", ""),
-            if_none_match=headers.get("if-none-match", ""))
+            if_none_match=headers.get("if-none-match", ""), client_macs=self.client_macs)
         try:
             reply = self.app.server.decide(fetch)
         except Exception:  # noqa: BLE001 - one bad request must not take the worker down
@@ -210,16 +229,30 @@ async def _sweep(app: ProvApp) -> None:
             conn.tick(step)
 
 
-def make_app(server: ConfigServer, limits: Limits | None = None) -> ProvApp:
+def make_app(server: ConfigServer, limits: Limits | None = None,
+             ssl_context: ssl.SSLContext | None = None) -> ProvApp:
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prov-db")
-    return ProvApp(server=server, prefix=prefix_of(server.config.provisioning.base_url),
-                   executor=executor, limits=limits or Limits())
+    prov = server.config.provisioning
+    return ProvApp(server=server, prefix=prefix_of(prov.base_url),
+                   executor=executor, limits=limits or Limits(), ssl=ssl_context,
+                   trusted_proxies=parse_networks(prov.trusted_proxies,
+                                                  "[provisioning] trusted_proxies"))
+
+
+def tls_files(config: Config) -> tls.TlsFiles:
+    """The ``[provisioning]`` TLS files (certfile "" = plain HTTP)."""
+    prov = config.provisioning
+    return tls.TlsFiles(prov.tls_certfile, prov.tls_keyfile, prov.client_ca)
 
 
 async def serve_socket(app: ProvApp, sock: socket.socket, stop: asyncio.Event) -> None:
     """Serve ``sock`` until ``stop`` is set."""
     loop = asyncio.get_running_loop()
-    srv = await loop.create_server(lambda: ProvProtocol(app), sock=sock, backlog=1024)
+    # A client that connects and never completes the TLS handshake (or speaks plain HTTP
+    # to the TLS port) is dropped by asyncio after request_seconds, logged at debug level.
+    srv = await loop.create_server(
+        lambda: ProvProtocol(app), sock=sock, backlog=1024, ssl=app.ssl,
+        ssl_handshake_timeout=app.limits.request_seconds if app.ssl else None)
     sweeper = asyncio.ensure_future(_sweep(app))
     try:
         await stop.wait()
@@ -260,14 +293,22 @@ def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
 
 def run_worker(make_server: Callable[[], ConfigServer], sock: socket.socket,
                loop_kind: str = "auto", limits: Limits | None = None) -> None:
-    """One worker process: serve until SIGTERM or SIGINT."""
+    """One worker process: serve until SIGTERM or SIGINT; SIGHUP reloads the TLS files."""
     loop = new_event_loop(loop_kind)
     asyncio.set_event_loop(loop)
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    server = make_server()
+    files = tls_files(server.config)
+    context = tls.server_context(files) if files.enabled else None
+    if context is not None:
+        tls.limit_asyncio_tls_buffers()
+    # SIGHUP (systemctl reload) never stops a worker: it reloads the TLS files, if any.
+    loop.add_signal_handler(signal.SIGHUP, tls.reload, context, files,
+                            f"prov-serve worker {os.getpid()}")
     try:
-        loop.run_until_complete(serve_socket(make_app(make_server(), limits), sock, stop))
+        loop.run_until_complete(serve_socket(make_app(server, limits, context), sock, stop))
     finally:
         loop.close()
 
@@ -276,10 +317,11 @@ class ThreadedServer:
     """One worker on its own thread of this process: for tests and embedding."""
 
     def __init__(self, server: ConfigServer, host: str = "127.0.0.1", port: int = 0,
-                 limits: Limits | None = None, loop_kind: str = "asyncio") -> None:
+                 limits: Limits | None = None, loop_kind: str = "asyncio",
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.sock = listen_socket(host, port)
         self.port = self.sock.getsockname()[1]
-        self.app = make_app(server, limits)
+        self.app = make_app(server, limits, ssl_context)
         self.loop = new_event_loop(loop_kind)
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -326,6 +368,7 @@ def prefork(make_server: Callable[[], ConfigServer], sock: socket.socket, worker
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's handler
                 run_worker(make_server, sock, loop_kind)
             except BaseException:  # noqa: BLE001 - report, then leave without the parent's cleanup
                 log.exception("prov-serve worker %d failed", slot)
@@ -338,6 +381,13 @@ def prefork(make_server: Callable[[], ConfigServer], sock: socket.socket, worker
 
     def on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if signum == signal.SIGHUP:  # each worker reloads its own TLS context
+            for pid in list(children):
+                try:
+                    os.kill(pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+            return
         stopping = True
         for pid in list(children):
             try:
@@ -345,8 +395,8 @@ def prefork(make_server: Callable[[], ConfigServer], sock: socket.socket, worker
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     for slot in range(workers):
         spawn(slot)
     while children:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from hotdesk.runtime import Runtime, start
@@ -417,3 +418,100 @@ def registrations_observed(phone: Phone, proc: HotdeskProcess, url: str,
             proc.log()[-2500:]
     finally:
         unregister(phone, idle, user)
+# --- emergency calls ---------------------------------------------------------------------
+
+def stamped(trace: str, direction: str, start: str, holding: str = "") -> float:
+    """time.time() of the first message of a SIPp -trace_msg log that was ``direction``
+    ("sent" / "received"), starts with ``start`` and holds ``holding``."""
+    for stamp, head, body in re.findall(r"^-{10,} (\S+ \S+)\n(.*?)\n\n(.*?)(?=^-{10,}|\Z)",
+                                        trace, flags=re.M | re.S):
+        if f"message {direction}" in head and body.startswith(start) and holding in body:
+            return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    raise AssertionError(f"no {direction} {start!r} holding {holding!r} in the trace")
+
+
+def call_emergency(phone: Phone, user: tuple[str, str], trunk: str,
+                   name: str) -> tuple[str, float, float]:
+    """Call 911 as ``user`` (the phone hangs up after a second); the INVITE the emergency
+    trunk got, when the phone sent its (authenticated) INVITE and when the trunk got it."""
+    host, port = trunk.rsplit(":", 1)
+    trace = phone.log_dir / f"{name}-trunk.log"
+    uas = subprocess.Popen(["sipp", "-sn", "uas", "-i", host, "-p", port, "-m", "1",
+                            "-nostdin", "-timeout", "30s", "-trace_msg", "-message_file",
+                            str(trace)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           cwd=phone.log_dir)
+    try:
+        time.sleep(0.5)  # let the UAS bind
+        run = phone.run(name, SIPP_DIR / "phone_call_hangup.xml", {"user": user[0]},
+                        "-au", user[0], "-ap", user[1], "-s", "911",
+                        "-mi", "127.0.0.1", "-mp", str(free_udp_port(even=True)))
+        assert run.returncode == 0, f"the 911 call failed: {run.stderr[-800:]}"
+        assert uas.wait(20) == 0, uas.stderr.read().decode()[-500:]
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait(5)
+    text = trace.read_text(errors="replace")
+    [invite] = [m for m in sip_messages(text) if m.startswith("INVITE sip:911@")]
+    phone_sent = stamped(run.trace, "sent", "INVITE", holding="Authorization:")
+    return invite, phone_sent, stamped(text, "received", "INVITE")
+
+
+
+LOCATION = ["--country", "US", "--region", "CA", "--city", "Springfield", "--street", "Main St",
+            "--number", "1", "--building", "A", "--floor", "3", "--room", "3.01",
+            "--callback", "+15550100"]
+LOCATION_TEXT = "1 Main St, Springfield, CA, US; building A, floor 3, room 3.01"
+
+
+@dataclass
+class EmergencyResult:
+    invites: list[str]  # what the trunk got: hotdesk up, then hotdesk stopped
+    notice: dict
+
+
+def emergency_scenario(command: str, env: dict[str, str], phone: Phone,
+                       idle: tuple[str, str], user: tuple[str, str],
+                       trunk: str) -> EmergencyResult:
+    """The desk gets a location (CLI), ``user`` logs in on it, ``hotdesk <command>``
+    writes the switch's entries; 911 from the phone reaches the trunk and the webhook
+    within a second; then with hotdesk stopped, 911 still goes out at once."""
+    from hotdesk.calls.service import CallContext, SwitchPin
+    from hotdesk.store.models import Device
+    from hotdesk.switch import emergency
+    from tests.emergency_helpers import Webhook
+
+    with socket.socket() as s:  # not the dialplan's AGI/socket port: no call uses it
+        s.bind(("127.0.0.1", 0))
+        listen = f"127.0.0.1:{s.getsockname()[1]}"
+    hook = Webhook()
+    env = {**env, f"HOTDESK_{command.upper()}_LISTEN": listen,
+           "HOTDESK_EMERGENCY_WEBHOOK_URL": hook.url}
+    prepare_database(env, idle, user)
+    hotdesk(env, "device", "set-location", MAC, *LOCATION)
+    try:
+        with hotdesk_process(command, env, listen, phone.log_dir) as proc:
+            with database(env["HOTDESK_DATABASE_URL"]) as rt:
+                device = Device.get(Device.mac == MAC)
+                rt.service.login(device.id, user[0], PIN,
+                                 CallContext({"agi": "asterisk"}.get(command, "freeswitch"), "e2e",
+                                             idle[0], "", phone.domain),
+                                 SwitchPin(PIN))
+                deadline = time.monotonic() + 10
+                while emergency.pending_count() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert emergency.pending_count() == 0, proc.log()[-2000:]
+            assert phone.register(*user).returncode == 0
+            invite, dialed, _ = call_emergency(phone, user, trunk, "emergency-up")
+            assert hook.received.wait(5), "no webhook notice: " + proc.log()[-2000:]
+            assert hook.times[0] - dialed < 1.0, "the on-site notice took a second or more"
+        notice = hook.posts[0]
+        assert (notice["extension"], notice["number"], notice["callback"],
+                notice["location"]) == (user[0], "911", "+15550100", LOCATION_TEXT), notice
+        # hotdesk is stopped now: the switch alone sends the same values, at once.
+        invite_down, dialed, reached = call_emergency(phone, user, trunk, "emergency-down")
+        assert reached - dialed < 0.5, "the call waited for something with hotdesk down"
+        return EmergencyResult([invite, invite_down], notice)
+    finally:
+        hook.close()
+        unregister(phone, user)

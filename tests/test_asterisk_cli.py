@@ -63,9 +63,11 @@ def test_agi_process_serves_simulated_login_and_logout(runtime, desk, database_u
             proc.kill()
             _, err = proc.communicate()
     assert proc.returncode == 0, err
-    # AMI was never there: logged once per connection (NOTIFYs, registrations), not per retry.
-    assert err.count("unreachable, retrying") == 2
+    # AMI was never there: logged once per connection (NOTIFYs, registrations, emergency
+    # calls), not per retry.
+    assert err.count("unreachable, retrying") == 3
     assert err.count("(registrations) unreachable, retrying") == 1
+    assert err.count("(emergency calls) unreachable, retrying") == 1
     assert "86420" not in err  # the PIN never reaches a log line
 
 

@@ -29,6 +29,13 @@ hotdesk holds none. The test that changes it on the switch also needs:
 With those, ``test_registrations_observed`` checks that ``hotdesk agi`` records what the
 switch reports: the phone's registration (account, address), "credentials rejected" for
 a wrong password, and the registration as the user after a login.
+
+An emergency call (911) from the user logged in on the desk, with hotdesk up and then
+stopped, checked on the trunk's side (a SIPp UAS the test starts), also needs:
+
+    HOTDESK_TEST_ASTERISK_TRUNK=host:port           where the emergency trunk sends 911
+    HOTDESK_TEST_ASTERISK_GEOLOC=1                  the trunk has a geoloc_outgoing_call_profile
+                                                    (docs/emergency.md): require PIDF-LO
 """
 
 from __future__ import annotations
@@ -379,3 +386,46 @@ def test_registrations_observed(agi, database_url, tmp_path):
     realswitch.registrations_observed(phone(tmp_path), agi, database_url,
                                       realswitch.split_credentials(PHONE),
                                       realswitch.split_credentials(USER), DTMF)
+# --- emergency calls: the desk's location and callback, with and without hotdesk ---------------
+
+TRUNK = os.environ.get("HOTDESK_TEST_ASTERISK_TRUNK", "")
+# Set to 1 when the trunk endpoint has a geoloc_outgoing_call_profile (docs/asterisk.md):
+# the INVITE must then carry the desk's civic address as PIDF-LO.
+GEOLOC = os.environ.get("HOTDESK_TEST_ASTERISK_GEOLOC", "") == "1"
+needs_trunk = pytest.mark.skipif(
+    not (USER and TRUNK), reason="emergency calls against a real Asterisk also need "
+    "HOTDESK_TEST_ASTERISK_TRUNK=host:port, where its emergency trunk sends 911 (a SIPp UAS "
+    "is started there)")
+
+
+async def _astdb(action: str, family: str, key: str = "") -> dict[str, str]:
+    client = AmiClient(ami_config())
+    client.start()
+    try:
+        await asyncio.wait_for(client.connected.wait(), 10)
+        headers = [("Action", action), ("Family", family)] + ([("Key", key)] if key else [])
+        return await client.action(headers)
+    finally:
+        await client.close()
+
+
+@needs_trunk
+def test_emergency_call_carries_desk_location_and_callback_even_with_hotdesk_down(
+        database_url, tmp_path):
+    ami = ami_config()
+    env = realswitch.clean_env(
+        HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="asterisk",
+        HOTDESK_AMI_HOST=ami.host, HOTDESK_AMI_PORT=str(ami.port),
+        HOTDESK_AMI_USERNAME=ami.username, HOTDESK_AMI_SECRET=ami.secret,
+        HOTDESK_NOTIFY_POLL_SECONDS="0.2")
+    idle, user = realswitch.split_credentials(PHONE), realswitch.split_credentials(USER)
+    try:
+        result = realswitch.emergency_scenario("agi", env, phone(tmp_path), idle, user, TRUNK)
+    finally:
+        for account in (user[0], idle[0]):
+            asyncio.run(_astdb("DBDelTree", f"hotdesk/emergency/{account}"))
+    for sent in result.invites:
+        assert "<sip:+15550100@" in sent.split("From:", 1)[1].split("\n", 1)[0], sent
+        if GEOLOC:
+            assert "Geolocation: <cid:" in sent, sent
+            assert "<ca:FLR>3</ca:FLR>" in sent and "<ca:ROOM>3.01</ca:ROOM>" in sent, sent

@@ -22,6 +22,12 @@ that changes it on the switch also needs:
 With those, ``test_registrations_observed`` checks that ``hotdesk esl`` records what the
 switch reports: the phone's registration (account, address), "credentials rejected" for
 a wrong password, and the registration as the user after a login.
+
+An emergency call (911) from the user logged in on the desk, with hotdesk up and then
+stopped, checked on the trunk's side, also needs:
+
+    HOTDESK_TEST_FREESWITCH_TRUNK=host:port        $${emergency_trunk}: a 911 call from the
+                                                   logged-in user is checked there (SIPp UAS)
 """
 
 from __future__ import annotations
@@ -305,3 +311,32 @@ def test_registrations_observed(esl, database_url, tmp_path):
     realswitch.registrations_observed(phone(tmp_path), esl, database_url,
                                       realswitch.split_credentials(PHONE),
                                       realswitch.split_credentials(USER), DTMF)
+# --- emergency calls: the desk's location and callback, with and without hotdesk ---------------
+
+TRUNK = os.environ.get("HOTDESK_TEST_FREESWITCH_TRUNK", "")
+needs_trunk = pytest.mark.skipif(
+    not (SIP and PHONE and USER and TRUNK and shutil.which("sipp")),
+    reason="emergency calls through FreeSWITCH also need HOTDESK_TEST_FREESWITCH_TRUNK="
+           "host:port, its $${emergency_trunk} (a SIPp UAS is started there), and "
+           "dialplan/freeswitch/hotdesk.xml's hotdesk-emergency as the first match of 911")
+
+
+@needs_trunk
+def test_emergency_call_carries_desk_location_and_callback_even_with_hotdesk_down(
+        database_url, tmp_path, inbound):
+    host, port, password = ESL.split(":", 2)
+    env = realswitch.clean_env(
+        HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="freeswitch",
+        HOTDESK_TENANT_DEFAULT_DOMAIN=DOMAIN, HOTDESK_ESL_HOST=host, HOTDESK_ESL_PORT=port,
+        HOTDESK_ESL_PASSWORD=password, HOTDESK_ESL_PROFILE=PROFILE,
+        HOTDESK_NOTIFY_POLL_SECONDS="0.2")
+    idle, user = realswitch.split_credentials(PHONE), realswitch.split_credentials(USER)
+    try:
+        result = realswitch.emergency_scenario("esl", env, phone(tmp_path), idle, user, TRUNK)
+    finally:
+        for account in (user[0], idle[0]):
+            for realm in ("hotdesk_emergency_callback", "hotdesk_emergency_location"):
+                inbound.api(f"db delete/{realm}/{account}@{DOMAIN}")
+    for sent in result.invites:
+        assert "<sip:+15550100@" in sent.split("From:", 1)[1].split("\n", 1)[0], sent
+        assert f"X-Hotdesk-Location: {realswitch.LOCATION_TEXT}\n" in sent, sent

@@ -260,7 +260,8 @@ def test_doctor_passes_on_a_correct_switch_and_names_each_fault(runtime, cfg, am
     assert {"AMI reachable", "AMI privileges", "default_outbound_endpoint",
             "dialplan hotdesk-idle *70101", "dialplan phones *71", "idle account 8007",
             "user 101 account", "user 101 voicemail PIN", "user 101 max_contacts",
-            "prompt files", "provisioning base_url"} <= names
+            "prompt files", "provisioning base_url", "emergency 911 from hotdesk-idle",
+            "emergency 999 from phones"} <= names
 
     # break the lab, one fault per check
     del ami.sorcery[("global", "global", "default_outbound_endpoint")]
@@ -277,7 +278,9 @@ def test_doctor_passes_on_a_correct_switch_and_names_each_fault(runtime, cfg, am
                   "FAIL user 101 voicemail PIN", "voicemail.conf [default]: 101 => <PIN>",
                   "FAIL dialplan phones *70101", "include => hotdesk-features in [phones]",
                   "FAIL user 101 max_contacts", "FAIL idle account 8007: context phones",
-                  "missing: agent-pass", "FAIL provisioning base_url"):
+                  "missing: agent-pass", "FAIL provisioning base_url",
+                  "FAIL emergency 112 from phones: 112 in phones (user 101) matches nothing",
+                  "include => hotdesk-emergency in [phones]"):
         assert fault in text, text
     report = json.loads(hotdesk_cli("doctor", "--json", env=env).stdout)
     assert report["ok"] is False

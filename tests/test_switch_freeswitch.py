@@ -186,6 +186,7 @@ def test_doctor_on_freeswitch(runtime, cfg, view, fs):
     checks = doctor.run_checks(cfg, view, get=lambda url: 200)
     assert not doctor.failed(checks), doctor.as_text(checks)
     assert any(c.name == "dialplan hotdesk-idle *70101" and c.ok for c in checks)
+    assert any(c.name == "emergency 999 from hotdesk-idle" and c.ok for c in checks)
     fs.modules.discard("mod_xml_curl")
     fs.users["101@default"].pop("param:vm-password")
     fs.dialplan["default"] = []
@@ -195,6 +196,7 @@ def test_doctor_on_freeswitch(runtime, cfg, view, fs):
     text = doctor.as_text(doctor.run_checks(cfg, view, get=lambda url: 200))
     assert "FAIL user 101 voicemail PIN" in text and 'name="vm-password"' in text
     assert "FAIL dialplan default *70101" in text
+    assert "FAIL emergency 911 from default: 911 in default (user 101) matches nothing" in text
 
 
 def test_directory_fake_answers_user_data_exactly_as_captured():

@@ -22,6 +22,7 @@ from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User
+from hotdesk.switch import emergency
 
 __all__ = ["Conflict", "DeviceSpec", "InventoryError", "NotFound"]
 
@@ -201,6 +202,7 @@ def update_device(db: Database, device: Device, spec: DeviceSpec,
                      mac=spec.mac)
         if device.idle_managed:
             _switch_accounts_changed(None)
+        emergency.mark(device.tenant_id, device.idle_sip_username, spec.sip_username)
     return Device.get_by_id(device.id)
 
 
@@ -215,6 +217,7 @@ def delete_device(db: Database, service: HotdeskService, device: Device,
         device.delete_instance()
         if device.idle_managed:
             _switch_accounts_changed(config)
+        emergency.mark(device.tenant_id, device.idle_sip_username)  # its entry goes too
 
 
 def _switch_accounts_changed(config: Config | None) -> None:

@@ -24,6 +24,7 @@ from hotdesk.store import audit
 from hotdesk.store.compiled import inserted_id
 from hotdesk.store.db import is_sqlite, write_transaction
 from hotdesk.store.models import Device, Session, Tenant, User, utcnow
+from hotdesk.switch import emergency
 
 log = logging.getLogger(__name__)
 
@@ -468,6 +469,7 @@ class HotdeskService:
             device.config_version += 1
         outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now,
                        delay_seconds=delay)
+        emergency.mark_moved(device, endpoint, now)  # the switch's emergency entries
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
                  ctx: CallContext) -> None:

@@ -77,15 +77,15 @@ class AuditThrottle:
             return suppressed
 
 
-def parse_networks(text: str) -> list[Network]:
-    """``[provisioning] allow_networks``: CIDRs separated by commas or spaces."""
+def parse_networks(text: str, option: str = "[provisioning] allow_networks") -> list[Network]:
+    """``[provisioning] allow_networks`` and the like: CIDRs separated by commas or spaces."""
     nets: list[Network] = []
     for part in re.split(r"[\s,]+", text.strip()):
         if part:
             try:
                 nets.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise ValueError(f"[provisioning] allow_networks: {part!r} is not a network "
+                raise ValueError(f"{option}: {part!r} is not a network "
                                  "such as 192.0.2.0/24") from None
     return nets
 
@@ -101,6 +101,35 @@ def address_allowed(networks: list[Network], address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return any(ip in net for net in networks)
+
+
+def client_address(peer: str, forwarded_for: str, trusted: list[Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy.
+
+    Only a peer inside ``trusted`` (``trusted_proxies``) is believed about
+    ``X-Forwarded-For``; the list is read from the right (each proxy appends the address
+    it saw) and the first address that is not itself a trusted proxy is the client. A
+    forged left part sent by the client is never reached unless every hop is trusted.
+    """
+    if not trusted or not forwarded_for or not address_allowed(trusted, peer):
+        return peer
+    hops = [h.strip().strip("[]") for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop.split("%", 1)[0])
+        except ValueError:
+            return peer  # garbage in the header: trust nothing it says
+        if not address_allowed(trusted, hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+def forwarded_https(peer: str, forwarded_proto: str, trusted: list[Network]) -> bool | None:
+    """``X-Forwarded-Proto`` from a trusted proxy: True/False, or None when not believed."""
+    if not trusted or not forwarded_proto or not address_allowed(trusted, peer):
+        return None
+    # A chain of proxies may send "https, http": the first is what the client used.
+    return forwarded_proto.split(",", 1)[0].strip().lower() == "https"
 
 
 def _username_ok(config: Config, mac: str, username: str) -> bool:
@@ -199,6 +228,8 @@ class FetchRequest:
     authorization: str = ""
     user_agent: str = ""
     if_none_match: str = ""
+    # MACs named by the verified TLS client certificate; None = no client certificate.
+    client_macs: frozenset[str] | None = None
 
 
 @dataclass
@@ -272,6 +303,10 @@ class ConfigServer:
             return _plain(503, "503 config temporarily unavailable")
         if row is None or not hmac.compare_digest(row.prov_token, req.token):
             return self._refuse(req, "config_denied", 404)
+        if self.config.provisioning.client_ca and (
+                req.client_macs is None or row.mac not in req.client_macs):
+            # mutual TLS: the phone's device certificate must name this file's MAC
+            return self._refuse(req, "config_client_cert_mismatch", 403)
         mode = self.config.provisioning.auth
         if mode != "none":
             header = req.authorization

@@ -317,11 +317,19 @@ def _v8_import_jobs(db: Database) -> None:
     db.create_tables([ImportJob, ImportRow], safe=True)
 
 
+def _v9_emergency(db: Database) -> None:
+    """Desk/tenant emergency locations and the outbox of switch-store writes."""
+    from hotdesk.emergency.models import EMERGENCY_MODELS
+
+    db.create_tables(EMERGENCY_MODELS, safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
                                                 _v5_create_registrations, _v6_phone_clock_transport,
-                                                _v7_outbox_gave_up, _v8_import_jobs]
+                                                _v7_outbox_gave_up, _v8_import_jobs,
+                                                _v9_emergency]
 
 
 def schema_version(db: Database) -> int:

@@ -113,6 +113,25 @@ def _dialplan_checks(config: Config, view: SwitchView, contexts: dict[str, str],
     return checks
 
 
+def _emergency_checks(config: Config, view: SwitchView, contexts: dict[str, str]) -> list[Check]:
+    """Every ``[emergency] numbers`` entry is dialable, without a prefix, from every
+    context hot-desk phones use (idle and logged in)."""
+    numbers = sorted({n.strip() for n in config.emergency.numbers.split(",") if n.strip()})
+    checks = []
+    for context, whose in sorted(contexts.items()):
+        for number in numbers:
+            ok = view.dialplan_target(context, number) is not None
+            fix = "" if ok else (
+                f"include => hotdesk-emergency in [{context}], with {number} in "
+                "[hotdesk-emergency] (extensions_hotdesk.conf)" if view.kind == "asterisk" else
+                f"{number} in the hotdesk-emergency pattern of hotdesk.xml (and hotdesk-idle.xml)"
+                f" reachable from context {context}; reloadxml")
+            checks.append(Check(f"emergency {number} from {context}", ok,
+                                f"{number} in {context} ({whose}) "
+                                + ("is dialed directly" if ok else "matches nothing"), fix))
+    return checks
+
+
 def _idle_checks(config: Config, view: SwitchView, devices: Iterable[Device],
                  domains: dict[int, str]) -> list[Check]:
     checks = []
@@ -222,6 +241,7 @@ def run_checks(config: Config, view: SwitchView,
         contexts = {config.switch.idle_context: "idle phones", **contexts}
         checks += _dialplan_checks(config, view, contexts, users[0].extension
                                    if users else "101")
+        checks += _emergency_checks(config, view, contexts)
         checks += _idle_checks(config, view, Device.select().order_by(Device.id), domains)
         checks += user_checks
         prompts = sorted(set(config.prompts(view.kind).values()))

@@ -90,8 +90,9 @@ class AccountsAMI(FakeAMI):
             ("*71", "AGI", agi % ("logout", ""), ""),
             *[("*71", *step) for step in tail]]
         self.dialplan["hotdesk-emergency"] = [
-            (n, app, data, "") for n in ("112", "911")
-            for app, data in (("Dial", f"PJSIP/{n}@emergency-trunk"), ("Hangup", ""))]
+            (n, app, data, "") for n in ("112", "911", "999")
+            for app, data in (("Gosub", "hotdesk-emergency-route,s,1(${EXTEN})"),
+                              ("Hangup", ""))]
         for context in contexts:
             self.dialplan.setdefault(context, [])
             self.includes.setdefault(context, []).extend(["hotdesk-features",

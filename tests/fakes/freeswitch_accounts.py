@@ -35,9 +35,12 @@ class DirectoryServer(FakeInboundServer):
         self.users[f"{user}@{domain}"] = entry
 
     def hotdesk_dialplan(self, contexts: list[str]) -> None:
-        """dialplan/freeswitch/hotdesk.xml's two extensions in each context."""
+        """dialplan/freeswitch/hotdesk.xml's extensions (emergency, login, logout) in each
+        context."""
         for context in contexts:
             self.dialplan[context] = [
+                (r"^(112|911|999)$", [("set", "hangup_after_bridge=true"),
+                                      ("bridge", "sofia/internal/$1@127.0.0.1:5092")]),
                 (r"^\*70(\d+)$", [("set", "hotdesk_ext=$1"), ("set", "hotdesk_action=login"),
                                   ("socket", "127.0.0.1:8084 async full")]),
                 (r"^\*71$", [("set", "hotdesk_action=logout"),

@@ -1,4 +1,4 @@
-"""Running ``hotdesk web`` (waitress) as a real process and driving it with headless Chromium."""
+"""Running ``hotdesk web`` as a real process and driving it with headless Chromium."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End to end in headless Chromium against ``hotdesk web`` served by waitress."""
+"""End to end in headless Chromium against ``hotdesk web``."""
 
 from __future__ import annotations
 

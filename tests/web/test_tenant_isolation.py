@@ -9,6 +9,7 @@ import pytest
 
 from hotdesk.admin import importers
 from hotdesk.calls.service import CallContext
+from hotdesk.emergency import notices
 from hotdesk.store.models import (
     AuditEvent,
     Device,
@@ -40,6 +41,9 @@ def world(runtime, app, tenant_admin, other_admin, other_tenant):
     session = Session.get(Session.device == phone)
     notify = OutboxNotify.select().where(OutboxNotify.device == phone).get()
     found = DiscoveredPhone.create(mac=phone.mac, vendor="Yealink", model="T54W")
+    notices.handle(notices.SeenCall(switch="asterisk", call_id="o-911", endpoint="777",
+                                    number="911", domain="other.example"),
+                   runtime.config.emergency)
     job = app.config["HOTDESK_JOBS"].start(
         runtime, other_tenant, other_admin.id, "admin:olga",
         importers.parse_csv("778,Olaf Other,1234,pw,yes\n"), enable_hotdesk=False)
@@ -153,7 +157,13 @@ def _argless_post_checks(world):
         r = client.post("/api/v1/notify", headers=headers, json={"tenant_id": other})
         assert r.status_code == 404
 
-    return {("phones.new", "POST"): phone_new, ("users.new", "POST"): user_new,
+    def emergency_default(client, token, _):
+        r = client.post("/emergency/default", data={"csrf_token": token, "tenant_id": other,
+                                                    "country": "US"})
+        assert r.status_code == 404
+
+    return {("emergency.tenant_default", "POST"): emergency_default,
+            ("phones.new", "POST"): phone_new, ("users.new", "POST"): user_new,
             ("users.import_users", "POST"): import_users, ("pages.notify", "POST"): notify,
             ("pages.settings", "POST"): settings, ("api.phones_create", "POST"): api_phone,
             ("api.users_create", "POST"): api_user, ("api.notify_push", "POST"): api_notify}

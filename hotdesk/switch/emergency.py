@@ -1,0 +1,221 @@
+"""What the switch's own store must hold for emergency calls, and keeping it there.
+
+The switch's emergency dialplan reads, locally and at once, an entry per account (the
+SIP user / PJSIP endpoint a phone is registered as): the callback number and the
+dispatchable location of the desk that account sits at right now. hotdesk is never
+asked during the call; it only keeps those entries current.
+
+Every change that moves an account (login, logout, auto-logout, a location edit)
+*marks* the account in :class:`~hotdesk.emergency.models.EmergencySync`, inside the
+change's own transaction. A drain (in ``hotdesk agi`` over AMI, in ``hotdesk esl``
+over the Event Socket) then computes the entry from the database as it is *then* and
+writes or deletes it, so an outage of hotdesk or of the switch link only delays the
+catch-up, never reorders it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from peewee import fn
+
+from hotdesk.emergency import locations
+from hotdesk.emergency.locations import Location
+from hotdesk.emergency.models import EmergencySync
+from hotdesk.store.db import current_database
+from hotdesk.store.models import Device, Session, Tenant, User, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class EntryKey:
+    """Which entry: an account of a tenant, or (``endpoint`` "") the tenant's default."""
+
+    endpoint: str
+    domain: str  # the tenant's SIP domain
+    default_tenant: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the switch holds for one account: empty ``callback`` keeps its caller ID."""
+
+    callback: str
+    civic: str  # PIDF-LO civic address (res_geolocation location_info)
+    text: str  # the same location in one human line
+
+    @classmethod
+    def of(cls, location: Location) -> Entry:
+        return cls(callback=location.callback, civic=location.civic(),
+                   text=location.describe())
+
+
+class StoreDown(Exception):
+    """No connection to the switch: the mark stays, no attempt is used up."""
+
+
+class StoreError(Exception):
+    """The switch refused the write: retried with backoff."""
+
+
+class StoreWriter(Protocol):
+    """The switch-specific part: write (``entry``) or remove (None) one entry."""
+
+    def write(self, key: EntryKey, entry: Entry | None) -> None: ...
+
+
+# -- the rule ------------------------------------------------------------------------
+
+def desk_of(tenant_id: int, endpoint: str) -> Device | None:
+    """The desk an account's emergency call comes from now: the desk whose idle account
+    it is, else the desk of the user's newest active session."""
+    device = Device.get_or_none((Device.tenant == tenant_id)
+                                & (Device.idle_sip_username == endpoint))
+    if device is not None:
+        return device
+    session = (Session.select(Session, Device).join(Device).switch(Session).join(User)
+               .where((Session.tenant == tenant_id) & Session.ended_at.is_null()
+                      & (User.sip_username == endpoint))
+               .order_by(Session.started_at.desc(), Session.id.desc()).first())
+    return session.device if session else None
+
+
+def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
+    """What the switch's store must hold for this account now; None = nothing (the
+    dialplan then uses the tenant's default entry, then the account's own caller ID)."""
+    if not endpoint:
+        default = locations.tenant_location(tenant_id)
+        return Entry.of(default) if default else None
+    device = desk_of(tenant_id, endpoint)
+    if device is None:
+        return None
+    is_idle = device.idle_sip_username == endpoint
+    if is_idle and locations.desk_location(device.id) is None:
+        return None  # the tenant default, which the dialplan reads by itself
+    location = locations.effective(device)
+    return Entry.of(location) if location else None
+
+
+# -- marking (inside the caller's transaction) ---------------------------------------
+
+def mark(tenant_id: int, *endpoints: str, now: datetime | None = None,
+         force: bool = False) -> None:
+    """These accounts' entries must be rewritten; one upsert per account. ``force``:
+    also remove what hotdesk does not know the switch holds (a full resync)."""
+    now = now or utcnow()
+    for endpoint in dict.fromkeys(endpoints):
+        update = {EmergencySync.pending: True, EmergencySync.stamp: EmergencySync.stamp + 1,
+                  EmergencySync.attempts: 0, EmergencySync.next_attempt_at: now}
+        if force:
+            update[EmergencySync.held] = True
+        (EmergencySync.insert(tenant=tenant_id, endpoint=endpoint, pending=True, stamp=1,
+                              attempts=0, next_attempt_at=now, held=force)
+         .on_conflict(conflict_target=[EmergencySync.tenant, EmergencySync.endpoint],
+                      update=update)
+         .execute())
+
+
+def endpoints_at(device: Device) -> list[str]:
+    """The desk's idle account and the accounts logged in on it."""
+    users = (User.select(User.sip_username).join(Session)
+             .where((Session.device == device.id) & Session.ended_at.is_null()))
+    return [device.idle_sip_username, *(u.sip_username for u in users)]
+
+
+def mark_moved(device: Device, endpoint: str, now: datetime | None = None) -> None:
+    """A login/logout on ``device``: the account it was registered as (``endpoint``),
+    its idle account and whoever is logged in on it now."""
+    mark(device.tenant_id, endpoint, *endpoints_at(device), now=now)
+
+
+def mark_device(device: Device) -> None:
+    mark(device.tenant_id, *endpoints_at(device))
+
+
+def mark_tenant(tenant_id: int, force: bool = False) -> None:
+    """Everything of a tenant (its default changed, or a full resync)."""
+    accounts = [d.idle_sip_username for d in Device.select(Device.idle_sip_username)
+                .where(Device.tenant == tenant_id)]
+    accounts += [u.sip_username for u in User.select(User.sip_username).join(Session)
+                 .where((Session.tenant == tenant_id) & Session.ended_at.is_null())]
+    accounts += [r.endpoint for r in EmergencySync.select(EmergencySync.endpoint)
+                 .where(EmergencySync.tenant == tenant_id)]  # every account ever written
+    mark(tenant_id, "", *accounts, force=force)
+
+
+# -- draining ------------------------------------------------------------------------
+
+def _claim(limit: int, lease: timedelta, now: datetime) -> list[EmergencySync]:
+    due = (EmergencySync.select().where(
+        EmergencySync.pending & (EmergencySync.next_attempt_at <= now)
+        & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now)))
+        .order_by(EmergencySync.id).limit(limit))
+    claimed = []
+    for row in list(due):
+        taken = (EmergencySync.update(claimed_until=now + lease)
+                 .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)
+                        & (EmergencySync.claimed_until.is_null()
+                           | (EmergencySync.claimed_until < now))).execute())
+        if taken == 1:
+            claimed.append(row)
+    return claimed
+
+
+def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelta(seconds=30),
+               now: datetime | None = None) -> dict[str, int]:
+    """Write every due entry once; counts by result (written, retry, switch_down)."""
+    now = now or utcnow()
+    counts = {"written": 0, "retry": 0, "switch_down": 0}
+    tenants: dict[int, Tenant] = {}
+    claimed = _claim(limit, lease, now)
+    for index, row in enumerate(claimed):
+        tenant = tenants.get(row.tenant_id) or Tenant.get_by_id(row.tenant_id)
+        tenants[row.tenant_id] = tenant
+        key = EntryKey(row.endpoint, tenant.sip_domain, bool(tenant.is_default))
+        entry = entry_for(row.tenant_id, row.endpoint)
+        try:
+            if entry is not None or row.held:
+                writer.write(key, entry)
+        except StoreDown as exc:
+            counts["switch_down"] += 1
+            rest = [r.id for r in claimed[index:]]
+            EmergencySync.update(claimed_until=None).where(EmergencySync.id.in_(rest)).execute()
+            log.debug("emergency entry %s waits for the switch: %s", row.endpoint, exc)
+            break
+        except StoreError as exc:
+            counts["retry"] += 1
+            delay = min(timedelta(seconds=2 ** min(row.attempts, 10)), MAX_BACKOFF)
+            (EmergencySync.update(attempts=row.attempts + 1, next_attempt_at=now + delay,
+                                  claimed_until=None, last_error=str(exc)[:500])
+             .where(EmergencySync.id == row.id).execute())
+            log.warning("the switch refused the emergency entry of %s: %s; retrying in %ds",
+                        row.endpoint or "the tenant default", exc, delay.total_seconds())
+            continue
+        counts["written"] += 1
+        # Cleared only if no newer mark arrived while writing; otherwise it goes again.
+        (EmergencySync.update(pending=False, claimed_until=None, last_error="", written_at=now,
+                              held=entry is not None)
+         .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)).execute())
+        (EmergencySync.update(claimed_until=None)
+         .where((EmergencySync.id == row.id) & (EmergencySync.stamp != row.stamp)).execute())
+    return counts
+
+
+def pending_count() -> int:
+    return EmergencySync.select(fn.COUNT(EmergencySync.id)).where(EmergencySync.pending).scalar()
+
+
+def resync_all() -> int:
+    """Mark every entry of every tenant (after restoring a switch, or a first install)."""
+    with current_database().atomic():
+        ids: Iterable[int] = [t.id for t in Tenant.select(Tenant.id)]
+        for tenant_id in ids:
+            mark_tenant(tenant_id, force=True)
+    return pending_count()
