@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from esl_handlers.inbound import EslError, EslUnavailable, InboundConnection
 from hotdesk.emergency import notices
 from hotdesk.runtime import Runtime
+from hotdesk.store.db import close_quietly
+from hotdesk.store.models import process_database
 from hotdesk.switch import emergency
 from hotdesk.switch.emergency import Entry, EntryKey, StoreDown, StoreError
 
@@ -83,16 +85,13 @@ class DrainLoop:
             self._thread.join(5.0)
 
     def _run(self) -> None:
-        from hotdesk.store.models import database_proxy
-
         while not self._stop.is_set():
             if self.inbound.connected:
                 try:
                     emergency.drain_once(self.writer)
                 except Exception:  # noqa: BLE001 - a database hiccup: marks stay, next round
                     log.exception("emergency entries: drain round failed; retrying")
-                    if not database_proxy.is_closed():
-                        database_proxy.close()
+                    close_quietly(process_database)
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
+from hotdesk.ops.supervise import describe
 
 log = logging.getLogger(__name__)
 
@@ -105,25 +106,45 @@ class InboundConnection:
         delay = self.backoff_start
         while not self._stop.is_set():
             try:
-                reader = self._connect()
-            except _AuthFailed:
-                self._set_state("auth_failed")
-            except (OSError, ConnectionClosed, ProtocolError) as exc:
-                self._set_state("down", str(exc) or type(exc).__name__)
-            else:
-                delay = self.backoff_start
-                self._up.set()
-                self._set_state("connected")
-                reason = self._read_loop(reader)
+                reconnect_now = self._session()
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the connection loop
+                log.exception("Event Socket %s:%d: unexpected error; reconnecting",
+                              self.host, self.port)
                 self._up.clear()
                 self._drop()
                 self._replies.put(_LOST)
-                if self._stop.is_set():
-                    break
-                self._set_state("down", reason)
+                self.state = "error"  # report it even when the link was already down
+                self._set_state("down", f"internal error: {describe(exc)}")
+                reconnect_now = False
+            if self._stop.is_set():
+                break
+            if reconnect_now:
+                delay = self.backoff_start
                 continue  # reconnect at once after a drop, then back off
             self._stop.wait(delay)
             delay = min(delay * 2, self.reconnect_max)
+
+    def _session(self) -> bool:
+        """Connect and read until the link drops; True when it had been up (reconnect now)."""
+        try:
+            reader = self._connect()
+        except _AuthFailed:
+            self._set_state("auth_failed")
+            return False
+        except (OSError, ConnectionClosed, ProtocolError) as exc:
+            self._set_state("down", str(exc) or type(exc).__name__)
+            return False
+        self._up.set()
+        self._set_state("connected")
+        try:
+            reason = self._read_loop(reader)
+        finally:
+            self._up.clear()
+            self._drop()
+            self._replies.put(_LOST)
+        if not self._stop.is_set():
+            self._set_state("down", reason)
+        return True
 
     def _connect(self) -> Reader:
         sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)

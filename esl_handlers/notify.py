@@ -10,11 +10,11 @@ header depends on the phone's User-Agent (some phones reboot on it).
 from __future__ import annotations
 
 import logging
-import threading
 
 from esl_handlers.inbound import EslUnavailable, InboundConnection
-from hotdesk.notify.drain import run_drain
-from hotdesk.notify.outbox import NotifyError, NotifyTarget, SwitchDown
+from hotdesk.notify.drain import drain_stall_seconds, run_drain
+from hotdesk.notify.outbox import NotifyError, NotifySender, NotifyTarget, SwitchDown
+from hotdesk.ops.supervise import LoopMonitor, WakeableThread, run_supervised
 from hotdesk.settings import Config
 
 log = logging.getLogger(__name__)
@@ -50,29 +50,33 @@ class EslNotifySender:
             raise NotifyError(f"FreeSWITCH refused sendevent NOTIFY: {reply}")
 
 
-class DrainLoop:
-    """The core's outbox drain (:func:`hotdesk.notify.drain.run_drain`) in a thread of its own."""
+class DrainLoop(WakeableThread):
+    """The core's outbox drain (:func:`hotdesk.notify.drain.run_drain`) in a thread of its
+    own, supervised: restarted after any error, with its own ``esl-drain`` heartbeat."""
 
-    def __init__(self, sender: EslNotifySender, config: Config,
+    name = "esl-outbox"
+    join_timeout = 5.0
+
+    def __init__(self, sender: NotifySender, config: Config,
                  owner: str | None = None) -> None:
+        super().__init__()
         self.sender = sender
         self.config = config
         self.owner = owner
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.monitor = LoopMonitor("esl-drain", node=config.metrics.node,
+                                   stall_seconds=drain_stall_seconds(config))
+
+    def _loop(self) -> None:
+        run_drain(self.sender, self.config, self._stop, owner=self.owner, wake=self._wake,
+                  on_round=self.monitor.beat)
+
+    def run(self) -> None:
+        run_supervised(self.monitor, self._loop, self._stop)
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=run_drain, args=(self.sender, self.config, self._stop),
-            kwargs={"owner": self.owner, "wake": self._wake}, name="esl-outbox", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
+        self.monitor.start()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        super().stop()
+        self.monitor.stop()

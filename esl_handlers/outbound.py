@@ -43,6 +43,7 @@ from hotdesk.calls.service import CallContext, Outcome, SwitchPin
 from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
 from hotdesk.settings import Config, parse_listen
+from hotdesk.store.db import DbSlots, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class EslCall:
 
 
 def run_script(call: EslCall, driver: CallDriver,
-               db_gate: threading.BoundedSemaphore | None = None) -> Outcome:
+               db_gate: contextlib.AbstractContextManager[object] | None = None) -> Outcome:
     """Drive a call through ``driver``: execute each switch action, feed back its result,
     relay hang-ups.
 
@@ -290,7 +291,7 @@ def read_voicemail_pin(call: EslCall, action: ReadVoicemailPin) -> SwitchPin:
 
 
 def handle_call(sock: socket.socket, runtime: Runtime,
-                db_gate: threading.BoundedSemaphore | None = None) -> CallResult:
+                db_gate: contextlib.AbstractContextManager[object] | None = None) -> CallResult:
     """Serve one connection from FreeSWITCH's ``socket`` application."""
     call = EslCall(sock)
     config: Config = runtime.config
@@ -325,7 +326,7 @@ def handle_call(sock: socket.socket, runtime: Runtime,
             return CallResult(outcome, call_id)
     finally:
         call.finish()
-        _release_db(runtime)
+        close_quietly(runtime.db)  # peewee connections are per thread; this one ends
 
 
 def _peer(sock: socket.socket) -> str:
@@ -334,15 +335,6 @@ def _peer(sock: socket.socket) -> str:
         return f"{host}:{port}"
     except OSError:
         return "?"
-
-
-def _release_db(runtime: Runtime) -> None:
-    """Close this thread's database connection (peewee connections are per thread)."""
-    try:
-        if not runtime.db.is_closed():
-            runtime.db.close()
-    except Exception:  # noqa: BLE001 - closing must never take a call thread down
-        log.debug("closing the database connection failed", exc_info=True)
 
 
 class EslServer:
@@ -360,7 +352,9 @@ class EslServer:
         self._stop = threading.Event()
         self._acceptor: threading.Thread | None = None
         self.calls_served = 0
-        self.db_gate = threading.BoundedSemaphore(max(runtime.config.esl.db_slots, 1))
+        # Database steps of calls: at most db_slots at once, each giving its connection
+        # back, so calls waiting for digits hold no connection.
+        self.db_gate = DbSlots(runtime.db, runtime.config.esl.db_slots)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -407,7 +401,13 @@ class EslServer:
                                       daemon=True)
             with self._lock:
                 self._threads.add(thread)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError as exc:  # out of threads: refuse this call, keep accepting
+                log.error("cannot start a thread for an Event Socket call: %s", exc)
+                with self._lock:
+                    self._threads.discard(thread)
+                conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
         try:

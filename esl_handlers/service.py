@@ -9,7 +9,7 @@ from esl_handlers.inbound import InboundConnection
 from esl_handlers.notify import DrainLoop, EslNotifySender
 from esl_handlers.outbound import EslServer
 from esl_handlers.registrations import EslRegistrationWatcher, start_watcher
-from hotdesk.ops.health import ConnectionReporter
+from hotdesk.ops.reporters import ConnectionReporter
 from hotdesk.runtime import Runtime
 
 log = logging.getLogger(__name__)

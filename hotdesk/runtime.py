@@ -19,6 +19,9 @@ from hotdesk.store.db import MIGRATIONS, open_database, schema_version, upgrade
 
 @dataclass
 class Runtime:
+    """One process's wiring. ``db`` is the process database the models are bound to
+    (:data:`hotdesk.store.models.process_database`), so a process has one Runtime."""
+
     config: Config
     db: Database
     service: HotdeskService
@@ -30,7 +33,8 @@ class SchemaOutOfDate(RuntimeError):
 
 def start(config: Config, migrate: bool = False) -> Runtime:
     """Open the database (upgrading it when asked) and build the service."""
-    db = open_database(config.database.url)
+    db = open_database(config.database.url, config.database.max_connections,
+                       config.database.connection_wait_seconds)
     if migrate:
         upgrade(db, config.tenant.default_domain)
     elif schema_version(db) < len(MIGRATIONS):

@@ -29,6 +29,10 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = "sqlite:///hotdesk.db"
+    # PostgreSQL: connections one hotdesk process opens at most (a pool; each database
+    # step gives its connection back), and how long a step waits for a free one.
+    max_connections: int = 20
+    connection_wait_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -202,8 +206,12 @@ class NotifyConfig:
     # A NOTIFY caused by a call (*70/*71) waits this long, so the phone is not
     # re-provisioned while the caller still hears the confirmation prompt.
     call_grace_seconds: float = 2.0
+    # Seconds a drainer holds the rows it claimed; renewed before a send when less than
+    # two thirds are left, so it must be at least 1.5 x the slowest single send (AMI
+    # gives up after 15 s, the Event Socket after 5 s).
+    lease_seconds: float = 30.0
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
-    # drains), log, or a registered name / "module:factory" (see hotdesk.notify.drain).
+    # drains), log (a dry run), or "module:factory" (see hotdesk.notify.drain).
     sender: str = "none"
 
 
@@ -560,6 +568,11 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"[pnp] listen: {exc}") from None
     if config.pnp.rate_limit < 1 or config.pnp.t1_ms < 1:
         raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
+    if config.database.max_connections < 1 or config.database.connection_wait_seconds < 1:
+        raise ConfigError("[database] max_connections and connection_wait_seconds must be at "
+                          "least 1")
+    if config.notify.lease_seconds <= 0:
+        raise ConfigError("[notify] lease_seconds must be more than 0")
     if config.policy.pin_tries_per_call < 1:
         raise ConfigError("[policy] pin_tries_per_call must be at least 1")
     if config.metrics.listen:

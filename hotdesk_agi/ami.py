@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 from hotdesk.notify.outbox import NotifyError, NotifyTarget, SwitchDown
+from hotdesk.ops.supervise import describe
 from hotdesk.settings import AmiConfig
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ class AmiClient:
                 self._set_state("down", message, logging.WARNING,
                                 f"{type(exc).__name__}: {exc}" if str(exc) else
                                 type(exc).__name__)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the connection loop
+                log.exception("AMI %s: unexpected error; reconnecting", self.address)
+                self.state = "error"  # so the line below is reported even when already down
+                self._set_state("down", f"AMI {self.address} failed: {describe(exc)}",
+                                logging.ERROR, f"internal error: {describe(exc)}")
             finally:
                 if self.connected.is_set():
                     # A session that got logged in ends with an exception too (the

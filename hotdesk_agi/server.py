@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from hotdesk.calls.callflow import SetVar, error_call
 from hotdesk.calls.driver import CallDriver, Finished, Step
 from hotdesk.logctx import call_context
 from hotdesk.ops import metrics
 from hotdesk.runtime import Runtime
+from hotdesk.store.db import DbExecutor
 from hotdesk_agi import login, logout
 from hotdesk_agi.handlers import AgiRequest, Handler
 from hotdesk_agi.protocol import MAX_LINE, AgiProtocolError, LineReader, read_env
@@ -41,9 +41,9 @@ class AgiServer:
         self.runtime = runtime
         self.handlers = dict(handlers)
         # Few threads: SQLite has one writer anyway, and each thread keeps its own
-        # database connection (and page cache) for its whole life.
-        self.executor = ThreadPoolExecutor(max_workers=max(runtime.config.agi.db_threads, 1),
-                                           thread_name_prefix="agi-db")
+        # database connection (and page cache) for its whole life; on PostgreSQL each
+        # step gives its connection back to the pool.
+        self.executor = DbExecutor(runtime.db, runtime.config.agi.db_threads, "agi-db")
         self.on_decided = on_decided or (lambda: None)
         self.server: asyncio.AbstractServer | None = None
         self.calls_served = 0

@@ -15,22 +15,23 @@ from hotdesk_cli.core_commands import guarded
 
 
 def cmd_pnp_listen(args: argparse.Namespace) -> int:
-    from hotdesk_pnp.listener import PnpBindError, PnpListener
+    from hotdesk.ops.supervise import LoopMonitor
+    from hotdesk_pnp.listener import PnpBindError, serve
 
     rt = start(args.cfg)
+    monitor = LoopMonitor("pnp", node=rt.config.metrics.node)
 
     async def run() -> None:
-        listener = PnpListener(rt.config, rt.db)
-        await listener.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print("PnP listener running; Ctrl-C to stop", file=sys.stderr, flush=True)
+        monitor.start()
         try:
-            await stop.wait()
+            await serve(rt.config, rt.db, stop, monitor, on_started=lambda: print(
+                "PnP listener running; Ctrl-C to stop", file=sys.stderr, flush=True))
         finally:
-            listener.close()
+            await asyncio.to_thread(monitor.stop)
 
     try:
         asyncio.run(run())

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from peewee import Database
 
+from hotdesk.ops.supervise import LoopMonitor
 from hotdesk.provisioning.discovery import Sighting, record_sighting
 from hotdesk.provisioning.render import device_url
 from hotdesk.settings import Config, parse_listen
@@ -167,6 +168,10 @@ class _Endpoint(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("PnP %s socket: %s", self.name, exc)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.listener.closing:
+            self.listener.lost(f"{self.name} socket closed" + (f": {exc}" if exc else ""))
+
     def local(self) -> tuple[str, int]:
         assert self.transport is not None
         name = self.transport.get_extra_info("sockname")
@@ -194,9 +199,17 @@ class PnpListener:
         self.unicast: _Endpoint | None = None
         self.reply: _Endpoint | None = None
         self.multicast: _Endpoint | None = None
+        self.closing = False
+        # Set with the reason when a socket goes away while the listener should run.
+        self.broken: asyncio.Future[str] | None = None
+
+    def lost(self, reason: str) -> None:
+        if self.broken is not None and not self.broken.done():
+            self.broken.set_result(reason)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self.broken = loop.create_future()
         pnp = self.config.pnp
         try:
             if pnp.listen:
@@ -222,6 +235,7 @@ class PnpListener:
         return proto
 
     def close(self) -> None:
+        self.closing = True
         for pending in self.pending.values():
             if pending.handle:
                 pending.handle.cancel()
@@ -385,11 +399,55 @@ def host_of(dest: tuple[str, int]) -> str:
     return f"{host}:{dest[1]}"
 
 
-async def serve(config: Config, db: Database, stop: asyncio.Event | None = None) -> None:
-    """Run the listener until ``stop`` is set (or forever)."""
-    listener = PnpListener(config, db)
-    await listener.start()
+async def serve(config: Config, db: Database, stop: asyncio.Event | None = None,
+                monitor: LoopMonitor | None = None,
+                on_started: Callable[[], None] = lambda: None) -> None:
+    """Run the listener until ``stop`` is set (or forever), supervised.
+
+    The first start's errors propagate (a wrong address or interface is a setting to
+    fix). Later, a socket that goes away (the interface went down) or a restart that
+    fails is logged, shown in the ``pnp`` heartbeat and retried with backoff.
+    """
+    stop = stop or asyncio.Event()
+    monitor = monitor or LoopMonitor("pnp", node=config.metrics.node)
+    first = True
+    while not stop.is_set():
+        listener = PnpListener(config, db)
+        try:
+            await listener.start()
+            if first:
+                on_started()
+            first = False
+            reason = await _run_until_broken(listener, stop, monitor)
+            if reason is None:
+                return
+            raise ConnectionError(reason)
+        except (PnpBindError, OSError) as exc:
+            if first:
+                raise
+            delay = monitor.failed(exc)
+        finally:
+            listener.close()
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+
+
+async def _run_until_broken(listener: PnpListener, stop: asyncio.Event,
+                            monitor: LoopMonitor) -> str | None:
+    """Beat while the sockets stay open; the reason they broke, or None on ``stop``."""
+    assert listener.broken is not None
+    stopped = asyncio.ensure_future(stop.wait())
     try:
-        await (stop or asyncio.Event()).wait()
+        while True:
+            monitor.beat()
+            done, _ = await asyncio.wait({stopped, listener.broken},
+                                         timeout=monitor.writer.interval / 2,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if listener.broken in done:
+                return listener.broken.result()
+            if stopped in done:
+                return None
     finally:
-        listener.close()
+        stopped.cancel()

@@ -4,6 +4,7 @@ HOTDESK_TEST_DATABASE_URL (CI runs the whole suite both ways)."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
 import os
 from collections.abc import Iterator
@@ -15,22 +16,24 @@ from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_te
 from hotdesk.emergency.models import EMERGENCY_MODELS
 from hotdesk.runtime import Runtime, start
 from hotdesk.settings import Config, DatabaseConfig
-from hotdesk.store.db import open_database
+from hotdesk.store.db import is_pooled, open_database
 from hotdesk.store.models import ALL_MODELS, Device, User
 
 REPO = Path(__file__).resolve().parent.parent
+CAPTURES = {"asterisk": REPO / "tests" / "fakes" / "asterisk_captures",
+            "freeswitch": REPO / "tests" / "fakes" / "freeswitch_captures"}
 # Set but empty: built-in defaults, so a ./hotdesk.ini left by scripts/demo in the checkout
 # never reaches the commands the tests start.
 os.environ.setdefault("HOTDESK_CONFIG", "")
-REFERENCE = REPO.parent / "shared" / "reference"
 
 
 def reference_bytes(name: str) -> bytes:
-    """A real switch transcript from shared/reference (see its INDEX.md)."""
-    path = REFERENCE / name
-    if not path.exists():
-        pytest.skip(f"reference transcript {name} not available")
-    return path.read_bytes()
+    """A real switch transcript kept in the repository (``tests/fakes/*_captures``, plain
+    or gzip). A missing one fails the test: the captures ship with every clone."""
+    folder = CAPTURES[name.split("-", 1)[0]]
+    if (folder / name).exists():
+        return (folder / name).read_bytes()
+    return gzip.decompress((folder / f"{name}.gz").read_bytes())
 
 
 @pytest.fixture(autouse=True)
@@ -68,6 +71,8 @@ def runtime(config: Config) -> Iterator[Runtime]:
     rt = start(config, migrate=True)
     yield rt
     rt.db.close()
+    if is_pooled(rt.db):
+        rt.db.close_all()  # the connections other threads gave back to the pool
 
 
 @pytest.fixture

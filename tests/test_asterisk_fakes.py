@@ -1,4 +1,4 @@
-"""The fakes reproduce the captured Asterisk bytes exactly (shared/reference)."""
+"""The fakes reproduce the captured Asterisk bytes exactly (tests/fakes/asterisk_captures)."""
 
 from __future__ import annotations
 

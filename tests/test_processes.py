@@ -141,45 +141,96 @@ def test_kill9_after_logout_commit_still_sends_idle_notify(runtime, database_url
     assert Device.get_by_id(desk.id).config_version == 3
 
 
-def test_two_worker_processes_drain_500_rows_exactly_once(runtime, database_url, tmp_path):
-    log = tmp_path / "sent.log"
-    env = child_env(database_url, HOTDESK_TEST_SEND_LOG=str(log),
-                    HOTDESK_TEST_SEND_DELAY="0.001", HOTDESK_NOTIFY_POLL_SECONDS="0.05")
-    cmd = [sys.executable, "-m", "hotdesk_cli", "worker", "--drain-only",
-           "--sender", "tests.procs.recording_sender:factory"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for _ in range(2)]
+class TwoDrainers:
+    """Two ``hotdesk worker --drain-only`` processes with the recording sender."""
 
-    def lines(prefix: str) -> list[list[str]]:
-        if not log.exists():
+    def __init__(self, database_url: str, tmp_path: Path, **env: str) -> None:
+        self.log = tmp_path / "sent.log"
+        env = child_env(database_url, HOTDESK_TEST_SEND_LOG=str(self.log), **env)
+        cmd = [sys.executable, "-m", "hotdesk_cli", "worker", "--drain-only",
+               "--sender", "tests.procs.recording_sender:factory"]
+        self.procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE) for _ in range(2)]
+
+    def lines(self, prefix: str) -> list[list[str]]:
+        if not self.log.exists():
             return []
-        return [ln.split() for ln in log.read_text().splitlines() if ln.startswith(prefix)]
+        return [ln.split() for ln in self.log.read_text().splitlines()
+                if ln.startswith(prefix)]
 
+    def wait_ready(self) -> None:
+        for proc in self.procs:
+            wait_for(lambda: len(self.lines("ready")) == 2, proc, what="both drainers ready")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+            if proc.stderr:
+                proc.stderr.close()
+
+
+def test_two_worker_processes_drain_500_rows_exactly_once(runtime, database_url, tmp_path):
+    drainers = TwoDrainers(database_url, tmp_path, HOTDESK_TEST_SEND_DELAY="0.001",
+                           HOTDESK_NOTIFY_POLL_SECONDS="0.05")
     try:
-        for proc in procs:
-            wait_for(lambda: len(lines("ready")) == 2, proc, what="both drainers ready")
+        drainers.wait_ready()
         rows = [{"endpoint": f"e{i}", "domain": "default"} for i in range(500)]
         with runtime.db.atomic():
             for start in range(0, 500, 100):
                 OutboxNotify.insert_many(rows[start:start + 100]).execute()
         runtime.db.close()
-        wait_for(lambda: len(lines("sent")) >= 500
+        wait_for(lambda: len(drainers.lines("sent")) >= 500
                  and OutboxNotify.select().where(OutboxNotify.status == "pending").count() == 0,
                  what="all 500 rows sent")
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            assert proc.wait(timeout=30) == 0, proc.stderr.read().decode()
+        drainers.stop()
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-            proc.stderr.close()
-    sent = lines("sent")
+        drainers.kill()
+    sent = drainers.lines("sent")
     ids = [int(fields[2]) for fields in sent]
     assert len(ids) == 500 and len(set(ids)) == 500  # every row exactly once
     assert set(ids) == {r.id for r in OutboxNotify.select(OutboxNotify.id)}
     by_pid = {fields[1] for fields in sent}
     assert len(by_pid) == 2, "both processes should have drained part of the outbox"
     assert OutboxNotify.select().where(OutboxNotify.status != "sent").count() == 0
+
+
+def test_two_drain_processes_with_sends_slower_than_the_lease_send_each_row_once(
+        runtime, database_url, tmp_path):
+    """A batch takes ~4 s against a 1 s lease: the second drainer takes over the rows
+    whose lease ran out, and the first must then leave them alone. Every row is sent
+    exactly once, every refused try is counted exactly once."""
+    drainers = TwoDrainers(database_url, tmp_path, HOTDESK_TEST_SEND_DELAY="0.3",
+                           HOTDESK_TEST_SEND_FAIL="refuse", HOTDESK_NOTIFY_POLL_SECONDS="0.05",
+                           HOTDESK_NOTIFY_LEASE_SECONDS="1", HOTDESK_NOTIFY_MAX_ATTEMPTS="3",
+                           HOTDESK_NOTIFY_BACKOFF_SECONDS="0")
+    try:
+        drainers.wait_ready()
+        rows = ([{"endpoint": f"e{i}", "domain": "default"} for i in range(10)]
+                + [{"endpoint": f"refuse{i}", "domain": "default"} for i in range(2)])
+        OutboxNotify.insert_many(rows).execute()
+        runtime.db.close()
+        wait_for(lambda: OutboxNotify.select().where(OutboxNotify.status == "pending")
+                 .count() == 0, what="every row sent or given up")
+        time.sleep(1.5)  # a late duplicate would show up within one more send
+        drainers.stop()
+    finally:
+        drainers.kill()
+    sent = [int(fields[2]) for fields in drainers.lines("sent")]
+    refused = [int(fields[2]) for fields in drainers.lines("fail")]
+    assert len({fields[1] for fields in drainers.lines("sent") + drainers.lines("fail")}) == 2, \
+        "the second drainer should have taken over rows whose lease ran out"
+    for row in OutboxNotify.select():
+        if row.endpoint.startswith("refuse"):
+            assert (row.status, sent.count(row.id), refused.count(row.id), row.attempts) \
+                == ("failed", 0, 3, 3), row.endpoint
+        else:
+            assert (row.status, sent.count(row.id), refused.count(row.id), row.attempts) \
+                == ("sent", 1, 0, 1), row.endpoint

@@ -13,6 +13,7 @@ from hotdesk.settings import Config, WorkerConfig
 from hotdesk.store.db import (
     MIGRATIONS,
     _v5_create_registrations,
+    current_database,
     open_database,
     schema_version,
     upgrade,
@@ -24,7 +25,6 @@ from hotdesk.store.models import (
     OutboxNotify,
     Registration,
     RegistrationFailure,
-    database_proxy,
 )
 from hotdesk.switch import registrations as regs
 from tests.conftest import make_device
@@ -183,7 +183,7 @@ def test_views_of_many_phones_take_a_fixed_number_of_queries(runtime):
     devices = [make_device(runtime, mac=f"00:15:65:00:10:{i:02x}", extension=str(8100 + i))
                for i in range(30)]
     regs.apply([seen(str(8100 + i), f"10.0.1.{i}:5060") for i in range(30)], "asterisk")
-    db = database_proxy.obj
+    db = current_database()
     calls = {"n": 0}
     original = db.execute_sql
 

@@ -11,7 +11,7 @@ from peewee import OperationalError
 
 from hotdesk.calls.service import CallContext, HotdeskService, Outcome
 from hotdesk.notify import reconcile
-from hotdesk.notify.outbox import claim_due, drain_once, mark_sent
+from hotdesk.notify.outbox import claim_due, drain_once, mark_failed, mark_sent
 from hotdesk.ops import health, worker
 from hotdesk.settings import Config, ConfigError, PolicyConfig, WorkerConfig, load_config
 from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session, Tenant
@@ -258,8 +258,12 @@ def test_expired_claim_lease_is_reclaimed_and_released(runtime, alice, desk):
     # Past the lease: another drainer takes it and sends it exactly once.
     [again] = claim_due(10, "other:2", now=t0 + timedelta(seconds=31))
     assert again.id == row.id and again.claimed_by == "other:2"
-    mark_sent(again)
-    assert OutboxNotify.get_by_id(row.id).status == "sent"
+    assert mark_sent(again, "other:2")
+    # The first drainer comes back late: its claim is gone, it writes nothing.
+    assert not mark_sent(row, "crashed-node:1")
+    assert mark_failed(row, "crashed-node:1", "late", runtime.config.notify) is None
+    done = OutboxNotify.get_by_id(row.id)
+    assert (done.status, done.attempts, done.last_error) == ("sent", 1, "")
     # A lease left behind by a dead drainer is tidied by the worker.
     runtime.service.reprovision(desk.id)
     new = OutboxNotify.select().where(OutboxNotify.status == "pending").get()
@@ -314,3 +318,17 @@ def test_config_sections_for_operations_have_defaults():
     assert cfg.worker.interval_seconds > 0 and cfg.notify.sender == "none"
     assert cfg.metrics.listen == "" and cfg.policy.timezone == "UTC"
     assert PolicyConfig().daily_logout_time == ""
+
+
+
+def test_worker_senders_are_none_log_or_module_factory(runtime, database_url):
+    from hotdesk.notify.drain import LogSender, make_sender
+    from tests.test_cli import hotdesk
+
+    assert make_sender("none", runtime.config) is None
+    assert isinstance(make_sender("log", runtime.config), LogSender)
+    # A name that is neither: a configuration error naming what to use instead.
+    done = hotdesk(database_url, "worker", "--once", "--sender", "ami", check=False)
+    assert done.returncode == 2
+    assert "[notify] sender = 'ami': unknown sender; use none, log or module:factory" \
+        in done.stderr

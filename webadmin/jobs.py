@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from hotdesk.admin import import_jobs, importers
 from hotdesk.notify.outbox import worker_id
 from hotdesk.runtime import Runtime
+from hotdesk.store.db import close_quietly
 from hotdesk.store.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,7 @@ class ImportJobs:
         finally:
             with self._lock:
                 self._threads.pop(job_id, None)
-            if not rt.db.is_closed():
-                rt.db.close()
+            close_quietly(rt.db)  # this thread's connection ends with the job
 
     def resume_orphans(self, rt: Runtime) -> list[str]:
         """Take over every job whose process stopped; returns their ids."""
@@ -91,8 +91,7 @@ class ImportJobs:
                 except Exception:  # a database hiccup: try again next round
                     log.exception("checking for interrupted imports failed")
                 finally:
-                    if not rt.db.is_closed():
-                        rt.db.close()
+                    close_quietly(rt.db)
                 self._stop.wait(interval)
 
         threading.Thread(target=loop, name="import-resume", daemon=True).start()

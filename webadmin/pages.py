@@ -21,6 +21,8 @@ from werkzeug.wrappers import Response
 
 from hotdesk.admin import inventory, reports, zones
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
+from hotdesk.ops import health
+from hotdesk.ops.status import is_stale
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
 from webadmin import actions, integrations
 from webadmin.auth import (
@@ -84,7 +86,8 @@ def dashboard() -> str:
         chart=chart(reports.logins_per_hour(scope())),
         offline_minutes=runtime().config.web.offline_after_minutes,
         switch=integrations.switch_status(runtime().config, scope()),
-        detail=reports.audit_detail)
+        detail=reports.audit_detail, beats=health.read_all(), now=utcnow(),
+        is_stale=is_stale)
 
 
 @bp.get("/discovered")

@@ -25,7 +25,8 @@ from hotdesk.emergency import locations
 from hotdesk.emergency.models import EmergencyCallSeen
 from hotdesk.settings import EmergencyConfig
 from hotdesk.store import audit
-from hotdesk.store.models import AuditEvent, Device, Tenant, User, database_proxy, utcnow
+from hotdesk.store.db import current_database
+from hotdesk.store.models import AuditEvent, Device, Tenant, User, utcnow
 from hotdesk.switch.emergency import desk_of, entry_for
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def describe(call: SeenCall, now: datetime | None = None) -> Notice:
 def record(notice: Notice, tenant_id: int | None) -> None:
     """The audit row every emergency call leaves (also what the dashboard banner shows)."""
     device = Device.get_or_none(Device.mac == notice.desk_mac) if notice.desk_mac else None
-    with database_proxy.obj.atomic():
+    with current_database().atomic():
         audit.record(ACTION, tenant=tenant_id, actor=f"caller:{notice.extension}",
                      device=device, call_id=notice.call_id, notice=asdict(notice))
 
@@ -188,7 +189,7 @@ def handle(call: SeenCall, config: EmergencyConfig) -> list[threading.Thread]:
 def first_sighting(call: SeenCall) -> bool:
     """True for the one process that sees this call first (the others skip it)."""
     try:
-        with database_proxy.obj.atomic():
+        with current_database().atomic():
             EmergencyCallSeen.create(key=f"{call.switch}:{call.call_id}"[:255])
     except IntegrityError:
         return False

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from hotdesk.notify import outbox, reconcile
 from hotdesk.settings import Config
 from hotdesk.store import audit
-from hotdesk.store.db import for_update, write_transaction
-from hotdesk.store.models import AuditEvent, Device, Registration, Tenant, database_proxy, utcnow
+from hotdesk.store.db import current_database, for_update, write_transaction
+from hotdesk.store.models import AuditEvent, Device, Registration, Tenant, utcnow
 from hotdesk.switch import registrations as regs
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def check(config: Config, now: datetime | None = None) -> ConfirmResult:
 
 def _requeue(device_id: int, config: Config, now: datetime) -> bool:
     """Queue the NOTIFY again, to the contact the phone is registered with right now."""
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         locked = reconcile.locked_device(device_id)
         if locked is None:
             return False
@@ -108,7 +108,7 @@ def _flag_once(device: Device, action: str, v: regs.RegistrationView, why: str) 
                                       & AuditEvent.detail.contains(marker))
     if query.exists():
         return 0
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         for_update(Tenant.select().where(Tenant.id == device.tenant_id)).get()
         if query.exists():
             return 0

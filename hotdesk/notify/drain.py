@@ -1,10 +1,9 @@
-"""A generic outbox drain loop and the registry of NOTIFY senders it can run with.
+"""A generic outbox drain loop, and the senders ``hotdesk worker`` can drain with.
 
 The switch adapters drain the outbox inside their own processes with their own
-connection; ``hotdesk worker`` can drain too, with a sender chosen by name in
-``[notify] sender``. Adapters register their factory with :func:`register_sender`;
-any importable ``"module:factory"`` works as well, so a deployment can plug in its
-own without touching this file.
+connection; ``hotdesk worker`` can drain too, with the sender named in ``[notify]
+sender``: ``none``, ``log`` (a dry run) or any importable ``"module:factory"``, so a
+deployment can plug in its own without touching this file.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from hotdesk.notify import outbox
 from hotdesk.notify.outbox import NotifySender, NotifyTarget
 from hotdesk.ops import metrics
 from hotdesk.settings import Config
-from hotdesk.store.models import OutboxNotify, utcnow
+from hotdesk.store.db import close_quietly
+from hotdesk.store.models import OutboxNotify, process_database, utcnow
 
 log = logging.getLogger(__name__)
-
-SenderFactory = Callable[[Config], NotifySender]
 
 
 class LogSender:
@@ -37,24 +35,17 @@ class LogSender:
                  f" at {target.contact_uri}" if target.contact_uri else "")
 
 
-_SENDERS: dict[str, SenderFactory] = {"log": lambda config: LogSender()}
-
-
-def register_sender(name: str, factory: SenderFactory) -> None:
-    """Make ``[notify] sender = name`` build its sender with ``factory(config)``."""
-    _SENDERS[name] = factory
-
-
 def make_sender(name: str, config: Config) -> NotifySender | None:
     """The sender called ``name``; None for ``none`` (this process does not drain)."""
     if name in ("", "none"):
         return None
-    if name in _SENDERS:
-        return _SENDERS[name](config)
+    if name == "log":
+        return LogSender()
     module_name, sep, attr = name.partition(":")
     if not sep:
-        raise ValueError(f"[notify] sender = {name!r}: unknown sender; use none, "
-                         f"{', '.join(sorted(_SENDERS))} or module:factory")
+        raise ValueError(f"[notify] sender = {name!r}: unknown sender; use none, log or "
+                         "module:factory (the switch's own sender runs inside hotdesk agi "
+                         "or hotdesk esl)")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -168,8 +159,6 @@ class Drainer:
 
     def round(self) -> dict[str, int] | None:
         """Counts by result, or None when the database failed (retry next round)."""
-        from hotdesk.store.models import database_proxy
-
         try:
             counts = drain_round(self.sender, self.config, self.owner, self.batch)
         except (OperationalError, InterfaceError) as exc:
@@ -177,7 +166,7 @@ class Drainer:
                 log.warning("outbox drain: database error, retrying every %gs: %s",
                             self.config.notify.poll_seconds, exc)
             self.failing = True
-            _reset_connection(database_proxy)
+            close_quietly(process_database)
             return None
         if self.failing:
             log.info("outbox drain works again")
@@ -189,25 +178,34 @@ class Drainer:
         return sum(counts.values()) >= self.batch and not counts["switch_down"]
 
 
+def drain_stall_seconds(config: Config) -> float:
+    """A drain loop that has not finished a round for this long is reported stuck: a
+    round waits at most ``poll_seconds`` plus a batch of bounded sends."""
+    return max(10 * config.notify.poll_seconds, 2 * config.notify.lease_seconds, 60.0)
+
+
 def run_drain(sender: NotifySender, config: Config, stop_event: threading.Event,
               owner: str | None = None, batch: int = 50,
               max_rounds: int | None = None,
-              wake: threading.Event | None = None) -> DrainTotals:
+              wake: threading.Event | None = None,
+              on_round: Callable[[], None] | None = None) -> DrainTotals:
     """Drain until ``stop_event`` is set (or ``max_rounds``): bounded sleeps, never raises.
 
     A full batch is followed at once by the next round; otherwise the loop waits
     ``[notify] poll_seconds``, or until ``wake`` is set (a call queued a NOTIFY; the
     caller sets ``wake`` too when it sets ``stop_event``). A locked or restarted
-    database is logged and retried on the next round.
+    database is logged and retried on the next round. ``on_round`` is told after
+    every round (a supervisor's heartbeat); any other error propagates to the caller,
+    which restarts the loop (:func:`hotdesk.ops.supervise.run_supervised`).
     """
-    from hotdesk.store.models import database_proxy
-
     drainer = Drainer(sender, config, owner, batch)
     totals = DrainTotals()
     try:
         while not stop_event.is_set() and (max_rounds is None or totals.rounds < max_rounds):
             totals.rounds += 1
             counts = drainer.round()
+            if on_round is not None:
+                on_round()
             if counts is None:
                 totals.errors += 1
             else:
@@ -221,14 +219,5 @@ def run_drain(sender: NotifySender, config: Config, stop_event: threading.Event,
                 wake.wait(config.notify.poll_seconds)
                 wake.clear()
     finally:
-        _reset_connection(database_proxy)  # this thread's connection ends with the loop
+        close_quietly(process_database)  # this thread's connection ends with the loop
     return totals
-
-
-def _reset_connection(db) -> None:  # type: ignore[no-untyped-def]
-    """Drop a broken connection so the next query opens a fresh one."""
-    try:
-        if not db.is_closed():
-            db.close()
-    except Exception:  # noqa: BLE001 - a dead connection may fail to close; that is fine
-        log.debug("closing the broken database connection failed", exc_info=True)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from peewee import PostgresqlDatabase
+from peewee import InterfaceError, OperationalError, PostgresqlDatabase
 
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.settings import NotifyConfig
 from hotdesk.store.compiled import Compiled, inserted_id
-from hotdesk.store.models import Device, OutboxNotify, Tenant, database_proxy, utcnow
+from hotdesk.store.db import current_database
+from hotdesk.store.models import Device, OutboxNotify, Tenant, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
                   event=get_vendor(device.vendor).notify_event,
                   config_version=device.config_version,
                   next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now)
-    db = database_proxy.obj
+    db = current_database()
     row_id = inserted_id(db, _INSERT.run(db, **values))
     return OutboxNotify(__no_default__=True, id=row_id, status="pending", attempts=0, **values)
 
@@ -85,13 +86,17 @@ def worker_id() -> str:
 
 def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
               now: datetime | None = None) -> list[OutboxNotify]:
-    """Claim up to ``limit`` due rows for ``owner``; safe across processes and nodes."""
+    """Claim up to ``limit`` due rows for ``owner``; safe across processes and nodes.
+
+    Each returned row carries its claim: ``claimed_by`` = owner and ``claimed_until``,
+    the stamp :func:`renew_claim`, :func:`mark_sent` and :func:`mark_failed` check.
+    """
     now = now or utcnow()
     claimable = ((OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
                  & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
     due = (OutboxNotify.select(OutboxNotify.id).where(claimable)
            .order_by(OutboxNotify.id).limit(limit))
-    if isinstance(database_proxy.obj, PostgresqlDatabase):
+    if isinstance(current_database(), PostgresqlDatabase):
         # One statement: drainers on other nodes skip the rows this one is locking
         # instead of queueing behind it and then finding them taken.
         query = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
@@ -110,59 +115,130 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
     return claimed
 
 
+def _still_claimed(row: OutboxNotify, owner: str):  # type: ignore[no-untyped-def]
+    """The row is pending and still in exactly the claim ``row`` was handed out with.
+
+    Another drainer that took the row after the lease ran out wrote its own
+    ``claimed_by``/``claimed_until``; the worker's tidy-up cleared ``claimed_until``.
+    Either way the claim stamp no longer matches and this drainer must not touch it.
+    """
+    return ((OutboxNotify.id == row.id) & (OutboxNotify.status == "pending")
+            & (OutboxNotify.claimed_by == owner)
+            & (OutboxNotify.claimed_until == row.claimed_until))
+
+
+def renew_claim(row: OutboxNotify, owner: str, lease: timedelta,
+                now: datetime | None = None) -> bool:
+    """Extend the claim on ``row`` by ``lease`` from now; False if it is no longer ours.
+
+    Called before a send when the claim is running short, so a batch may take longer
+    than the lease: such a row is re-checked and held for one full lease while sent.
+    """
+    # max(): with a fixed clock (tests) the stamp stays as it is and still matches.
+    until = max((now or utcnow()) + lease, row.claimed_until)
+    renewed = (OutboxNotify.update(claimed_until=until)
+               .where(_still_claimed(row, owner)).execute())
+    if renewed == 1:
+        row.claimed_until = until
+    return renewed == 1
+
+
 def target_of(row: OutboxNotify) -> NotifyTarget:
     return NotifyTarget(outbox_id=row.id, endpoint=row.endpoint, domain=row.domain,
                         contact_uri=row.contact_uri, event=row.event)
 
 
-def mark_sent(row: OutboxNotify, now: datetime | None = None) -> None:
-    (OutboxNotify.update(status="sent", sent_at=now or utcnow(), attempts=row.attempts + 1,
-                         claimed_until=None, last_error="")
-     .where(OutboxNotify.id == row.id).execute())
+def mark_sent(row: OutboxNotify, owner: str, now: datetime | None = None) -> bool:
+    """Record the send; False (nothing written) when the claim was lost meanwhile."""
+    return (OutboxNotify.update(status="sent", sent_at=now or utcnow(),
+                                attempts=OutboxNotify.attempts + 1,
+                                claimed_until=None, last_error="")
+            .where(_still_claimed(row, owner)).execute()) == 1
 
 
-def mark_failed(row: OutboxNotify, error: str, policy: NotifyConfig, count_attempt: bool = True,
-                now: datetime | None = None) -> str:
-    """Reschedule with exponential backoff, or give up after ``max_attempts``."""
+def mark_failed(row: OutboxNotify, owner: str, error: str, policy: NotifyConfig,
+                count_attempt: bool = True, now: datetime | None = None) -> str | None:
+    """Reschedule with exponential backoff, or give up after ``max_attempts``.
+
+    Returns the new status, or None when the claim was lost (nothing written).
+    ``row.attempts`` is exact here: only the holder of the claim writes the row.
+    """
     now = now or utcnow()
     attempts = row.attempts + (1 if count_attempt else 0)
     status = "failed" if attempts >= policy.max_attempts else "pending"
     delay = min(policy.backoff_seconds * (2 ** max(attempts - 1, 0)), policy.backoff_max_seconds)
-    (OutboxNotify.update(status=status, attempts=attempts, last_error=error[:500],
-                         claimed_until=None, next_attempt_at=now + timedelta(seconds=delay))
-     .where(OutboxNotify.id == row.id).execute())
-    return status
+    written = (OutboxNotify.update(status=status, attempts=attempts, last_error=error[:500],
+                                   claimed_until=None,
+                                   next_attempt_at=now + timedelta(seconds=delay))
+               .where(_still_claimed(row, owner)).execute())
+    return status if written == 1 else None
 
 
 def drain_once(sender: NotifySender, policy: NotifyConfig, owner: str, limit: int = 50,
                now: datetime | None = None) -> dict[str, int]:
-    """Send every due row once; returns counts by result. Never raises for a send error."""
+    """Send every due row once; returns counts by result. Never raises for a send error.
+
+    Before each send the row's claim is renewed once less than two thirds of its lease
+    is left (:func:`renew_claim`), so a row whose lease ran out while earlier rows were
+    slow, and that another drainer took meanwhile, is left to that drainer instead of
+    being sent twice.
+    """
+    lease = timedelta(seconds=policy.lease_seconds)
     counts = {"sent": 0, "retry": 0, "failed": 0, "switch_down": 0}
-    for row in claim_due(limit, owner, now=now):
+    rows = claim_due(limit, owner, lease, now=now)
+    for index, row in enumerate(rows):
+        if not _held_for_a_send(row, owner, lease, now):
+            log.info("NOTIFY row %d was taken over by another drainer; leaving it", row.id)
+            continue
         target = target_of(row)
         try:
             sender.send(target)
         except SwitchDown as exc:
-            mark_failed(row, str(exc), policy, count_attempt=False, now=now)
+            mark_failed(row, owner, str(exc), policy, count_attempt=False, now=now)
             counts["switch_down"] += 1
-            # Everything else would fail the same way; release and stop for now.
+            # Everything else would fail the same way: release the rest for later.
+            for untried in rows[index + 1:]:
+                (OutboxNotify.update(claimed_until=None)
+                 .where(_still_claimed(untried, owner)).execute())
             break
-        except NotifyError as exc:
-            status = mark_failed(row, str(exc), policy, now=now)
+        except (OperationalError, InterfaceError):
+            raise  # the database, not the row: the drain loop waits and retries
+        except Exception as exc:  # noqa: BLE001 - a bad row must not stop the rows after it
+            if not isinstance(exc, NotifyError):
+                log.exception("NOTIFY row %d: unexpected error while sending", row.id)
+            status = mark_failed(row, owner, str(exc) or type(exc).__name__, policy, now=now)
+            if status is None:
+                _claim_lost(row)
+                continue
             counts["failed" if status == "failed" else "retry"] += 1
             log.warning("NOTIFY %s to %s not sent: %s (%s)", row.event, target.endpoint, exc,
                         status)
         else:
-            mark_sent(row, now=now)
+            if not mark_sent(row, owner, now=now):
+                _claim_lost(row)
+                continue
             counts["sent"] += 1
             log.info("NOTIFY %s sent to %s%s (device %s, config v%s)", row.event,
                      target.endpoint, f" at {target.contact_uri}" if target.contact_uri else "",
                      row.device_id, row.config_version)
-    # Rows claimed but not tried (after SwitchDown) are released for the next round.
-    (OutboxNotify.update(claimed_until=None)
-     .where((OutboxNotify.claimed_by == owner) & (OutboxNotify.status == "pending")
-            & OutboxNotify.claimed_until.is_null(False)).execute())
     return counts
+
+
+def _held_for_a_send(row: OutboxNotify, owner: str, lease: timedelta,
+                     now: datetime | None) -> bool:
+    """True when ``row`` stays ours for at least two thirds of a lease: no other drainer
+    can take a row before its lease ends, so with that much left (more than any send
+    takes, see ``[notify] lease_seconds``) nothing needs checking; with less the claim
+    is renewed, which also finds out whether another drainer took it meanwhile."""
+    if row.claimed_until - (now or utcnow()) >= lease * 2 / 3:
+        return True
+    return renew_claim(row, owner, lease, now)
+
+
+def _claim_lost(row: OutboxNotify) -> None:
+    log.warning("NOTIFY row %d: the send outlasted [notify] lease_seconds and another "
+                "drainer took the row; it may have been sent twice (raise lease_seconds "
+                "above the switch's send timeout)", row.id)
 
 
 def pending_count() -> int:

@@ -19,13 +19,12 @@ from peewee import fn
 from hotdesk.notify import outbox
 from hotdesk.settings import Config
 from hotdesk.store import audit
-from hotdesk.store.db import for_update, write_transaction
+from hotdesk.store.db import current_database, for_update, write_transaction
 from hotdesk.store.models import (
     Device,
     OutboxNotify,
     Session,
     Tenant,
-    database_proxy,
     utcnow,
 )
 
@@ -153,7 +152,7 @@ def requeue(device_id: int, config: Config, now: datetime) -> bool:
     SQLite), the same a login takes, serialises them, and the second one finds the
     first one's pending row.
     """
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         locked = locked_device(device_id)
         if locked is None:
             return False
@@ -188,7 +187,7 @@ def _flag_pending(device: Device, notifies: int) -> bool:
 
     if already():
         return False
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         for_update(Device.select(Device.id).where(Device.id == device.id)).get()
         newest = (OutboxNotify.select().where((OutboxNotify.device == device)
                                               & (OutboxNotify.config_version

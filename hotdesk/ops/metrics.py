@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from hotdesk.notify import reconcile
+from hotdesk.ops import health
 from hotdesk.settings import parse_listen
 from hotdesk.store.models import LoginAttempt, Session, utcnow
 
@@ -136,9 +138,6 @@ class DatabaseCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from hotdesk.notify import reconcile
-        from hotdesk.ops import health
-
         now: datetime = self.clock()
         active = GaugeMetricFamily("hotdesk_active_sessions", "Hot-desk sessions logged in now")
         active.add_metric([], Session.select().where(Session.ended_at.is_null()).count())

@@ -72,6 +72,11 @@ def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
     )
 
 
+def is_stale(beat: health.Beat, now: datetime) -> bool:
+    """Reported up, but not for a while: its process may be gone."""
+    return beat.state == "up" and beat.age(now).total_seconds() > STALE_SECONDS
+
+
 def _ago(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:
@@ -89,8 +94,8 @@ def render(status: Status) -> str:
         lines.append("  (no process has reported yet)")
     for b in status.beats:
         age = (status.now - b.updated_at).total_seconds()
-        stale = " STALE" if age > STALE_SECONDS and b.state == "up" else ""
-        lines.append(f"  {b.component:<8} {b.node:<24} {b.state.upper():<5}{stale} since "
+        stale = " STALE" if is_stale(b, status.now) else ""
+        lines.append(f"  {b.component:<11} {b.node:<24} {b.state.upper():<5}{stale} since "
                      f"{b.since.isoformat(timespec='seconds')}Z (reported {_ago(age)} ago)"
                      + (f"  {b.detail}" if b.detail else ""))
     lines += ["", f"Active sessions: {status.active_sessions}", ""]

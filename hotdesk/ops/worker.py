@@ -25,9 +25,11 @@ from hotdesk.notify import confirm, reconcile
 from hotdesk.notify.drain import drain_round
 from hotdesk.notify.outbox import NotifySender, worker_id
 from hotdesk.ops import health, metrics
+from hotdesk.ops.supervise import Backoff, describe
 from hotdesk.provisioning.dst import dst_resync
 from hotdesk.settings import Config, parse_hhmm
-from hotdesk.store.models import Session, Tenant, database_proxy
+from hotdesk.store.db import close_quietly
+from hotdesk.store.models import Session, Tenant, process_database
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,11 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
 
     With a sender the worker also drains the outbox between ticks, every
     ``[notify] poll_seconds``. A locked or restarted database is logged and retried
-    on the next tick; the loop itself never raises for it.
+    on the next tick. Any other error is logged with its traceback, shown in the
+    ``worker`` heartbeat and retried after a doubling wait: the loop never ends on it.
     """
     owner = worker_id()
+    backoff = Backoff(0.5, max(config.worker.interval_seconds, 0.5))
     ticks = 0
     next_tick = 0.0
     clock = time.monotonic
@@ -166,10 +170,23 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
                     on_tick(result)
             elif sender is not None:
                 drain_round(sender, config, owner)
+            backoff.reset()
         except (OperationalError, InterfaceError) as exc:
             log.warning("worker: database unavailable, retrying next tick: %s", exc)
             next_tick = clock() + min(config.worker.interval_seconds, 5.0)
-            _reset(database_proxy)
+            close_quietly(process_database)
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not end the worker
+            delay = backoff.next()
+            log.error("worker: tick failed (%s); retrying in %gs", describe(exc), delay,
+                      exc_info=exc)
+            health.report("worker", "down", f"tick failed: {describe(exc)}; retrying in "
+                          f"{delay:g}s", node=config.metrics.node)
+            close_quietly(process_database)
+            if max_ticks is not None and ticks >= max_ticks:
+                raise  # `hotdesk worker --once`: the caller sees the failure (exit status)
+            next_tick = clock() + delay
+            stop_event.wait(delay)
+            continue
         if max_ticks is not None and ticks >= max_ticks:
             break
         wait = config.notify.poll_seconds if sender is not None else next_tick - clock()
@@ -177,10 +194,3 @@ def run_worker(service: HotdeskService, config: Config, stop_event: threading.Ev
     health.report("worker", "down", "stopped", node=config.metrics.node)
     return ticks
 
-
-def _reset(db) -> None:  # type: ignore[no-untyped-def]
-    try:
-        if not db.is_closed():
-            db.close()
-    except Exception:  # noqa: BLE001 - closing a dead connection may fail; reconnect anyway
-        log.debug("closing the broken database connection failed", exc_info=True)

@@ -8,7 +8,8 @@ from typing import Any
 from peewee import Model
 
 from hotdesk.store.compiled import Compiled, inserted_id
-from hotdesk.store.models import AuditEvent, Device, Tenant, User, database_proxy, utcnow
+from hotdesk.store.db import current_database
+from hotdesk.store.models import AuditEvent, Device, Tenant, User, utcnow
 
 # Written by every state change, so compiled once (hotdesk.store.compiled).
 _INSERT = Compiled(
@@ -29,7 +30,7 @@ def record(action: str, *, tenant: Tenant | int | None = None, actor: str = "sys
            call_id: str = "", **detail: Any) -> int:
     """Write an audit row; returns its id. ``detail`` must never carry a PIN or a SIP
     password."""
-    db = database_proxy.obj
+    db = current_database()
     cursor = _INSERT.run(db, tenant=_id(tenant), actor=actor, action=action,
                          device=_id(device), user=_id(user), call_id=call_id, at=utcnow(),
                          detail=json.dumps(detail, sort_keys=True, default=str) if detail else "")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from peewee import (
     BooleanField,
@@ -17,6 +19,7 @@ from peewee import (
     SqliteDatabase,
 )
 from playhouse.db_url import connect, parse
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from hotdesk.store.models import (
     ALL_MODELS,
@@ -32,7 +35,7 @@ from hotdesk.store.models import (
     SwitchSync,
     Tenant,
     User,
-    database_proxy,
+    process_database,
     utcnow,
 )
 
@@ -47,11 +50,14 @@ SQLITE_PRAGMAS = {
 }
 
 
-class RecoveringPostgresqlDatabase(PostgresqlDatabase):
-    """A PostgreSQL database whose dead connections are replaced between transactions.
+class RecoveringPostgresqlDatabase(PooledPostgresqlDatabase):
+    """A pool of PostgreSQL connections whose dead connections are replaced between
+    transactions.
 
-    Each thread keeps its connection for its whole life (FastAGI step threads, Event
-    Socket call threads). When the server restarts or the backend is terminated,
+    The pool bounds the connections one process opens (``[database] max_connections``);
+    a thread gives its connection back with ``close()`` when its database step ends, and
+    a thread that finds the pool empty waits for one (``connection_wait_seconds``).
+    When the server restarts or the backend is terminated,
     psycopg only notices on the next statement; without this, every later statement
     on that thread would fail ("connection already closed") until the process
     restarts. A statement (or BEGIN) that fails outside a transaction on a connection
@@ -80,7 +86,7 @@ class RecoveringPostgresqlDatabase(PostgresqlDatabase):
     def _drop(self, why: str) -> None:
         log.warning("%s; reconnecting", why)
         try:
-            self.close()
+            self.manual_close()  # really closed, never handed back to the pool
         except Exception:  # noqa: BLE001 - closing a dead connection may fail
             self._state.reset()
 
@@ -94,19 +100,98 @@ class RecoveringPostgresqlDatabase(PostgresqlDatabase):
             return False
 
 
-def open_database(url: str) -> Database:
-    """Connect to ``sqlite:///file`` or ``postgresql://…`` and bind the models to it."""
+def open_database(url: str, max_connections: int = 20, wait_seconds: int = 10) -> Database:
+    """Connect to ``sqlite:///file`` or ``postgresql://…`` and bind the models to it.
+
+    PostgreSQL connections come from a pool of at most ``max_connections``; a thread
+    that finds none free waits up to ``wait_seconds``. SQLite needs no pool (no server
+    with a connection limit).
+    """
     if url.startswith("sqlite"):
         db = connect(url, pragmas=SQLITE_PRAGMAS)
     elif url.startswith(("postgresql", "postgres")):
         params = parse(url)
         if not params.get("database"):
             raise ValueError("the PostgreSQL database URL names no database")
-        db = RecoveringPostgresqlDatabase(**params)
+        db = RecoveringPostgresqlDatabase(max_connections=max_connections,
+                                          timeout=max(wait_seconds, 1), **params)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://…")
-    database_proxy.initialize(db)
+    process_database.initialize(db)
     return db
+
+
+def current_database() -> Database:
+    """The database the models are bound to (:data:`hotdesk.store.models.process_database`)."""
+    db = process_database.obj
+    if db is None:
+        raise RuntimeError("no database is open: hotdesk.store.db.open_database() binds one")
+    return db
+
+
+def close_quietly(db: Database) -> None:
+    """Close this thread's connection, if any, and never raise.
+
+    peewee keeps one connection per thread: a loop or call thread calls this when it
+    ends (so connections do not outlive their threads) and after a database error (a
+    dead connection may fail to close; the next statement opens a fresh one).
+    """
+    try:
+        if not db.is_closed():
+            db.close()
+    except Exception:  # noqa: BLE001 - a broken connection may fail to close; that is fine
+        log.debug("closing the database connection failed", exc_info=True)
+
+
+def is_pooled(db: Database) -> bool:
+    """Connections come from a pool: giving one back after each step costs nothing."""
+    return isinstance(db, PooledDatabase)
+
+
+class DbSlots:
+    """At most ``slots`` threads doing database work at once, each giving its connection
+    back when its step ends.
+
+    Call threads spend nearly all their time waiting for the caller (prompts, PIN
+    digits); holding a connection through that would need one per call in progress.
+    With this around each step, a process holds at most ``slots`` connections for its
+    calls however many calls are in progress.
+    """
+
+    def __init__(self, db: Database, slots: int) -> None:
+        self.db = db
+        self.semaphore = threading.BoundedSemaphore(max(slots, 1))
+
+    def __enter__(self) -> None:
+        self.semaphore.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            close_quietly(self.db)
+        finally:
+            self.semaphore.release()
+
+
+class DbExecutor(ThreadPoolExecutor):
+    """Threads for blocking database steps; on a pooled database each step gives its
+    connection back when it ends, so the pool, not the thread count, bounds connections.
+    On SQLite each thread keeps its connection (and page cache) for its whole life."""
+
+    def __init__(self, db: Database, threads: int, name: str) -> None:
+        super().__init__(max_workers=max(threads, 1), thread_name_prefix=name)
+        self.db = db
+        self.release = is_pooled(db)
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        if not self.release:
+            return super().submit(fn, *args, **kwargs)
+        return super().submit(self._released, fn, *args, **kwargs)
+
+    def _released(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_quietly(self.db)
 
 
 def is_sqlite(db: Database) -> bool:
@@ -136,7 +221,7 @@ def for_update(query):  # type: ignore[no-untyped-def]
     that references the locked one takes (an audit row naming a user another login
     holds), which turns two logins into a deadlock. Between lockers it is as exclusive.
     """
-    db = database_proxy.obj
+    db = current_database()
     if isinstance(db, PostgresqlDatabase):
         return query.for_update("FOR NO KEY UPDATE")
     return query

@@ -23,8 +23,12 @@ from peewee import (
     TextField,
 )
 
-# Bound to a real database by hotdesk.store.db.open_database(); peewee's documented idiom.
-database_proxy = DatabaseProxy()
+# The one database this process's models read and write. The models are module-level
+# classes, so a process has exactly one: hotdesk.store.db.open_database() binds it (the
+# runtime does, once, at start-up); code that needs the handle itself (transactions,
+# "is this PostgreSQL?") asks hotdesk.store.db.current_database(). Two runtimes in one
+# process would share it.
+process_database = DatabaseProxy()
 
 
 def utcnow() -> datetime:
@@ -37,7 +41,7 @@ def new_token() -> str:
 
 class BaseModel(Model):
     class Meta:
-        database = database_proxy
+        database = process_database
         legacy_table_names = False
 
 

@@ -26,7 +26,8 @@ from peewee import fn
 from hotdesk.emergency import locations
 from hotdesk.emergency.locations import Location
 from hotdesk.emergency.models import EmergencySync
-from hotdesk.store.models import Device, Session, Tenant, User, database_proxy, utcnow
+from hotdesk.store.db import current_database
+from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def pending_count() -> int:
 
 def resync_all() -> int:
     """Mark every entry of every tenant (after restoring a switch, or a first install)."""
-    with database_proxy.obj.atomic():
+    with current_database().atomic():
         ids: Iterable[int] = [t.id for t in Tenant.select(Tenant.id)]
         for tenant_id in ids:
             mark_tenant(tenant_id, force=True)

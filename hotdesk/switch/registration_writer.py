@@ -21,9 +21,10 @@ from datetime import datetime
 
 from peewee import PeeweeException
 
-from hotdesk.ops.health import ConnectionReporter
+from hotdesk.ops.reporters import ConnectionReporter
 from hotdesk.settings import Config, RegistrationsConfig
-from hotdesk.store.models import database_proxy
+from hotdesk.store.db import close_quietly
+from hotdesk.store.models import process_database
 from hotdesk.switch import registrations as regs
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class RegistrationWriter:
                                   "listing repairs it", self.switch)
                     self._stop.wait(1.0)
         finally:
-            _close_quietly()
+            close_quietly(process_database)
 
     def _write_once(self) -> bool:
         """Write one batch (a listing first); True when more is waiting."""
@@ -159,20 +160,12 @@ class RegistrationWriter:
                     self.dropped += 1
                 if listing is not None and self._listing is None:
                     self._listing = listing
-            _close_quietly()
+            close_quietly(process_database)
             self._stop.wait(1.0)
             return False
         with self._lock:
             return bool(self._buffer) or self._listing is not None
 
-
-def _close_quietly() -> None:
-    try:
-        if not database_proxy.is_closed():
-            database_proxy.close()
-    except Exception:  # noqa: BLE001 - a broken connection may fail to close
-        log.debug("closing the registration writer's database connection failed",
-                  exc_info=True)
 
 
 def reporting_writer(switch: str, config: Config, address: str) -> RegistrationWriter | None:

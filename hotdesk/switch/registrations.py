@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from peewee import EXCLUDED, chunked, fn
 
-from hotdesk.store.db import write_transaction
+from hotdesk.store.db import current_database, write_transaction
 from hotdesk.store.models import (
     Device,
     Heartbeat,
@@ -26,7 +26,6 @@ from hotdesk.store.models import (
     RegistrationFailure,
     Session,
     User,
-    database_proxy,
     utcnow,
 )
 
@@ -187,7 +186,7 @@ def apply(changes: Sequence[Change], switch: str, index: DeviceIndex | None = No
     index = index or DeviceIndex()
     for c in seen.values():
         accepted[c.address] = max(c.at, accepted.get(c.address, c.at))
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         _upsert_seen(list(seen.values()), switch, index)
         _forget_refusals(accepted, switch)
         _delete_gone(list(gone), switch)
@@ -272,7 +271,7 @@ def replace_all(contacts: Sequence[ContactSeen], switch: str, started_at: dateti
         Registration.account, Registration.contact_uri)
         .where((Registration.switch == switch) & (Registration.refreshed_at < started_at))
         if (r.account, r.contact_uri) not in listed]
-    with write_transaction(database_proxy.obj):
+    with write_transaction(current_database()):
         if stale:
             _delete_gone(stale, switch)
         # Refusals of no phone of ours (scanners) are kept an hour, the others a week.

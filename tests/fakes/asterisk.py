@@ -1,4 +1,4 @@
-"""Wire-level fakes of Asterisk, rebuilt from shared/reference/asterisk-*.{txt,bin}.
+"""Wire-level fakes of Asterisk, rebuilt from the real captures in tests/fakes/asterisk_captures.
 
 FakeAsterisk places FastAGI calls (the replies come from hotdesk_agi.simulate, which
 tests/test_asterisk_fakes.py proves byte-identical to the captures). FakeAMI is an AMI

@@ -1,4 +1,4 @@
-"""A wire-level fake FreeSWITCH, replaying real captures (shared/reference/freeswitch-*).
+"""A wire-level fake FreeSWITCH, replaying real captures (tests/fakes/freeswitch_captures).
 
 Every byte the fake sends comes from a capture of FreeSWITCH 1.11.3 (gzip copies in
 ``tests/fakes/freeswitch_captures``): event bodies are the captured events with only
@@ -137,6 +137,7 @@ class CallSpec:
     # once, collects nothing and leaves variable_read_result unset.
     missing_prompt: bool = False
     linger_scale: float = 0.01  # real seconds per linger second
+    keying_seconds: float = 0.0  # the caller takes this long before the first PIN digit
 
 
 class FakeCall:
@@ -301,6 +302,8 @@ class FakeCall:
             else ""
         if self.spec.missing_prompt:
             keyed = ""
+        if self.spec.keying_seconds:
+            time.sleep(self.spec.keying_seconds)
         for n, digit in enumerate(keyed):
             self._send(self._event(LOGIN_OK[9 + min(n, 3)], LOGIN_OK_UUID, digit=digit))
         pin = keyed.rstrip("#")

@@ -28,6 +28,18 @@ def test_every_page_renders_with_data(runtime, root_client, alice, desk):
         assert "hotdesk" in response.get_data(as_text=True)
 
 
+def test_dashboard_shows_every_loops_heartbeat(root_client):
+    from hotdesk.ops import health
+
+    health.report("agi-drain", "down", "failed: RuntimeError: boom; restarting in 1s",
+                  node="pbx-1")
+    health.report("worker", "up", "expired=0", node="pbx-2")
+    page = root_client.get("/").get_data(as_text=True)
+    assert 'data-component="agi-drain"' in page and 'data-component="worker"' in page
+    row = page.split('data-component="agi-drain"', 1)[1].split("</tr>", 1)[0]
+    assert ">down<" in row and "RuntimeError: boom" in row and "pbx-1" in row
+
+
 def test_phones_page_warns_about_a_model_in_no_list(runtime, root_client):
     from tests.conftest import make_device
 

@@ -15,7 +15,7 @@ from hotdesk.store.models import (
     OutboxNotify,
     Session,
     User,
-    database_proxy,
+    process_database,
 )
 from hotdesk_cli.main import main
 from tests.web.conftest import bearer, csrf_token
@@ -43,7 +43,7 @@ def cli(runtime, monkeypatch, capsys):
         try:
             status = main(list(args))
         finally:
-            database_proxy.initialize(runtime.db)  # main() bound the models to its own
+            process_database.initialize(runtime.db)  # main() bound the models to its own
         captured = capsys.readouterr()
         return status, captured.out, captured.err
     return run
