@@ -98,6 +98,7 @@ def test_control_connection_lost_mid_call_then_back(runtime, alice, bob, desk, t
 def test_control_connection_flaps_during_calls(runtime, alice, desk, tmp_path, switch, caplog):
     """Several outages in a row: every call ends with its prompt, every NOTIFY goes once."""
     with make_driver(switch, runtime, tmp_path) as drv:
+        assert wait_for(drv.control_connected)  # each outage ends an established connection
         for n in range(3):
             drv.stop_switch_control()
             feature = ("login", "8001", "101", ("1234",)) if n % 2 == 0 else \

@@ -127,13 +127,14 @@ class FakeAMI:
             self.server.close()
             await self.server.wait_closed()
             self.server = None
-        for w in list(self._writers.values()):
-            w.transport.abort()
-        # Let the connection tasks see the abort and finish before the loop ends.
+        # Let the connection tasks see the abort and finish before the loop ends; a
+        # connection accepted while the listener closed is aborted on a later pass.
         for _ in range(100):
+            for w in list(self._writers.values()):
+                w.transport.abort()
+            await asyncio.sleep(0.01)
             if not self._writers:
                 break
-            await asyncio.sleep(0.01)
 
     async def shutdown(self) -> None:
         """``core stop now``: Event: Shutdown to connections that asked for events (a real
@@ -222,6 +223,11 @@ class FakeAMI:
                                        ("ExpectedResponse", "")], severity="Error")
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.server is None:
+            # Accepted just before stop() closed the listener: gone with it, like the
+            # rest of a stopped Asterisk's connections.
+            writer.transport.abort()
+            return
         self._conn += 1
         conn = self._conn
         self._writers[conn] = writer
