@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from hotdesk.admin import reports, usecases
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.provisioning import discovery
 from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS, model_warnings
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
@@ -100,7 +101,24 @@ def detail(device_id: int) -> str:
                            notifies=notifies, history=history,
                            registration=registrations.view(device), now=utcnow(),
                            url=device_url(runtime().config, device),
-                           result=reports.notify_result)
+                           result=reports.notify_result,
+                           arm_minutes=runtime().config.pnp.arm_minutes)
+
+
+@bp.post("/<int:device_id>/pnp-arm")
+@login_required
+def pnp_arm(device_id: int) -> Response:
+    """Let the phone get its URL by PnP again for [pnp] arm_minutes (after a reset)."""
+    device = scoped_or_404(Device, device_id)
+    minutes = runtime().config.pnp.arm_minutes
+    try:
+        until = discovery.arm(runtime().db, device, minutes, actor=actor())
+    except ValueError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash(f"PnP armed: the phone gets its provisioning URL at a PnP request until "
+              f"{until:%H:%M} UTC.", "success")
+    return redirect(url_for("phones.detail", device_id=device.id))
 
 
 @bp.route("/<int:device_id>/edit", methods=["GET", "POST"])
