@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from hotdesk.admin import reports, usecases
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.mac import format_mac
 from hotdesk.provisioning import discovery
 from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS, model_warnings
@@ -69,7 +70,7 @@ def new() -> Response | str:
         form: dict[str, str] = {"method": "pnp", "network": "lan", "vendor": "yealink"}
         if request.args.get("discovered", "").isdigit():
             found = discovered_or_404(int(request.args["discovered"]))
-            form.update(mac=found.mac, vendor=found.vendor.lower() or "yealink",
+            form.update(mac=format_mac(found.mac), vendor=found.vendor.lower() or "yealink",
                         model=found.model)
         return render_template("phone_form.html", **_form_context(form))
     rt = runtime()
@@ -126,8 +127,9 @@ def pnp_arm(device_id: int) -> Response:
 def edit(device_id: int) -> Response | str:
     device = scoped_or_404(Device, device_id)
     if request.method == "GET":
-        form = {"mac": device.mac, "extension": device.idle_extension, "vendor": device.vendor,
-                "model": device.model, "name": device.display_name, "method": device.method,
+        form = {"mac": format_mac(device.mac), "extension": device.idle_extension,
+                "vendor": device.vendor, "model": device.model, "name": device.display_name,
+                "method": device.method,
                 "network": device.network, "sbc": device.sbc_address,
                 "transport": device.sip_transport,
                 "rps": "on" if device.rps_enabled else ""}

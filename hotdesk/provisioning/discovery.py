@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from peewee import Database, IntegrityError
 
+from hotdesk.mac import format_mac
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, DiscoveredPhone, utcnow
@@ -151,7 +152,8 @@ def arm(db: Database, device: Device, minutes: int, actor: str = "system",
     """Let ``device`` get its URL by PnP for the next ``minutes`` (e.g. after a factory
     reset); returns when the window closes."""
     if device.method != "pnp":
-        raise ValueError(f"phone {device.mac} is provisioned by {device.method.upper()}; "
+        raise ValueError(f"phone {format_mac(device.mac)} is provisioned by "
+                         f"{device.method.upper()}; "
                          "PnP is not answered for it")
     until = (now or utcnow()) + timedelta(minutes=minutes)
     with write_transaction(db):
