@@ -5,6 +5,9 @@ allowed network. Every other request is recorded and answered without a URL."""
 from __future__ import annotations
 
 import json
+import socket
+
+import pytest
 
 from hotdesk.provisioning import discovery
 from hotdesk.provisioning.render import device_url
@@ -86,3 +89,28 @@ def test_arming_an_rps_phone_is_refused(runtime, monkeypatch, capsys):
     assert main(["pnp", "arm", "00:15:65:12:34:ab"]) == 1
     assert "provisioned by RPS" in capsys.readouterr().err
     assert Device.get(Device.mac == "0015651234ab").pnp_armed_until is None
+
+
+def test_push_to_a_provisioned_phone_sends_nothing_until_armed(runtime):
+    """Anyone can make hotdesk record "their" address for a MAC with one SUBSCRIBE; an
+    admin saving the phone later must not push the URL there."""
+    from hotdesk_pnp.push import push_provisioning_url, push_succeeded
+
+    device = make_device(runtime, mac="00:15:65:12:34:ab")
+    Device.update(fetched_version=1, last_fetch_at=utcnow()).where(
+        Device.id == device.id).execute()
+    config = unicast_config(runtime.config, t1_ms=50, notify_timeout_seconds=0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoofer:
+        spoofer.bind(("127.0.0.1", 0))
+        spoofer.settimeout(1.0)
+        address = f"127.0.0.1:{spoofer.getsockname()[1]}"
+        discovery.record_sighting(runtime.db, discovery.Sighting("0015651234ab",
+                                                                 address=address))
+        result = push_provisioning_url(config, Device.get_by_id(device.id))
+        assert result.startswith("not sent: already provisioned") and not push_succeeded(result)
+        with pytest.raises(TimeoutError):
+            spoofer.recvfrom(4096)
+        discovery.arm(runtime.db, device, 5)
+        result = push_provisioning_url(config, Device.get_by_id(device.id))
+        assert result.startswith(f"sent to {address}, no answer")
+        assert device.prov_token.encode() in spoofer.recvfrom(4096)[0]
