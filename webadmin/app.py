@@ -11,7 +11,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from hotdesk.admin.signin_throttle import SigninThrottle
+from hotdesk.admin.signin_throttle import SharedSigninThrottle
 from hotdesk.provisioning.serving import (
     AuditThrottle,
     client_address,
@@ -66,7 +66,7 @@ def create_app(runtime: Runtime) -> Flask:
     app.config.update(
         SECRET_KEY=load_secret_key(runtime.config),
         HOTDESK=runtime,
-        HOTDESK_THROTTLE=SigninThrottle(
+        HOTDESK_THROTTLE=SharedSigninThrottle(
             max_failures=web.signin_max_failures,
             window=timedelta(minutes=web.signin_window_minutes)),
         HOTDESK_SIGNIN_AUDIT=AuditThrottle(),

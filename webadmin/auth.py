@@ -25,7 +25,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from hotdesk.admin import admins, reports, web_sessions
-from hotdesk.admin.signin_throttle import SigninThrottle
+from hotdesk.admin.signin_throttle import SharedSigninThrottle
 from hotdesk.provisioning.serving import AuditThrottle
 from hotdesk.runtime import Runtime
 from hotdesk.store import audit
@@ -140,7 +140,7 @@ def _blocked(username: str, address: str) -> tuple[str, int]:
 
 @bp.route("/signin", methods=["GET", "POST"])
 def signin() -> Response | str | tuple[str, int]:
-    throttle: SigninThrottle = current_app.config["HOTDESK_THROTTLE"]
+    throttle: SharedSigninThrottle = current_app.config["HOTDESK_THROTTLE"]
     username = request.form.get("username", "").strip()[:64]
     if request.method == "POST":
         address = _client_address()

@@ -1,4 +1,4 @@
-"""Web admin accounts and their API tokens.
+"""Web admin accounts, their API tokens, and a per-process failure counter.
 
 Admins are either system administrators (every tenant) or tenant administrators (one
 tenant). API tokens are random and long, so a plain SHA-256 of the token is stored:
@@ -12,6 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from peewee import Database
@@ -161,3 +165,47 @@ def admin_for_token(token: str, now: datetime | None = None) -> Admin | None:
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
         ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
     return row.admin
+
+
+@dataclass
+class SignInThrottle:
+    """Refuses a key (a username or a client address) after repeated failures.
+
+    Kept in memory: one ``hotdesk web`` process (waitress, many threads) shares it. With
+    several processes each counts on its own, so the effective limit is multiplied by
+    the number of processes; it also counts only after a check, so parallel tries race
+    past it. Admin sign-in therefore uses the database-backed
+    :class:`hotdesk.admin.signin_throttle.SharedSigninThrottle`; this one guards the
+    FreeSWITCH directory endpoint's HTTP credentials.
+    """
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+    clock: Callable[[], datetime] = utcnow
+    _failures: dict[str, deque[datetime]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _recent(self, key: str, now: datetime) -> deque[datetime]:
+        q = self._failures.setdefault(key, deque())
+        while q and now - q[0] > self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, username: str, address: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            return any(len(self._recent(k, now)) >= self.max_failures
+                       for k in (f"u:{username.lower()}", f"a:{address}"))
+
+    def failed(self, username: str, address: str) -> None:
+        now = self.clock()
+        with self._lock:
+            for key in (f"u:{username.lower()}", f"a:{address}"):
+                self._recent(key, now).append(now)
+            if len(self._failures) > 10000:  # bound memory under a spray of usernames
+                for key in [k for k, q in self._failures.items() if not q]:
+                    del self._failures[key]
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(f"u:{username.lower()}", None)

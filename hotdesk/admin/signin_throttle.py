@@ -35,7 +35,7 @@ def _keys(username: str, address: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class SigninThrottle:
+class SharedSigninThrottle:
     max_failures: int = 5
     window: timedelta = timedelta(minutes=15)
 
