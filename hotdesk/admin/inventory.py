@@ -114,10 +114,6 @@ def find_user(tenant: Tenant, extension: str) -> User:
     return user
 
 
-# A phone's name is shown on its display and in one table column.
-MAX_DEVICE_NAME = 64
-
-
 def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
     try:
         mac = normalise_mac(spec.mac)
@@ -137,8 +133,6 @@ def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
     transport = (spec.transport or "").strip().lower()
     if transport not in {"", "udp", "tcp", "tls"}:
         raise InventoryError("transport must be udp, tcp or tls (empty = the site default)")
-    if len(spec.name.strip()) > MAX_DEVICE_NAME:
-        raise InventoryError(f"name must be at most {MAX_DEVICE_NAME} characters")
     extension = _check_extension(spec.extension)
     return DeviceSpec(mac=mac, extension=extension, sip_password=sip_password,
                       vendor=vendor, model=validation.text(spec.model, "model",

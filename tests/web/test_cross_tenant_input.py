@@ -39,7 +39,7 @@ def test_form_duplicate_mac_of_another_tenant_leaks_nothing(runtime, app, ann_cl
         "extension": "8090", "sip_password": "x", "method": "pnp", "network": "lan",
         "vendor": "yealink"})
     text = response.get_data(as_text=True)
-    assert response.status_code == 400
+    assert response.status_code == 409  # as for a duplicate within the tenant
     assert "MAC 00:15:65:BB:BB:01 is already registered to a phone" in text
     assert not any(s in text for s in SECRETS[:3])
 
