@@ -244,8 +244,8 @@ class RegistrationsConfig:
 class MetricsConfig:
     # HOST:PORT of a per-process Prometheus endpoint for agi/esl/worker; empty = off.
     listen: str = ""
-    # /metrics of `hotdesk web`: bearer token and/or comma-separated client networks.
-    # Both empty = only 127.0.0.1 and ::1 may scrape.
+    # /metrics of `hotdesk web` needs this bearer token (empty = that page is off);
+    # allow_networks (comma-separated CIDRs), when set, also limits the scrapers' address.
     token: str = ""
     allow_networks: str = ""
     # Name of this node in heartbeats and `hotdesk status`; empty = host name.
@@ -274,6 +274,12 @@ class PnpConfig:
     # SIP timer T1 (NOTIFY retransmission starts here and doubles) and the give-up time.
     t1_ms: int = 500
     notify_timeout_seconds: float = 8.0
+    # Source networks a PnP answer may carry a provisioning URL to; empty = the private,
+    # link-local and loopback ranges. Others are recorded and answered without a URL.
+    allow_networks: str = ""
+    # How long `hotdesk pnp arm MAC` (or the phone page's button) lets an already
+    # provisioned phone get its URL by PnP again.
+    arm_minutes: int = 30
 
 
 @dataclass(frozen=True)
@@ -566,8 +572,8 @@ def _validate(config: Config) -> None:
             parse_listen(config.pnp.listen)
         except ConfigError as exc:
             raise ConfigError(f"[pnp] listen: {exc}") from None
-    if config.pnp.rate_limit < 1 or config.pnp.t1_ms < 1:
-        raise ConfigError("[pnp] rate_limit and t1_ms must be at least 1")
+    if config.pnp.rate_limit < 1 or config.pnp.t1_ms < 1 or config.pnp.arm_minutes < 1:
+        raise ConfigError("[pnp] rate_limit, t1_ms and arm_minutes must be at least 1")
     if config.database.max_connections < 1 or config.database.connection_wait_seconds < 1:
         raise ConfigError("[database] max_connections and connection_wait_seconds must be at "
                           "least 1")

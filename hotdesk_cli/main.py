@@ -68,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.config = find_config(args.config, os.environ)
         args.cfg = load_config(args.config)
         setup_logging(args.cfg.log.level, secrets=config_secrets(args.cfg))
-        return int(args.handler(args) or 0)
+        status = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return status
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         print(f"hotdesk: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_went_away() -> int:
+    """``hotdesk … | head -1``: the reader closed the pipe. Stop quietly; point stdout at
+    /dev/null so the interpreter's final flush does not print a traceback either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
 
 
 if __name__ == "__main__":

@@ -65,6 +65,23 @@ def cmd_pnp_push(args: argparse.Namespace) -> int:
     return 0 if push_succeeded(result) else 1
 
 
+def cmd_pnp_arm(args: argparse.Namespace) -> int:
+    rt = start(args.cfg)
+    device = find_device(args.mac)
+    minutes = args.minutes or rt.config.pnp.arm_minutes
+    if minutes < 1:
+        print("hotdesk: --minutes must be at least 1", file=sys.stderr)
+        return 1
+    try:
+        until = discovery.arm(rt.db, device, minutes, actor="cli")
+    except ValueError as exc:
+        print(f"hotdesk: {exc}", file=sys.stderr)
+        return 1
+    print(f"{format_mac(device.mac)}: PnP answers with its provisioning URL until "
+          f"{until.isoformat(sep=' ', timespec='minutes')} UTC")
+    return 0
+
+
 def cmd_pnp_forget(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     try:
@@ -90,6 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = pnp.add_parser("push", help="send a registered phone its provisioning URL now")
     p.add_argument("mac")
     p.set_defaults(handler=guarded(cmd_pnp_push))
+    p = pnp.add_parser("arm", help="let a provisioned PnP phone (e.g. after a factory reset) "
+                       "get its URL by PnP for [pnp] arm_minutes")
+    p.add_argument("mac")
+    p.add_argument("--minutes", type=int, help="window length (default [pnp] arm_minutes)")
+    p.set_defaults(handler=guarded(cmd_pnp_arm))
     p = pnp.add_parser("forget", help="drop a discovered phone from the list")
     p.add_argument("mac")
     p.set_defaults(handler=cmd_pnp_forget)

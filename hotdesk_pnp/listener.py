@@ -2,9 +2,10 @@
 optionally, unicast) and sends registered phones their provisioning URL in a NOTIFY.
 
 Per datagram: rate limit by source -> parse -> record the sighting (core) -> 200 OK ->
-NOTIFY with the URL if the MAC is a registered device, retransmitted until the phone's
-200 OK. Nothing a datagram contains can stop the listener: every failure is one
-(rate-limited) log line and the datagram is dropped.
+NOTIFY with the URL if the core allows it (a registered PnP phone that never fetched a
+config or was armed, from an allowed network: ``discovery.pnp_decision``),
+retransmitted until the phone's 200 OK. Nothing a datagram contains can stop the
+listener: every failure is one (rate-limited) log line and the datagram is dropped.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from dataclasses import dataclass, field
 from peewee import Database
 
 from hotdesk.ops.supervise import LoopMonitor
-from hotdesk.provisioning.discovery import Sighting, record_sighting
+from hotdesk.provisioning.discovery import Sighting, pnp_decision, pnp_networks, record_sighting
 from hotdesk.provisioning.render import device_url
+from hotdesk.provisioning.serving import AuditThrottle
 from hotdesk.settings import Config, parse_listen
+from hotdesk.store import audit
+from hotdesk.store.models import Device
 from hotdesk_pnp.ratelimit import LogLimiter, RateLimiter
 from hotdesk_pnp.sip import (
     MAX_DATAGRAM,
@@ -142,6 +146,7 @@ class PnpStats:
     malformed: int = 0
     subscribes: int = 0
     unknown: int = 0
+    withheld: int = 0
     notifies_sent: int = 0
     notifies_answered: int = 0
     notifies_given_up: int = 0
@@ -194,6 +199,8 @@ class PnpListener:
         self.log_limiter = LogLimiter(pnp.rate_window_seconds, clock)
         self.delays = retransmit_delays(pnp.t1_ms / 1000.0, pnp.notify_timeout_seconds)
         self.stats = PnpStats()
+        self.networks = pnp_networks(pnp.allow_networks)
+        self.audit_throttle = AuditThrottle()
         self.pending: dict[tuple[str, int], _Pending] = {}
         self.endpoints: list[_Endpoint] = []
         self.unicast: _Endpoint | None = None
@@ -311,19 +318,25 @@ class PnpListener:
                             address=f"{dest[0]}:{dest[1]}")
         url = ""
         try:
-            _, device = record_sighting(self.db, sighting)
+            _, known = record_sighting(self.db, sighting)
+            decision = pnp_decision(known, source[0], self.networks)
+            device = known if decision.give_url else None
             if device is not None:
                 url = device_url(self.config, device)
+            elif known is not None:
+                self._withheld(known, source, decision.reason)
         except Exception as exc:  # a locked or unreachable database: answer, send no URL
             self.stats.errors += 1
             log.error("PnP: could not record phone %s (%s); answered without a URL", mac, exc)
-            device = None
+            device = known = None
         to_tag = new_tag()
         local = local_address_towards(dest, out.local())
         host = f"[{local[0]}]" if ":" in local[0] else local[0]
         ok = build_response(msg, 200, "OK", to_tag, received=f"{source[0]}:{source[1]}",
                             extra=[("Contact", f"<sip:{host}:{local[1]}>"), ("Expires", "0")])
         out.send(ok, dest)
+        if known is not None and device is None:
+            return
         if device is None:
             self.stats.unknown += 1
             log.info("PnP: unknown phone %s (%s %s %s) at %s:%s recorded for adoption",
@@ -339,6 +352,18 @@ class PnpListener:
                               url=url)
         self._start_notify(notify, dest, mac, out)
         log.info("PnP: phone %s at %s:%s sent its provisioning URL", mac, *dest)
+
+    def _withheld(self, device: Device, source: tuple[str, int], reason: str) -> None:
+        """A registered phone's request answered without its URL: logged and audited
+        (at most one row per source a minute, 60 a minute in all)."""
+        self.stats.withheld += 1
+        self._log_once(source, "withheld", "PnP: phone %s at %s:%s not sent its URL: %s",
+                       device.mac, source[0], source[1], reason)
+        suppressed = self.audit_throttle.admit(source[0])
+        if suppressed is not None:
+            audit.record("pnp_url_withheld", tenant=device.tenant_id,
+                         actor=f"phone:{device.mac}", device=device, reason=reason,
+                         address=f"{source[0]}:{source[1]}", suppressed=suppressed)
 
     # -- NOTIFY transactions -------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Push a provisioning URL to a phone right after the admin adds or adopts it.
 
-The phone's address comes from its last PnP SUBSCRIBE (core discovery). The NOTIFY is
+The phone's address comes from its last PnP SUBSCRIBE (core discovery), so the same rules
+as the listener's answer apply (``discovery.pnp_decision``). The NOTIFY is
 sent out of dialog from a fresh socket and retransmitted until the phone answers or
 ``[pnp] notify_timeout_seconds`` pass; the result is a sentence for the admin.
 """
@@ -12,6 +13,7 @@ import secrets
 import socket
 
 from hotdesk.mac import format_mac
+from hotdesk.provisioning.discovery import pnp_decision, pnp_networks
 from hotdesk.provisioning.render import device_url, split_hostport
 from hotdesk.settings import Config
 from hotdesk.store.models import Device, DiscoveredPhone
@@ -40,6 +42,12 @@ def push_provisioning_url(config: Config, device: Device,
     if row is None or not row.address:
         return "phone not yet seen"
     host, port = split_hostport(row.address)
+    # The recorded address came from a SUBSCRIBE anyone could have sent with this MAC:
+    # the same rules as the listener's answer decide whether the URL may go there.
+    decision = pnp_decision(device, host, pnp_networks(config.pnp.allow_networks))
+    if not decision.give_url:
+        log.info("PnP push to %s at %s not sent: %s", device.mac, row.address, decision.reason)
+        return f"not sent: {decision.reason}"
     dest = (host, port)
     timeout = config.pnp.notify_timeout_seconds if timeout is None else timeout
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

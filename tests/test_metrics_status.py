@@ -73,14 +73,24 @@ def test_web_metrics_reports_database_state(web, alice, desk, desk2):
     assert got[("hotdesk_outbox_oldest_pending_seconds", ())] >= 0
 
 
-def test_allow_list_admits_loopback_network_without_token(runtime):
+def test_web_metrics_need_the_token_even_from_loopback_or_allowed_networks(runtime):
+    """Phones reach the web port (and a reverse proxy makes everyone loopback): an
+    address alone never opens /metrics there."""
     from webadmin.metrics import allowed
-    assert allowed("127.0.0.1", "", "", "")
-    assert not allowed("192.0.2.5", "", "", "")
-    assert allowed("192.0.2.5", "", "", "192.0.2.0/24, 10.0.0.0/8")
+    assert not allowed("127.0.0.1", "", "", "")
+    assert not allowed("192.0.2.5", "", "", "192.0.2.0/24, 10.0.0.0/8")
     assert not allowed("192.0.2.5", "", "tok", "")
     assert allowed("192.0.2.5", "Bearer tok", "tok", "")
-    assert not allowed("not-an-ip", "", "", "0.0.0.0/0")
+    assert allowed("192.0.2.5", "Bearer tok", "tok", "192.0.2.0/24")
+    assert not allowed("198.51.100.1", "Bearer tok", "tok", "192.0.2.0/24")
+    assert not allowed("not-an-ip", "Bearer tok", "tok", "0.0.0.0/0")
+
+
+def test_web_metrics_without_a_token_configured_is_off_even_for_loopback(runtime):
+    app = create_app(runtime)
+    response = app.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert response.status_code == 403
+    assert "[metrics] token" in response.get_data(as_text=True)
 
 
 def test_process_metrics_port_serves_counters(runtime):

@@ -11,8 +11,13 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from hotdesk.admin import admins
-from hotdesk.provisioning.serving import client_address, forwarded_https, parse_networks
+from hotdesk.admin.signin_throttle import SharedSigninThrottle
+from hotdesk.provisioning.serving import (
+    AuditThrottle,
+    client_address,
+    forwarded_https,
+    parse_networks,
+)
 from hotdesk.runtime import Runtime
 from hotdesk.settings import parse_listen
 from webadmin.jobs import ImportJobs
@@ -61,9 +66,10 @@ def create_app(runtime: Runtime) -> Flask:
     app.config.update(
         SECRET_KEY=load_secret_key(runtime.config),
         HOTDESK=runtime,
-        HOTDESK_THROTTLE=admins.SignInThrottle(
+        HOTDESK_THROTTLE=SharedSigninThrottle(
             max_failures=web.signin_max_failures,
             window=timedelta(minutes=web.signin_window_minutes)),
+        HOTDESK_SIGNIN_AUDIT=AuditThrottle(),
         HOTDESK_JOBS=ImportJobs(),
         SESSION_COOKIE_NAME="hotdesk_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -77,7 +83,7 @@ def create_app(runtime: Runtime) -> Flask:
         app.wsgi_app, parse_networks(web.trusted_proxies, "[web] trusted_proxies"))
     csrf = CSRFProtect(app)
 
-    from webadmin import api, auth, emergency, pages, phones, users
+    from webadmin import account, api, auth, emergency, pages, phones, users
     from webadmin.provisioning import bp as provisioning_bp
 
     app.register_blueprint(provisioning_bp)
@@ -85,6 +91,7 @@ def create_app(runtime: Runtime) -> Flask:
 
     app.register_blueprint(metrics_bp)
     app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(phones.bp)
     app.register_blueprint(users.bp)

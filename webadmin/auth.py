@@ -5,8 +5,10 @@ tenant administrator cannot even learn that another tenant's object exists."""
 from __future__ import annotations
 
 import functools
+import string
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -22,10 +24,12 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import admins, reports
+from hotdesk.admin import admins, reports, web_sessions
+from hotdesk.admin.signin_throttle import SharedSigninThrottle
+from hotdesk.provisioning.serving import AuditThrottle
 from hotdesk.runtime import Runtime
 from hotdesk.store import audit
-from hotdesk.store.models import Admin, Device, DiscoveredPhone, Tenant, utcnow
+from hotdesk.store.models import Admin, Device, DiscoveredPhone, Tenant
 
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,12 +41,8 @@ def runtime() -> Runtime:
 
 def current_admin() -> Admin | None:
     if "admin" not in g:
-        admin_id = session.get("admin_id")
-        admin = Admin.get_or_none(Admin.id == admin_id) if admin_id else None
-        # A password change elsewhere ends every other session of that admin.
-        if admin is not None and session.get("pw") != admin.password_hash[-16:]:
-            admin = None
-        g.admin = admin
+        # The cookie holds only a random session id; the server decides if it is alive.
+        g.admin = web_sessions.admin_for(session.get("sid", ""))
     return g.admin
 
 
@@ -113,44 +113,62 @@ def _client_address() -> str:
     return request.remote_addr or "?"
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
+# Characters a same-site path may hold; no whitespace, control characters or
+# backslashes, which browsers strip or turn into "/" (so "/\t/evil" became "//evil").
+_PATH_CHARS = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/%?")
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a relative path on this site, else the dashboard."""
+    if (target and len(target) <= 2000 and target.startswith("/")
+            and not target.startswith("//") and set(target) <= _PATH_CHARS):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("pages.dashboard")
 
 
+def _blocked(username: str, address: str) -> tuple[str, int]:
+    throttle: AuditThrottle = current_app.config["HOTDESK_SIGNIN_AUDIT"]
+    suppressed = throttle.admit(address)
+    if suppressed is not None:  # one row per address a minute, at most 60 a minute
+        audit.record("admin_signin_blocked", actor=f"http:{address}", username=username,
+                     suppressed=suppressed)
+    flash("Too many failed sign-ins. Wait a few minutes and try again.", "danger")
+    return render_template("signin.html", username=username), 429
+
+
 @bp.route("/signin", methods=["GET", "POST"])
-def signin() -> Response | str:
-    throttle: admins.SignInThrottle = current_app.config["HOTDESK_THROTTLE"]
+def signin() -> Response | str | tuple[str, int]:
+    throttle: SharedSigninThrottle = current_app.config["HOTDESK_THROTTLE"]
     username = request.form.get("username", "").strip()[:64]
     if request.method == "POST":
         address = _client_address()
-        if throttle.blocked(username, address):
-            audit.record("admin_signin_blocked", actor=f"http:{address}", username=username)
-            flash("Too many failed sign-ins. Wait a few minutes and try again.", "danger")
-            return render_template("signin.html", username=username), 429
+        db = runtime().db
+        charge = throttle.charge(db, username, address)
+        if charge is None:
+            return _blocked(username, address)
         admin = admins.check_password(username, request.form.get("password", ""))
         if admin is None:
-            throttle.failed(username, address)
             audit.record("admin_signin_failed", actor=f"http:{address}", username=username)
             current_app.logger.warning("admin sign-in failed for %r from %s", username, address)
             flash("Wrong username or password.", "danger")
             return render_template("signin.html", username=username), 401
-        throttle.succeeded(username)
+        throttle.succeeded(db, charge)
         session.clear()  # a fresh session: no fixation
         session.permanent = True
-        session["admin_id"] = admin.id
-        session["pw"] = admin.password_hash[-16:]
-        session["at"] = utcnow().isoformat()
+        session["sid"] = web_sessions.start(db, admin, current_app.permanent_session_lifetime,
+                                            address)
         audit.record("admin_signin", tenant=admin.tenant_id, actor=f"admin:{admin.username}",
                      address=address)
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(safe_next(request.args.get("next")))
     return render_template("signin.html", username=username)
 
 
 @bp.post("/signout")
 def signout() -> Response:
     admin = current_admin()
+    web_sessions.end(runtime().db, session.get("sid", ""))
     if admin is not None:
         audit.record("admin_signout", tenant=admin.tenant_id, actor=f"admin:{admin.username}")
     session.clear()

@@ -34,7 +34,9 @@ def switch_status(config: Config, scope: reports.Scope,
                                  "detail": "no heartbeat from the switch adapter",
                                  "since": None, "connections": []}
     try:
-        beats = [b for b in health.read_all() if b.component in SWITCH_COMPONENTS.values()]
+        # Only the configured switch's connection: an idle Event Socket client on an
+        # Asterisk install is not "ESL down".
+        beats = [b for b in health.read_all() if b.component == component]
     except Exception as exc:  # a broken heartbeat reader must not break the page
         log.warning("cannot read heartbeats: %s", exc)
         status["detail"] = f"heartbeat unreadable: {exc}"

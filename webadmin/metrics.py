@@ -1,8 +1,11 @@
 """``GET /metrics`` of ``hotdesk web``: the database-derived gauges plus this process's own.
 
-Scrapers authenticate with ``Authorization: Bearer <[metrics] token>`` or come from an
-``[metrics] allow_networks`` address; with neither configured only loopback may scrape.
-The figures reveal nothing secret, but the page costs a few queries per scrape.
+Phones must reach this port for their configs, and a reverse proxy makes every client
+look like loopback, so a client address proves nothing here: scrapers must send
+``Authorization: Bearer <[metrics] token>``; ``[metrics] allow_networks``, when set,
+further limits where they may come from. Without a token configured the page is off
+(403 saying so). The figures are not secret, but they describe the fleet and each
+scrape costs a few queries.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from hotdesk.runtime import Runtime
 
 bp = Blueprint("metrics", __name__)
 
-_LOOPBACK = ("127.0.0.0/8", "::1/128")
+NO_TOKEN = ("/metrics of hotdesk web needs [metrics] token (scrapers send it as a bearer "
+            "token)")
 
 
 def allowed(remote: str, auth_header: str, token: str, networks: str) -> bool:
-    """Token match, or a client address inside the allowed networks."""
-    if token and auth_header.startswith("Bearer "):
-        if hmac.compare_digest(auth_header[7:].strip().encode(), token.encode()):
-            return True
+    """The configured token, and (when networks are set) a client inside them."""
+    if not token or not auth_header.startswith("Bearer "):
+        return False
+    if not hmac.compare_digest(auth_header[7:].strip().encode(), token.encode()):
+        return False
     nets = [n.strip() for n in networks.split(",") if n.strip()]
-    if not nets and not token:
-        nets = list(_LOOPBACK)
+    if not nets:
+        return True
     try:
         addr = ipaddress.ip_address(remote)
     except ValueError:
@@ -40,6 +45,8 @@ def allowed(remote: str, auth_header: str, token: str, networks: str) -> bool:
 def metrics() -> Response:
     runtime: Runtime = current_app.config["HOTDESK"]
     cfg = runtime.config.metrics
+    if not cfg.token:
+        abort(403, NO_TOKEN)
     if not allowed(request.remote_addr or "", request.headers.get("Authorization", ""),
                    cfg.token, cfg.allow_networks):
         abort(403)

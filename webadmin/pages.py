@@ -23,6 +23,8 @@ from hotdesk.admin import inventory, reports, zones
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
 from hotdesk.ops import health
 from hotdesk.ops.status import is_stale
+from hotdesk.provisioning import discovery
+from hotdesk.provisioning.render import split_hostport
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
 from webadmin import actions, integrations
 from webadmin.auth import (
@@ -94,12 +96,15 @@ def dashboard() -> str:
 @login_required
 def discovered() -> str:
     rows = []
+    networks = discovery.pnp_networks(runtime().config.pnp.allow_networks)
     for phone in DiscoveredPhone.select().order_by(DiscoveredPhone.last_seen.desc()):
         device = Device.get_or_none(Device.mac == phone.mac)
         allowed = scope()
         if device is not None and allowed is not None and device.tenant_id not in allowed:
             continue
-        rows.append((phone, device))
+        decision = discovery.pnp_decision(device, split_hostport(phone.address)[0], networks) \
+            if device is not None else None
+        rows.append((phone, device, decision))
     return render_template("discovered.html", rows=rows)
 
 

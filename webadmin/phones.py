@@ -7,6 +7,8 @@ from werkzeug.wrappers import Response
 
 from hotdesk.admin import reports, usecases
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.mac import format_mac
+from hotdesk.provisioning import discovery
 from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS, model_warnings
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
@@ -68,7 +70,7 @@ def new() -> Response | str:
         form: dict[str, str] = {"method": "pnp", "network": "lan", "vendor": "yealink"}
         if request.args.get("discovered", "").isdigit():
             found = discovered_or_404(int(request.args["discovered"]))
-            form.update(mac=found.mac, vendor=found.vendor.lower() or "yealink",
+            form.update(mac=format_mac(found.mac), vendor=found.vendor.lower() or "yealink",
                         model=found.model)
         return render_template("phone_form.html", **_form_context(form))
     rt = runtime()
@@ -100,7 +102,24 @@ def detail(device_id: int) -> str:
                            notifies=notifies, history=history,
                            registration=registrations.view(device), now=utcnow(),
                            url=device_url(runtime().config, device),
-                           result=reports.notify_result)
+                           result=reports.notify_result,
+                           arm_minutes=runtime().config.pnp.arm_minutes)
+
+
+@bp.post("/<int:device_id>/pnp-arm")
+@login_required
+def pnp_arm(device_id: int) -> Response:
+    """Let the phone get its URL by PnP again for [pnp] arm_minutes (after a reset)."""
+    device = scoped_or_404(Device, device_id)
+    minutes = runtime().config.pnp.arm_minutes
+    try:
+        until = discovery.arm(runtime().db, device, minutes, actor=actor())
+    except ValueError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash(f"PnP armed: the phone gets its provisioning URL at a PnP request until "
+              f"{until:%H:%M} UTC.", "success")
+    return redirect(url_for("phones.detail", device_id=device.id))
 
 
 @bp.route("/<int:device_id>/edit", methods=["GET", "POST"])
@@ -108,8 +127,9 @@ def detail(device_id: int) -> str:
 def edit(device_id: int) -> Response | str:
     device = scoped_or_404(Device, device_id)
     if request.method == "GET":
-        form = {"mac": device.mac, "extension": device.idle_extension, "vendor": device.vendor,
-                "model": device.model, "name": device.display_name, "method": device.method,
+        form = {"mac": format_mac(device.mac), "extension": device.idle_extension,
+                "vendor": device.vendor, "model": device.model, "name": device.display_name,
+                "method": device.method,
                 "network": device.network, "sbc": device.sbc_address,
                 "transport": device.sip_transport,
                 "rps": "on" if device.rps_enabled else ""}

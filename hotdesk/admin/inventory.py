@@ -16,7 +16,7 @@ from hotdesk.admin import validation
 from hotdesk.admin.errors import Conflict, InventoryError, NotFound
 from hotdesk.calls.service import HotdeskService
 from hotdesk.hashing import InvalidPin, hash_pin
-from hotdesk.mac import InvalidMac, normalise_mac
+from hotdesk.mac import InvalidMac, format_mac, normalise_mac
 from hotdesk.provisioning.vendors import VENDORS
 from hotdesk.settings import Config
 from hotdesk.store import audit
@@ -144,6 +144,14 @@ def normalise_device_spec(spec: DeviceSpec) -> DeviceSpec:
                       rps=spec.rps, idle_managed=spec.idle_managed, transport=transport)
 
 
+def mac_taken(mac: str) -> str:
+    """The refusal for a MAC already registered. MACs are unique across tenants, so a
+    tenant administrator gets the same words whichever tenant holds it: nothing about
+    the other tenant or its phone."""
+    return (f"MAC {format_mac(mac)} is already registered to a phone (a MAC can belong "
+            "to one phone only; if it is not in your list, ask a system administrator)")
+
+
 def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "system",
                config: Config | None = None) -> Device:
     """Register a hot-desking phone. It starts idle, on its own extension.
@@ -153,7 +161,7 @@ def add_device(db: Database, tenant: Tenant, spec: DeviceSpec, actor: str = "sys
     spec = normalise_device_spec(spec)
     with write_transaction(db):
         if Device.get_or_none(Device.mac == spec.mac):
-            raise Conflict(f"a phone with MAC {spec.mac} is already registered")
+            raise Conflict(mac_taken(spec.mac))
         if Device.get_or_none((Device.tenant == tenant)
                               & (Device.idle_extension == spec.extension)):
             raise Conflict(f"extension {spec.extension} is already another phone's "
@@ -184,7 +192,7 @@ def update_device(db: Database, device: Device, spec: DeviceSpec,
     with write_transaction(db):
         clash = Device.get_or_none((Device.mac == spec.mac) & (Device.id != device.id))
         if clash:
-            raise Conflict(f"a phone with MAC {spec.mac} is already registered")
+            raise Conflict(mac_taken(spec.mac))
         clash = Device.get_or_none((Device.tenant == device.tenant_id)
                                    & (Device.idle_extension == spec.extension)
                                    & (Device.id != device.id))

@@ -12,6 +12,7 @@ from peewee import (
     BooleanField,
     CharField,
     Database,
+    DateTimeField,
     Field,
     InterfaceError,
     OperationalError,
@@ -23,6 +24,7 @@ from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from hotdesk.store.models import (
     ALL_MODELS,
+    AdminWebSession,
     AuditEvent,
     Device,
     Heartbeat,
@@ -32,6 +34,7 @@ from hotdesk.store.models import (
     Registration,
     RegistrationFailure,
     SchemaVersion,
+    SigninAttempt,
     SwitchSync,
     Tenant,
     User,
@@ -324,12 +327,23 @@ def _v9_emergency(db: Database) -> None:
     db.create_tables(EMERGENCY_MODELS, safe=True)
 
 
+def _v10_admin_sessions_tokens_pnp(db: Database) -> None:
+    """Server-side admin sessions, the shared sign-in throttle, token expiry, disabled
+    admins and the PnP answer window. The columns arrive nullable (see
+    add_column_if_missing); code treats NULL as "not disabled" / "none"."""
+    db.create_tables([AdminWebSession, SigninAttempt], safe=True)
+    add_column_if_missing(db, "admin", "disabled", BooleanField(default=False))
+    add_column_if_missing(db, "api_token", "expires_at", DateTimeField(null=True))
+    add_column_if_missing(db, "device", "pnp_armed_until", DateTimeField(null=True))
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
                                                 _v5_create_registrations, _v6_phone_clock_transport,
                                                 _v7_outbox_gave_up, _v8_import_jobs,
-                                                _v9_emergency]
+                                                _v9_emergency,
+                                                _v10_admin_sessions_tokens_pnp]
 
 
 def schema_version(db: Database) -> int:

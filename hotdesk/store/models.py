@@ -122,6 +122,9 @@ class Device(BaseModel):
     # hotdesk.switch.accounts.fingerprint of the account the current config carries;
     # "" = not known. The worker re-provisions when the switch's account differs.
     account_fingerprint = CharField(default="")
+    # PnP answers with the URL only before the first fetch or until this time (armed by
+    # an admin); see hotdesk.provisioning.discovery.pnp_may_answer.
+    pnp_armed_until = DateTimeField(null=True)
 
     class Meta:
         indexes = ((("tenant", "idle_extension"), True), (("tenant", "idle_sip_username"), True))
@@ -229,15 +232,39 @@ class Admin(BaseModel):
     role = CharField(default="system")  # system | tenant
     tenant = ForeignKeyField(Tenant, null=True, on_delete="CASCADE")
     created_at = DateTimeField(default=utcnow)
+    # A disabled admin can neither sign in nor use a token.
+    disabled = BooleanField(default=False)
 
 
 class ApiToken(BaseModel):
     id = AutoField()
     admin = ForeignKeyField(Admin, backref="tokens", on_delete="CASCADE")
     token_hash = CharField(unique=True)
-    label = CharField(default="")
+    label = CharField(default="")  # the token's name
     created_at = DateTimeField(default=utcnow)
     last_used_at = DateTimeField(null=True)
+    expires_at = DateTimeField(null=True)  # None = never
+
+
+class AdminWebSession(BaseModel):
+    """A signed-in browser. The cookie holds a random id; only its SHA-256 is stored."""
+
+    id = AutoField()
+    admin = ForeignKeyField(Admin, backref="web_sessions", on_delete="CASCADE")
+    key_hash = CharField(unique=True)
+    created_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+    address = CharField(default="")
+
+
+class SigninAttempt(BaseModel):
+    """A password test charged to a username or a client address: a failure, or one in
+    flight (taken before the password is checked, so concurrent tries count too)."""
+
+    id = AutoField()
+    key = CharField(index=True)  # "u:<username>" | "a:<address>"
+    at = DateTimeField(default=utcnow, index=True)
 
 
 class Heartbeat(BaseModel):
@@ -343,4 +370,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, Tenant, User, Device, Session, LoginAttempt, AuditEvent,
     OutboxNotify, ConfigFetch, DiscoveredPhone, Admin, ApiToken, Heartbeat, SwitchSync,
     Registration, RegistrationFailure, ImportJob, ImportRow,
+    AdminWebSession, SigninAttempt,
 ]

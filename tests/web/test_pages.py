@@ -52,7 +52,7 @@ def test_duplicate_mac_and_extension_keep_the_form_input(root_client, desk):
     response = root_client.post("/phones/new", data=dup_mac)
     text = response.get_data(as_text=True)
     assert response.status_code == 409  # the refusal's kind (conflict), as in the API
-    assert "a phone with MAC 0015651234ab is already registered" in text
+    assert "MAC 00:15:65:12:34:AB is already registered to a phone" in text
     assert 'value="Kept name"' in text and 'value="8077"' in text
     dup_ext = dict(PHONE, extension="8001", csrf_token=token)
     text = root_client.post("/phones/new", data=dup_ext).get_data(as_text=True)

@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from hotdesk.admin import importers
+from hotdesk.admin import admins, importers
 from hotdesk.calls.service import CallContext
 from hotdesk.emergency import notices
 from hotdesk.store.models import (
+    ApiToken,
     AuditEvent,
     Device,
     DiscoveredPhone,
@@ -21,11 +22,12 @@ from hotdesk.store.models import (
 )
 from tests.web.conftest import bearer, csrf_token, other_phone, other_user
 
-# Routes anyone may call: they carry no tenant data.
+# Routes anyone may call: they carry no tenant data (/metrics needs [metrics] token).
 # switch_directory.directory: no admin session at all; FreeSWITCH's HTTP basic
 # credentials (tests/test_switch_freeswitch.py), answering by the request's SIP domain.
 PUBLIC = {"static", "provisioning.fetch", "auth.signin", "auth.signout", "pages.healthz",
-          "api_docs.openapi", "switch_directory.directory"}
+          "api_docs.openapi", "switch_directory.directory",
+          "metrics.metrics"}
 MARKERS = ("Other Desk Secret", "Otto Othertenant", "bbbb01", "bb:bb:01", "Other Corp",
            "other.example", "otto-secret")
 
@@ -47,7 +49,9 @@ def world(runtime, app, tenant_admin, other_admin, other_tenant):
     job = app.config["HOTDESK_JOBS"].start(
         runtime, other_tenant, other_admin.id, "admin:olga",
         importers.parse_csv("778,Olaf Other,1234,pw,yes\n"), enable_hotdesk=False)
-    return {"device_id": phone.id, "phone_id": phone.id, "user_id": user.id,
+    admins.create_token(runtime.db, other_admin, "olga's token")
+    return {"token_id": ApiToken.get(ApiToken.label == "olga's token").id,
+            "device_id": phone.id, "phone_id": phone.id, "user_id": user.id,
             "session_id": session.id, "job_id": job.id, "notify_id": notify.id,
             "discovered_id": found.id, "tenant_id": other_tenant.id}
 
@@ -162,7 +166,13 @@ def _argless_post_checks(world):
                                                     "country": "US"})
         assert r.status_code == 404
 
+    def token_new(client, token, _):
+        client.post("/account/tokens", data={"csrf_token": token, "name": "mine",
+                                             "expires_days": ""})
+        assert ApiToken.get(ApiToken.label == "mine").admin.username == "ann"
+
     return {("emergency.tenant_default", "POST"): emergency_default,
+            ("account.token_create", "POST"): token_new,
             ("phones.new", "POST"): phone_new, ("users.new", "POST"): user_new,
             ("users.import_users", "POST"): import_users, ("pages.notify", "POST"): notify,
             ("pages.settings", "POST"): settings, ("api.phones_create", "POST"): api_phone,
