@@ -26,6 +26,7 @@ from peewee import fn
 from hotdesk.emergency import locations
 from hotdesk.emergency.locations import Location
 from hotdesk.emergency.models import EmergencySync
+from hotdesk.store.compiled import Compiled
 from hotdesk.store.db import current_database
 from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 
@@ -105,28 +106,42 @@ def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
 
 # -- marking (inside the caller's transaction) ---------------------------------------
 
+def _mark_statement(force: bool) -> Compiled:
+    """The upsert of one account's mark, compiled once: it runs on every login/logout."""
+    update = {EmergencySync.pending: True, EmergencySync.stamp: EmergencySync.stamp + 1,
+              EmergencySync.attempts: 0}
+    if force:
+        update[EmergencySync.held] = True
+    return Compiled(
+        lambda tenant, endpoint, now: EmergencySync.insert(
+            tenant=tenant, endpoint=endpoint, pending=True, stamp=1, attempts=0,
+            next_attempt_at=now, held=force)
+        .on_conflict(conflict_target=[EmergencySync.tenant, EmergencySync.endpoint],
+                     update={**update, EmergencySync.next_attempt_at: now}),
+        tenant=EmergencySync.tenant, endpoint=EmergencySync.endpoint,
+        now=EmergencySync.next_attempt_at)
+
+
+_MARK = {False: _mark_statement(False), True: _mark_statement(True)}
+_LOGGED_IN_AT = Compiled(
+    lambda device: User.select(User.sip_username).join(Session)
+    .where((Session.device == device) & Session.ended_at.is_null()), device=Session.device)
+
+
 def mark(tenant_id: int, *endpoints: str, now: datetime | None = None,
          force: bool = False) -> None:
     """These accounts' entries must be rewritten; one upsert per account. ``force``:
     also remove what hotdesk does not know the switch holds (a full resync)."""
     now = now or utcnow()
+    db = current_database()
     for endpoint in dict.fromkeys(endpoints):
-        update = {EmergencySync.pending: True, EmergencySync.stamp: EmergencySync.stamp + 1,
-                  EmergencySync.attempts: 0, EmergencySync.next_attempt_at: now}
-        if force:
-            update[EmergencySync.held] = True
-        (EmergencySync.insert(tenant=tenant_id, endpoint=endpoint, pending=True, stamp=1,
-                              attempts=0, next_attempt_at=now, held=force)
-         .on_conflict(conflict_target=[EmergencySync.tenant, EmergencySync.endpoint],
-                      update=update)
-         .execute())
+        _MARK[force].run(db, tenant=tenant_id, endpoint=endpoint, now=now)
 
 
 def endpoints_at(device: Device) -> list[str]:
     """The desk's idle account and the accounts logged in on it."""
-    users = (User.select(User.sip_username).join(Session)
-             .where((Session.device == device.id) & Session.ended_at.is_null()))
-    return [device.idle_sip_username, *(u.sip_username for u in users)]
+    users = _LOGGED_IN_AT.rows(current_database(), device=device.id)
+    return [device.idle_sip_username, *(row[0] for row in users)]
 
 
 def mark_moved(device: Device, endpoint: str, now: datetime | None = None) -> None:
