@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -685,7 +686,6 @@ def _validate_provisioning_zone(prov: ProvisioningConfig) -> None:
 
 def _validate_tls(config: Config) -> None:
     """TLS file pairs and proxy lists are checked at start, not at the first request."""
-    from hotdesk.provisioning.serving import parse_networks
 
     for section, cert, key in (("web", config.web.tls_certfile, config.web.tls_keyfile),
                                ("provisioning", config.provisioning.tls_certfile,
@@ -744,3 +744,18 @@ def example_ini() -> str:
         lines.append("")
     return "\n".join(lines)
 
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str, option: str = "[provisioning] allow_networks") -> list[Network]:
+    """``[provisioning] allow_networks`` and the like: CIDRs separated by commas or spaces."""
+    nets: list[Network] = []
+    for part in re.split(r"[\s,]+", text.strip()):
+        if part:
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{option}: {part!r} is not a network "
+                                 "such as 192.0.2.0/24") from None
+    return nets

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hotdesk.admin import inventory
-from hotdesk.emergency import location_import, locations, notices
+from hotdesk.emergency import editing, location_import, locations, notices
 from hotdesk.emergency.locations import FIELDS, LocationError
 from hotdesk.mac import format_mac
 from hotdesk.runtime import start
@@ -30,7 +30,7 @@ def cmd_device_set_location(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     device = inventory.find_device(args.mac)
     try:
-        location = locations.set_location(rt.db, device.tenant, device,
+        location = editing.set_location(rt.db, device.tenant, device,
                                           _merged(locations.desk_location(device.id), args),
                                           actor="cli")
     except LocationError as exc:
@@ -44,7 +44,7 @@ def cmd_emergency_default(args: argparse.Namespace) -> int:
     rt = start(args.cfg)
     tenant = _tenant(args.tenant)
     try:
-        location = locations.set_location(rt.db, tenant, None,
+        location = editing.set_location(rt.db, tenant, None,
                                           _merged(locations.tenant_location(tenant.id), args),
                                           actor="cli")
     except LocationError as exc:

@@ -8,22 +8,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from hotdesk.admin.inventory import default_tenant
-from hotdesk.emergency import locations
-from hotdesk.store.db import write_transaction
-from hotdesk.switch import emergency
+from hotdesk.emergency import editing
 
 DESK_3 = {"country": "US", "region": "CA", "city": "Springfield", "street": "Main St",
           "number": "1", "building": "A", "floor": "3", "room": "3.01", "callback": "+15550100"}
 
 
 def set_location(db, device, values) -> None:
-    """What the admin's edit does: save, and mark the switch's copies in the same transaction."""
-    with write_transaction(db):
-        locations.save(default_tenant(), device, locations.check(values), "admin:test")
-        if device is None:
-            emergency.mark_tenant(default_tenant().id)
-        else:
-            emergency.mark_device(device)
+    """The admin's edit: save, and mark the switch's copies in the same transaction."""
+    editing.set_location(db, default_tenant(), device, values, "admin:test")
 
 
 class Webhook:

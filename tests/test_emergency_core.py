@@ -7,10 +7,9 @@ import pytest
 
 from hotdesk.admin.inventory import default_tenant
 from hotdesk.calls.service import CallContext, Outcome
-from hotdesk.emergency import locations
+from hotdesk.emergency import editing, locations
 from hotdesk.emergency.locations import LocationError
 from hotdesk.emergency.models import EmergencySync
-from hotdesk.store.db import write_transaction
 from hotdesk.switch import emergency
 from hotdesk.switch.emergency import Entry, EntryKey, StoreDown, StoreError
 
@@ -42,12 +41,7 @@ DESK_3 = {"country": "us", "region": "CA", "city": "Springfield", "street": "Mai
 
 
 def set_location(runtime, device, values) -> None:
-    with write_transaction(runtime.db):
-        locations.save(default_tenant(), device, locations.check(values), "admin:test")
-        if device is None:
-            emergency.mark_tenant(default_tenant().id)
-        else:
-            emergency.mark_device(device)
+    editing.set_location(runtime.db, default_tenant(), device, values, "admin:test")
 
 
 def test_login_moves_the_desk_location_to_the_users_account_and_logout_removes_it(

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from werkzeug.wrappers import Response
 
 from hotdesk.admin import reports
-from hotdesk.emergency import locations, notices
+from hotdesk.emergency import editing, locations, notices
 from hotdesk.emergency.locations import FIELDS, LocationError
 from hotdesk.store.models import Device, Tenant
 from webadmin import api
@@ -45,7 +45,7 @@ def phone_location(device_id: int) -> Response | tuple[str, int]:
         return _page(title, _form(locations.desk_location(device.id)), back,
                      default=locations.tenant_location(device.tenant_id))
     try:
-        locations.set_location(runtime().db, device.tenant, device,
+        editing.set_location(runtime().db, device.tenant, device,
                                {n: request.form.get(n, "") for n in FIELDS}, actor())
     except LocationError as exc:
         flash(str(exc), "danger")
@@ -68,7 +68,7 @@ def tenant_default() -> Response | tuple[str, int]:
                              "tenant_id": str(tenant.id)}, back,
                      tenants=reports.tenants(scope()))
     try:
-        locations.set_location(runtime().db, tenant, None,
+        editing.set_location(runtime().db, tenant, None,
                                {n: request.form.get(n, "") for n in FIELDS}, actor())
     except LocationError as exc:
         flash(str(exc), "danger")
@@ -101,7 +101,7 @@ def api_put(phone_id: int) -> Response:
     data = api.body()
     values = {key: api.text(data, key) for key in data}
     try:
-        location = locations.set_location(runtime().db, device.tenant, device, values, actor())
+        location = editing.set_location(runtime().db, device.tenant, device, values, actor())
     except LocationError as exc:
         abort(400, str(exc))
     return jsonify(location=_form(location) if not location.empty else None)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from peewee import Database
 
-from hotdesk.emergency import locations
+from hotdesk.emergency import editing, locations
 from hotdesk.mac import InvalidMac, normalise_mac
 from hotdesk.store.models import Device, Tenant
 
@@ -66,7 +66,7 @@ def _row(db: Database, tenant: Tenant | None, row: dict[str, str | None], line: 
         result.problems.append((line, f"no hot-desking phone with MAC {mac}"))
         return
     try:
-        locations.set_location(db, device.tenant, device,
+        editing.set_location(db, device.tenant, device,
                                {k: v or "" for k, v in row.items() if k}, actor)
     except locations.LocationError as exc:
         result.problems.append((line, f"{mac}: {exc}"))

@@ -121,21 +121,3 @@ def save(tenant: Tenant, device: Device | None, location: Location, actor: str) 
                                  updated_at=utcnow(), **asdict(location))
     audit.record("emergency_location", tenant=tenant, actor=actor, device=device,
                  location=location.describe() or "(removed)", callback=location.callback)
-
-
-def set_location(db, tenant: Tenant, device: Device | None,  # type: ignore[no-untyped-def]
-                 values: dict[str, str], actor: str) -> Location:
-    """The one edit every interface (web form, API, CLI, CSV import) goes through: check,
-    store, and mark the switch's copies in the same transaction. ``device`` None: the
-    tenant's default. An empty ``values`` removes the location."""
-    from hotdesk.store.db import write_transaction
-    from hotdesk.switch import emergency
-
-    location = check(values)
-    with write_transaction(db):
-        save(tenant, device, location, actor)
-        if device is None:
-            emergency.mark_tenant(tenant.id)
-        else:
-            emergency.mark_device(device)
-    return location

@@ -32,7 +32,7 @@ from peewee import Database
 
 from hotdesk.mac import InvalidMac, normalise_mac
 from hotdesk.provisioning.render import ConfigCache, Rendered, TemplateError
-from hotdesk.settings import Config
+from hotdesk.settings import Config, Network, parse_networks
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import ConfigFetch, Device, utcnow
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 REALM = "hotdesk provisioning"
 NONCE_SECONDS = 300
 TEXT = "text/plain; charset=utf-8"
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AuditThrottle:
@@ -75,19 +74,6 @@ class AuditThrottle:
             self._written += 1
             suppressed, self.suppressed = self.suppressed, 0
             return suppressed
-
-
-def parse_networks(text: str, option: str = "[provisioning] allow_networks") -> list[Network]:
-    """``[provisioning] allow_networks`` and the like: CIDRs separated by commas or spaces."""
-    nets: list[Network] = []
-    for part in re.split(r"[\s,]+", text.strip()):
-        if part:
-            try:
-                nets.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ValueError(f"{option}: {part!r} is not a network "
-                                 "such as 192.0.2.0/24") from None
-    return nets
 
 
 def address_allowed(networks: list[Network], address: str) -> bool:
