@@ -18,6 +18,7 @@ from hotdesk import tls
 from hotdesk.provisioning.serving import AuditThrottle, ConfigServer
 from hotdesk.runtime import start
 from hotdesk.settings import parse_listen
+from hotdesk.store.db import close_before_fork
 from hotdesk_prov.server import listen_socket, prefork, run_worker, tls_files
 
 log = logging.getLogger("hotdesk.prov")
@@ -26,7 +27,7 @@ log = logging.getLogger("hotdesk.prov")
 def cmd_prov_serve(args: argparse.Namespace) -> int:
     config = args.cfg
     runtime = start(config)  # refuses an out-of-date schema before anything listens
-    runtime.db.close()  # each worker opens its own connection after the fork
+    close_before_fork(runtime.db)  # each worker opens its own connections after the fork
     host, port = parse_listen(args.listen or config.provisioning.listen)
     workers = args.workers if args.workers is not None else config.provisioning.workers
     workers = workers or os.cpu_count() or 1

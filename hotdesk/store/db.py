@@ -146,6 +146,15 @@ def close_quietly(db: Database) -> None:
         log.debug("closing the database connection failed", exc_info=True)
 
 
+def close_before_fork(db: Database) -> None:
+    """Close every connection this process holds, pooled ones included, before forking:
+    a connection handed to two processes carries both their statements on one socket
+    and one of them waits for an answer that went to the other."""
+    close_quietly(db)
+    if isinstance(db, PooledPostgresqlDatabase):
+        db.close_all()
+
+
 def is_pooled(db: Database) -> bool:
     """Connections come from a pool: giving one back after each step costs nothing."""
     return isinstance(db, PooledDatabase)
