@@ -194,20 +194,21 @@ INSERT_SESSION = Compiled(
         call_id=call_id),
     tenant=Session.tenant, device=Session.device, user=Session.user,
     started=Session.started_at, expires=Session.expires_at, call_id=Session.call_id)
-INSERT_ATTEMPT_OK = Compiled(
-    lambda tenant, user, device, extension, result, source, call_id, at: LoginAttempt.insert(
-        tenant=tenant, user=user, device=device, extension=extension, success=True,
-        result=result, source=source, call_id=call_id, at=at),
-    tenant=LoginAttempt.tenant, user=LoginAttempt.user, device=LoginAttempt.device,
-    extension=LoginAttempt.extension, result=LoginAttempt.result, source=LoginAttempt.source,
-    call_id=LoginAttempt.call_id, at=LoginAttempt.at)
-INSERT_ATTEMPT_FAILED = Compiled(
-    lambda tenant, user, device, extension, result, source, call_id, at: LoginAttempt.insert(
-        tenant=tenant, user=user, device=device, extension=extension, success=False,
-        result=result, source=source, call_id=call_id, at=at),
-    tenant=LoginAttempt.tenant, user=LoginAttempt.user, device=LoginAttempt.device,
-    extension=LoginAttempt.extension, result=LoginAttempt.result, source=LoginAttempt.source,
-    call_id=LoginAttempt.call_id, at=LoginAttempt.at)
+
+
+def _insert_attempt(success: bool) -> Compiled:
+    """One PIN try's row; ``success`` is written inline (a boolean cannot be a stand-in)."""
+    return Compiled(
+        lambda tenant, user, device, extension, result, source, call_id, at:
+        LoginAttempt.insert(tenant=tenant, user=user, device=device, extension=extension,
+                            success=success, result=result, source=source, call_id=call_id,
+                            at=at),
+        tenant=LoginAttempt.tenant, user=LoginAttempt.user, device=LoginAttempt.device,
+        extension=LoginAttempt.extension, result=LoginAttempt.result,
+        source=LoginAttempt.source, call_id=LoginAttempt.call_id, at=LoginAttempt.at)
+
+
+INSERT_ATTEMPT = {True: _insert_attempt(True), False: _insert_attempt(False)}
 CLOSE_SESSION = Compiled(
     lambda session, now, reason: Session.update(ended_at=now, end_reason=reason)
     .where(Session.id == session),

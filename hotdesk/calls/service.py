@@ -473,7 +473,6 @@ class HotdeskService:
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
                  ctx: CallContext) -> None:
-        insert = queries.INSERT_ATTEMPT_OK if result == "ok" else queries.INSERT_ATTEMPT_FAILED
-        insert.run(self.db, tenant=tenant.id, user=user.id, device=device.id,
-                   extension=extension, result=result, source=ctx.source, call_id=ctx.call_id,
-                   at=self.clock())
+        queries.INSERT_ATTEMPT[result == "ok"].run(
+            self.db, tenant=tenant.id, user=user.id, device=device.id, extension=extension,
+            result=result, source=ctx.source, call_id=ctx.call_id, at=self.clock())
