@@ -7,11 +7,14 @@ import threading
 
 from tests.conftest import reference_bytes
 from tests.fakes.freeswitch import (
+    HANGUP_MID_PIN,
     HANGUP_MID_PIN_UUID,
+    LOGIN_OK,
     LOGIN_OK_UUID,
     CallSpec,
     FakeCall,
     FakeInboundServer,
+    compile_block,
     split_messages,
 )
 
@@ -64,6 +67,29 @@ def test_outbound_parameters_change_only_call_values():
     assert "Caller-Destination-Number: *70102\n" in text
     assert text.endswith("Content-Type: command/reply\nReply-Text: %2BOK%0A\n"
                          "Socket-Mode: async\nControl: full\n\n")
+
+
+def test_outbound_rendering_of_unchanging_lines_equals_rendering_every_line():
+    """The fake copies the captured lines no call value can change and renders only the
+    others: for another caller, phone, domain, address and call state, every captured
+    event and connect reply comes out exactly as rendering each line would make it."""
+    spec = CallSpec(endpoint="8002", extension="1017", domain="tenant-b.example",
+                    source="192.0.2.7:5062")
+    call, reference = FakeCall(spec), FakeCall(spec)
+    for fake in (call, reference):
+        fake.app_data["answer"] = ("", "x")
+        fake.pin, fake.read_result, fake.var_set = "90210", "success", ("HOTDESK_RESULT", "ok")
+    copied = 0
+    for capture, cap_uuid in ((LOGIN_OK, LOGIN_OK_UUID), (HANGUP_MID_PIN, HANGUP_MID_PIN_UUID)):
+        blocks = [b"\n".join(capture[0][0])] + [body for _, body in capture[1:] if body]
+        for block in blocks:
+            lines = block.rstrip(b"\n").split(b"\n")
+            expected = b"\n".join(reference._render_lines(lines, cap_uuid, "app-uuid", "7"))
+            assert call._render(block, cap_uuid, "app-uuid", "7") == expected
+            copied += sum(isinstance(item, bytes) for item in compile_block(block, cap_uuid))
+    assert copied  # the shortcut is taken at all
+    borrowed = call._render(LOGIN_OK[15][1], LOGIN_OK_UUID, app="db").decode()
+    assert "\nApplication: db\n" in borrowed and "\nvariable_current_application: db\n" in borrowed
 
 
 class _Client:
