@@ -134,6 +134,30 @@ def test_esl_event_round_trips_through_url_encoding(event, chunk):
     assert msg.event() == event
 
 
+# Spellings parse_headers accepts, repeats, and longer names around the two the call
+# path looks up one by one.
+LOOKED_UP = ("Event-Name", "Application-UUID")
+NEAR_NAMES = st.sampled_from(["Event-Name", "Application-UUID", "variable_Event-Name",
+                              " Event-Name", "Event-Name ", "Event-NameX", "X Event-Name",
+                              "Core-UUID", "%Application-UUID", "Application-UUID\r"])
+
+
+@FAST
+@given(st.lists(st.tuples(NEAR_NAMES, st.sampled_from([": ", ":", ": Event-Name: "]),
+                          st.text(max_size=12)), max_size=8),
+       st.binary(max_size=20))
+def test_esl_one_header_lookup_equals_parsing_the_whole_event(lines, body_tail):
+    """header_value / EventHeaders answer exactly what parse_headers of the event would."""
+    block = "".join(f"{n}{sep}{wire.url_encode(v)}\n" for n, sep, v in lines).encode()
+    body = block + b"\n" + body_tail
+    whole = wire.parse_headers(body.split(b"\n\n", 1)[0])
+    lazy = wire.EventHeaders(body)
+    for name in (*LOOKED_UP, "Missing"):
+        assert wire.header_value(body, name) == whole.get(name)
+        assert lazy.get(name) == whole.get(name)
+    assert dict(lazy) == whole
+
+
 @FAST
 @given(st.text(max_size=100))
 def test_esl_url_encoding_round_trips_and_stays_on_one_line(value):
