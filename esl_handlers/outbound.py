@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
@@ -104,7 +104,7 @@ class EslCall:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = Reader(sock)
-        self.completed: dict[str, dict[str, str]] = {}
+        self.completed: dict[str, Mapping[str, str]] = {}
         self.hung_up = False
         self.closed = False
 
@@ -133,7 +133,7 @@ class EslCall:
             return
         if ctype != "text/event-plain":
             return
-        event = msg.event()
+        event = msg.event_headers()  # decoded header by header: ~180 per event
         name = event.get("Event-Name", "")
         if name == "CHANNEL_EXECUTE_COMPLETE" and event.get("Application-UUID"):
             self.completed[event["Application-UUID"]] = event
@@ -170,7 +170,7 @@ class EslCall:
         return channel
 
     def execute(self, app: str, arg: str = "", timeout: float = MEDIA_TIMEOUT,
-                stop_on_hangup: bool = True) -> dict[str, str]:
+                stop_on_hangup: bool = True) -> Mapping[str, str]:
         """Run one dialplan application and wait for its CHANNEL_EXECUTE_COMPLETE."""
         if self.hung_up and stop_on_hangup:
             raise CallGone("caller hung up")
@@ -209,13 +209,15 @@ class EslCall:
 
 
 def run_script(call: EslCall, driver: CallDriver,
-               db_gate: contextlib.AbstractContextManager[object] | None = None) -> Outcome:
+               db_gate: contextlib.AbstractContextManager[object] | None = None,
+               on_decided: Callable[[], None] = lambda: None) -> Outcome:
     """Drive a call through ``driver``: execute each switch action, feed back its result,
     relay hang-ups.
 
     The driver's steps are where the database work happens; the gate lets only a few
     calls do that at once (like the FastAGI server's thread pool), so hundreds of call
-    threads never pile up on SQLite's write lock past its timeout.
+    threads never pile up on SQLite's write lock past its timeout. ``on_decided`` runs
+    once the outcome is committed (the script sets HOTDESK_RESULT next, or ends).
     """
     gate = db_gate or contextlib.nullcontext()
     reply: object = None
@@ -223,6 +225,8 @@ def run_script(call: EslCall, driver: CallDriver,
     while True:
         with gate:
             step = driver.advance(reply, error)
+        if isinstance(step, Finished | SetVar):
+            on_decided()
         if isinstance(step, Finished):
             return step.outcome
         reply, error = None, None
@@ -291,7 +295,8 @@ def read_voicemail_pin(call: EslCall, action: ReadVoicemailPin) -> SwitchPin:
 
 
 def handle_call(sock: socket.socket, runtime: Runtime,
-                db_gate: contextlib.AbstractContextManager[object] | None = None) -> CallResult:
+                db_gate: contextlib.AbstractContextManager[object] | None = None,
+                on_decided: Callable[[], None] = lambda: None) -> CallResult:
     """Serve one connection from FreeSWITCH's ``socket`` application."""
     call = EslCall(sock)
     config: Config = runtime.config
@@ -321,7 +326,7 @@ def handle_call(sock: socket.socket, runtime: Runtime,
                 script = login_call(ctx, extension, prompts, config.policy)
             feature = "logout" if action == "logout" else "login"
             driver = CallDriver(script, runtime.service, ctx, feature, metrics.CALLS_SEEN)
-            outcome = run_script(call, driver, db_gate)
+            outcome = run_script(call, driver, db_gate, on_decided)
             log.info("call finished: %s", outcome.value)
             return CallResult(outcome, call_id)
     finally:
@@ -338,11 +343,15 @@ def _peer(sock: socket.socket) -> str:
 
 
 class EslServer:
-    """Accepts FreeSWITCH's outbound connections; one thread per call, bounded in number."""
+    """Accepts FreeSWITCH's outbound connections; one thread per call, bounded in number.
+    ``on_decided`` runs when a call's outcome is committed: the NOTIFY drain uses it to
+    send the fresh outbox row at once instead of at its next poll."""
 
     def __init__(self, runtime: Runtime, listen: str | None = None,
-                 max_calls: int = 500, reuse_port: bool = False) -> None:
+                 max_calls: int = 500, reuse_port: bool = False,
+                 on_decided: Callable[[], None] | None = None) -> None:
         self.runtime = runtime
+        self.on_decided = on_decided or (lambda: None)
         self.reuse_port = reuse_port
         self.host, self.port = parse_listen(listen or runtime.config.esl.listen)
         self.max_calls = max_calls
@@ -411,7 +420,7 @@ class EslServer:
 
     def _serve(self, conn: socket.socket) -> None:
         try:
-            handle_call(conn, self.runtime, self.db_gate)
+            handle_call(conn, self.runtime, self.db_gate, self.on_decided)
         except Exception:
             log.exception("unexpected error in an Event Socket call")
         finally:

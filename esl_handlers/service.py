@@ -34,7 +34,8 @@ class EslService:
             self.emergency = emergency.DrainLoop(self.inbound, cfg.notify.poll_seconds)
             if cfg.emergency.watch:
                 self.watch = emergency.Watch(runtime)
-        self.server = EslServer(runtime, listen, reuse_port=reuse_port)
+        self.server = EslServer(runtime, listen, reuse_port=reuse_port,
+                                on_decided=self._decided)
         self.registrations: EslRegistrationWatcher | None = None
 
     def _on_state(self, up: bool, detail: str) -> None:
@@ -43,6 +44,13 @@ class EslService:
             self.drain.wake()  # NOTIFYs queued while FreeSWITCH was away go out now
         if up and self.emergency is not None:
             self.emergency.wake()
+
+    def _decided(self) -> None:
+        """A call committed its outcome: its NOTIFY and emergency entries go out now, not
+        at the drains' next poll."""
+        for part in (self.drain, self.emergency):
+            if part is not None:
+                part.wake()
 
     def start(self) -> None:
         self.health.start()

@@ -205,6 +205,17 @@ def test_inbound_down_then_up_delivers_queued_notify(runtime, tmp_path, alice, d
             fake2.stop()
 
 
+def test_the_call_wakes_the_drain_for_its_notify(runtime, tmp_path, alice, desk):
+    """The NOTIFY leaves as soon as the login is committed, not at the drain's next poll
+    (here a minute away)."""
+    with make_driver(runtime, tmp_path, poll_seconds=60.0) as d:
+        time.sleep(0.3)  # the drain's first round, at start, is over: it now sleeps
+        assert d.fake.notifies == []
+        assert d.call("login", "8001", "101", ["1234"]).result == "ok"
+        assert d.notifies(1, timeout=10) == [
+            ("8001", "sip:8001@127.0.0.1:5072", "check-sync;reboot=false")]
+
+
 def test_wrong_esl_password_keeps_retrying_and_queues(runtime, tmp_path, alice, desk, caplog):
     with make_driver(runtime, tmp_path, password="wrong") as d:
         deadline = time.monotonic() + 5

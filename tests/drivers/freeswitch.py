@@ -27,14 +27,16 @@ class CallRecord:
     hung_up: bool
 
 
-def driver_config(config: Config, inbound: tuple[str, int], **esl: str) -> Config:
+def driver_config(config: Config, inbound: tuple[str, int], poll_seconds: float = 0.05,
+                  **esl: str) -> Config:
     prompts = {name: f"hotdesk/{name}.wav" for name in config.prompts_freeswitch}
     return dataclasses.replace(
         config,
         switch=SwitchConfig(type="freeswitch"),
         esl=dataclasses.replace(EslConfig(), listen="127.0.0.1:0", host=inbound[0],
                                 port=inbound[1], reconnect_max_seconds=0.5, **esl),
-        notify=dataclasses.replace(NotifyConfig(), poll_seconds=0.05, call_grace_seconds=0.0,
+        notify=dataclasses.replace(NotifyConfig(), poll_seconds=poll_seconds,
+                                   call_grace_seconds=0.0,
                                    backoff_seconds=0.05,
                                    backoff_max_seconds=0.2),
         policy=dataclasses.replace(config.policy, pin_timeout_ms=200)
@@ -105,10 +107,11 @@ class Driver:
 
 
 @contextlib.contextmanager
-def make_driver(runtime: Runtime, tmp_path: Path, **esl: str) -> Iterator[Driver]:
+def make_driver(runtime: Runtime, tmp_path: Path, poll_seconds: float = 0.05,
+                **esl: str) -> Iterator[Driver]:
     fake = FakeInboundServer()
     fake.start()
-    cfg = driver_config(runtime.config, fake.address, **esl)
+    cfg = driver_config(runtime.config, fake.address, poll_seconds, **esl)
     rt = Runtime(config=cfg, db=runtime.db, service=HotdeskService(runtime.db, cfg))
     service = EslService(rt)
     service.start()
