@@ -74,18 +74,34 @@ class StoreWriter(Protocol):
 
 # -- the rule ------------------------------------------------------------------------
 
-def desk_of(tenant_id: int, endpoint: str) -> Device | None:
+_IDLE_DESK = Compiled(
+    lambda tenant, endpoint: Device.select(Device.id).where(
+        (Device.tenant == tenant) & (Device.idle_sip_username == endpoint)),
+    tenant=Device.tenant, endpoint=Device.idle_sip_username)
+_SESSION_DESK = Compiled(
+    lambda tenant, endpoint: Session.select(Session.device).join(User)
+    .where((Session.tenant == tenant) & Session.ended_at.is_null()
+           & (User.sip_username == endpoint))
+    .order_by(Session.started_at.desc(), Session.id.desc()).limit(1),
+    tenant=Session.tenant, endpoint=User.sip_username)
+
+
+def desk_at(tenant_id: int, endpoint: str) -> tuple[int, bool] | None:
     """The desk an account's emergency call comes from now: the desk whose idle account
-    it is, else the desk of the user's newest active session."""
-    device = Device.get_or_none((Device.tenant == tenant_id)
-                                & (Device.idle_sip_username == endpoint))
-    if device is not None:
-        return device
-    session = (Session.select(Session, Device).join(Device).switch(Session).join(User)
-               .where((Session.tenant == tenant_id) & Session.ended_at.is_null()
-                      & (User.sip_username == endpoint))
-               .order_by(Session.started_at.desc(), Session.id.desc()).first())
-    return session.device if session else None
+    it is, else the desk of the user's newest active session. (device id, whether the
+    account is that desk's idle one); compiled: it runs for every entry drained."""
+    db = current_database()
+    row = _IDLE_DESK.one(db, tenant=tenant_id, endpoint=endpoint)
+    if row is not None:
+        return int(row[0]), True
+    row = _SESSION_DESK.one(db, tenant=tenant_id, endpoint=endpoint)
+    return (int(row[0]), False) if row else None
+
+
+def desk_of(tenant_id: int, endpoint: str) -> Device | None:
+    """:func:`desk_at` as the Device row."""
+    found = desk_at(tenant_id, endpoint)
+    return Device.get_or_none(Device.id == found[0]) if found else None
 
 
 def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
@@ -94,13 +110,13 @@ def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
     if not endpoint:
         default = locations.tenant_location(tenant_id)
         return Entry.of(default) if default else None
-    device = desk_of(tenant_id, endpoint)
-    if device is None:
+    found = desk_at(tenant_id, endpoint)
+    if found is None:
         return None
-    is_idle = device.idle_sip_username == endpoint
-    if is_idle and locations.desk_location(device.id) is None:
+    device_id, is_idle = found
+    if is_idle and locations.desk_location(device_id) is None:
         return None  # the tenant default, which the dialplan reads by itself
-    location = locations.effective(device)
+    location = locations.effective_at(device_id, tenant_id)
     return Entry.of(location) if location else None
 
 
@@ -167,26 +183,65 @@ def mark_tenant(tenant_id: int, force: bool = False) -> None:
 
 # -- draining ------------------------------------------------------------------------
 
-def _claim(limit: int, lease: timedelta, now: datetime) -> list[EmergencySync]:
-    due = (EmergencySync.select().where(
-        EmergencySync.pending & (EmergencySync.next_attempt_at <= now)
-        & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now)))
-        .order_by(EmergencySync.id).limit(limit))
-    claimed = []
-    for row in list(due):
-        taken = (EmergencySync.update(claimed_until=now + lease)
-                 .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)
-                        & (EmergencySync.claimed_until.is_null()
-                           | (EmergencySync.claimed_until < now))).execute())
-        if taken == 1:
-            claimed.append(row)
-    return claimed
+@dataclass(frozen=True)
+class _Due:
+    """A claimed mark: the columns the drain needs."""
+
+    id: int
+    tenant_id: int
+    endpoint: str
+    stamp: int
+    attempts: int
+    held: bool
+
+
+_DUE_COLUMNS = (EmergencySync.id, EmergencySync.tenant, EmergencySync.endpoint,
+                EmergencySync.stamp, EmergencySync.attempts, EmergencySync.held)
+_TAKE = Compiled(
+    lambda until, row, stamp, now: EmergencySync.update(claimed_until=until).where(
+        (EmergencySync.id == row) & (EmergencySync.stamp == stamp)
+        & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now))),
+    until=EmergencySync.claimed_until, row=EmergencySync.id, stamp=EmergencySync.stamp,
+    now=EmergencySync.next_attempt_at)
+# Written: cleared only if no newer mark arrived meanwhile; otherwise released to go again.
+_WRITTEN = {held: Compiled(
+    lambda now, row, stamp, held=held: EmergencySync.update(
+        pending=False, claimed_until=None, last_error="", written_at=now, held=held)
+    .where((EmergencySync.id == row) & (EmergencySync.stamp == stamp)),
+    now=EmergencySync.written_at, row=EmergencySync.id, stamp=EmergencySync.stamp)
+    for held in (False, True)}
+_RELEASE = Compiled(
+    lambda row, stamp: EmergencySync.update(claimed_until=None)
+    .where((EmergencySync.id == row) & (EmergencySync.stamp != stamp)),
+    row=EmergencySync.id, stamp=EmergencySync.stamp)
+_due_statements: dict[int, Compiled] = {}
+
+
+def _due(limit: int) -> Compiled:
+    """The select of due marks, compiled once per ``limit``."""
+    if limit not in _due_statements:
+        _due_statements[limit] = Compiled(
+            lambda now: EmergencySync.select(*_DUE_COLUMNS).where(
+                EmergencySync.pending & (EmergencySync.next_attempt_at <= now)
+                & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now)))
+            .order_by(EmergencySync.id).limit(limit), now=EmergencySync.next_attempt_at)
+    return _due_statements[limit]
+
+
+def _claim(limit: int, lease: timedelta, now: datetime) -> list[_Due]:
+    db = current_database()
+    due = [_Due(int(r[0]), int(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]))
+           for r in _due(limit).rows(db, now=now)]
+    return [row for row in due
+            if _TAKE.run(db, until=now + lease, row=row.id, stamp=row.stamp,
+                         now=now).rowcount == 1]
 
 
 def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelta(seconds=30),
                now: datetime | None = None) -> dict[str, int]:
     """Write every due entry once; counts by result (written, retry, switch_down)."""
     now = now or utcnow()
+    db = current_database()
     counts = {"written": 0, "retry": 0, "switch_down": 0}
     tenants: dict[int, Tenant] = {}
     claimed = _claim(limit, lease, now)
@@ -214,12 +269,8 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
                         row.endpoint or "the tenant default", exc, delay.total_seconds())
             continue
         counts["written"] += 1
-        # Cleared only if no newer mark arrived while writing; otherwise it goes again.
-        (EmergencySync.update(pending=False, claimed_until=None, last_error="", written_at=now,
-                              held=entry is not None)
-         .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)).execute())
-        (EmergencySync.update(claimed_until=None)
-         .where((EmergencySync.id == row.id) & (EmergencySync.stamp != row.stamp)).execute())
+        _WRITTEN[entry is not None].run(db, now=now, row=row.id, stamp=row.stamp)
+        _RELEASE.run(db, row=row.id, stamp=row.stamp)
     return counts
 
 
