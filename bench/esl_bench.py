@@ -7,7 +7,8 @@
   database: connect, myevents, linger, answer, play_and_get_digits, ``api user_data …
   param vm-password``, set, playback, hangup, exit; the targets are printed beside them;
 * p50/p99 from the fake sending the play_and_get_digits completion (the PIN's last
-  digit) to the fake inbound event socket receiving that phone's ``sendevent NOTIFY``
+  digit) to the fake inbound event socket (a process of its own) receiving that phone's
+  ``sendevent NOTIFY``
   (``[notify] call_grace_seconds`` = 0);
 * CPU milliseconds per call of each process (the fake runs in this one), so a figure
   bounded by the fake rather than by hotdesk shows as such.
@@ -33,7 +34,7 @@ from bench.agi_bench import free_port, wait_listening  # noqa: E402
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import load_config  # noqa: E402
-from tests.fakes.freeswitch import CAP_DOMAIN, CallSpec, FakeCall, FakeInboundServer  # noqa: E402
+from tests.fakes.freeswitch import CAP_DOMAIN, CallSpec, FakeCall  # noqa: E402
 
 RAW_SERVER = textwrap.dedent('''
     import asyncio, sys, uuid
@@ -102,19 +103,56 @@ class TimedCall(FakeCall):
             self.pin_sent = time.monotonic()
 
 
-class TimedInbound(FakeInboundServer):
-    """The fake inbound event socket, noting when each NOTIFY arrived and for whom."""
+# The fake inbound event socket in a process of its own (the fake calls' threads would
+# otherwise hold up its replies to sendevent): one line per NOTIFY, arrival time
+# (CLOCK_MONOTONIC, the same clock in every process) and contact.
+INBOUND_SERVER = textwrap.dedent('''
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from tests.fakes.freeswitch import FakeInboundServer
+
+    class Timed(FakeInboundServer):
+        def _command(self, conn, cmd, lines, subs):
+            if cmd.startswith("sendevent NOTIFY"):
+                headers = dict(ln.split(": ", 1) for ln in lines if ": " in ln)
+                print(time.monotonic(), headers.get("contact-uri", ""), flush=True)
+            return super()._command(conn, cmd, lines, subs)
+
+    server = Timed()
+    server.start()
+    print(server.address[1], flush=True)
+    sys.stdin.read()  # until the bench ends
+    server.stop()
+''')
+
+
+class InboundProcess:
+    """The fake inbound event socket subprocess and the NOTIFYs it reported."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.arrivals: list[tuple[float, dict[str, str]]] = []
+        self.proc = subprocess.Popen([sys.executable, "-c", INBOUND_SERVER, str(ROOT)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+        self.arrivals: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def _command(self, conn, cmd, lines, subs):  # type: ignore[no-untyped-def]
-        if cmd.startswith("sendevent NOTIFY"):
-            headers = dict(ln.split(": ", 1) for ln in lines if ": " in ln)
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            at, _, contact = line.strip().partition(" ")
             with self._lock:
-                self.arrivals.append((time.monotonic(), headers))
-        return super()._command(conn, cmd, lines, subs)
+                self.arrivals.append((float(at), contact))
+
+    def seen(self) -> list[tuple[float, str]]:
+        with self._lock:
+            return list(self.arrivals)
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -166,16 +204,15 @@ def run_level(port: int, concurrency: int, first: int, calls: int) -> tuple[floa
     return elapsed, done, ok
 
 
-def notify_latencies(inbound: TimedInbound, calls: list, timeout: float = 30.0) -> list[float]:
+def notify_latencies(inbound: InboundProcess, calls: list,
+                     timeout: float = 30.0) -> list[float]:
     """ms from each call's PIN to its phone's NOTIFY (waits up to ``timeout`` for them)."""
     by_address = {f"{c.ip}:{c.port}": c for c in calls}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with inbound._lock:
-            arrivals = list(inbound.arrivals)
         seen = {}
-        for at, headers in arrivals:
-            address = headers.get("contact-uri", "").rsplit("@", 1)[-1]
+        for at, contact in inbound.seen():
+            address = contact.rsplit("@", 1)[-1]
             if address in by_address and address not in seen:
                 seen[address] = at
         if len(seen) >= len(calls):
@@ -208,11 +245,10 @@ def main() -> None:
     print(f"setting up {warmup + sum(sizes)} users and phones in {url} ...", file=sys.stderr)
     setup_db(url, warmup + sum(sizes))
 
-    inbound = TimedInbound()
-    inbound.start()
+    inbound = InboundProcess()
     esl_port, raw_port = free_port(), free_port()
     env = dict(os.environ, HOTDESK_DATABASE_URL=url, HOTDESK_ESL_LISTEN=f"127.0.0.1:{esl_port}",
-               HOTDESK_ESL_PORT=str(inbound.address[1]), HOTDESK_SWITCH_TYPE="freeswitch",
+               HOTDESK_ESL_PORT=str(inbound.port), HOTDESK_SWITCH_TYPE="freeswitch",
                HOTDESK_TENANT_DEFAULT_DOMAIN=CAP_DOMAIN, HOTDESK_LOG_LEVEL="WARNING",
                # measure the pipeline, not the deliberate wait for the confirmation prompt
                HOTDESK_NOTIFY_CALL_GRACE_SECONDS="0")
