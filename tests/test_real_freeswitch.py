@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -91,8 +92,8 @@ full_calls = pytest.mark.skipif(
            "HOTDESK_TEST_FREESWITCH_USER (and install sipp) for full calls through FreeSWITCH")
 
 
-@pytest.fixture
-def esl(database_url, tmp_path):
+def _esl_process(database_url: str, tmp_path: Path,
+                 **notify: str) -> AbstractContextManager[realswitch.HotdeskProcess]:
     """``hotdesk esl`` on a fresh database holding the lab phone (idle extension =
     HOTDESK_TEST_FREESWITCH_PHONE) and the user (HOTDESK_TEST_FREESWITCH_USER, no PIN in
     hotdesk: the directory's vm-password 1234 is theirs)."""
@@ -101,12 +102,26 @@ def esl(database_url, tmp_path):
         HOTDESK_DATABASE_URL=database_url, HOTDESK_SWITCH_TYPE="freeswitch",
         HOTDESK_TENANT_DEFAULT_DOMAIN=DOMAIN, HOTDESK_ESL_LISTEN=ESL_LISTEN,
         HOTDESK_ESL_HOST=host, HOTDESK_ESL_PORT=port, HOTDESK_ESL_PASSWORD=password,
-        HOTDESK_ESL_PROFILE=PROFILE, HOTDESK_NOTIFY_POLL_SECONDS="0.2",
+        HOTDESK_ESL_PROFILE=PROFILE,
         # One PIN try per call: a wrong PIN ends the call instead of prompting again.
-        HOTDESK_POLICY_PIN_TRIES_PER_CALL="1")
+        HOTDESK_POLICY_PIN_TRIES_PER_CALL="1", **{"HOTDESK_NOTIFY_POLL_SECONDS": "0.2", **notify})
     realswitch.prepare_database(env, realswitch.split_credentials(PHONE),
                                 realswitch.split_credentials(USER))
-    with realswitch.hotdesk_process("esl", env, ESL_LISTEN, tmp_path) as proc:
+    return realswitch.hotdesk_process("esl", env, ESL_LISTEN, tmp_path)
+
+
+@pytest.fixture
+def esl(database_url, tmp_path):
+    with _esl_process(database_url, tmp_path) as proc:
+        yield proc
+
+
+@pytest.fixture
+def esl_slow_poll(database_url, tmp_path):
+    """The same with the NOTIFY drain polling only every 10 minutes, and no grace after
+    a call (its NOTIFY is due as soon as the login is committed)."""
+    with _esl_process(database_url, tmp_path, HOTDESK_NOTIFY_POLL_SECONDS="600",
+                      HOTDESK_NOTIFY_CALL_GRACE_SECONDS="0") as proc:
         yield proc
 
 
@@ -118,6 +133,16 @@ def phone(tmp_path: Path) -> realswitch.Phone:
 @full_calls
 def test_full_login_and_logout_calls(esl, database_url, tmp_path):
     realswitch.login_then_logout(phone(tmp_path), esl, database_url,
+                                 realswitch.split_credentials(PHONE),
+                                 realswitch.split_credentials(USER), DTMF)
+
+
+@full_calls
+def test_the_calls_send_their_notify_without_waiting_for_the_drain_poll(
+        esl_slow_poll, database_url, tmp_path):
+    """Each call wakes the drain when its outcome is committed: the phone gets its
+    check-sync at once, with the drain's own poll ten minutes away."""
+    realswitch.login_then_logout(phone(tmp_path), esl_slow_poll, database_url,
                                  realswitch.split_credentials(PHONE),
                                  realswitch.split_credentials(USER), DTMF)
 
