@@ -170,6 +170,7 @@ def esl_frames(data: bytes) -> None:
         ConnectionClosed,
         ProtocolError,
         Reader,
+        header_value,
         url_decode,
         url_encode,
     )
@@ -188,6 +189,12 @@ def esl_frames(data: bytes) -> None:
         event = msg.event()
         assert isinstance(msg.reply_text, str)
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in event.items())
+        if msg.content_type == "text/event-plain":
+            # What the call path looks up one header at a time is what parsing gives.
+            lazy = msg.event_headers()
+            for name in ("Event-Name", "Application-UUID", *list(event)[:3]):
+                assert header_value(msg.body, name) == lazy.get(name) == event.get(name)
+            assert dict(lazy) == event
     text = data.decode("utf-8", "replace")
     assert url_decode(url_encode(text)) == text
     assert "\n" not in url_encode(text)

@@ -100,6 +100,8 @@ def header_value(body: bytes, name: str) -> str | None:
     end = body.find(b"\n\n")
     if end < 0:
         end = len(body)
+    if not name.isascii():  # could match undecodable bytes parse_headers replaced
+        return parse_headers(body[:end]).get(name)
     key = name.encode()
     first = -1
     at = body.find(key, 0, end)
