@@ -204,7 +204,8 @@ class FakeCall:
         ip, _, port = spec.source.rpartition(":")
         self.ip, self.port = ip, port
         self.dialed = spec.dialed or (f"*70{spec.extension}" if spec.action == "login" else "*71")
-        # (name, captured value, capture) -> this call's line, for SPEC_HEADERS-only lines
+        # (name, captured value, capture) -> this call's line, for the lines that depend on
+        # the spec alone (all but PROGRESS_HEADERS): the spec does not change during a call
         self._spec_lines: dict[tuple[str, str, str], bytes | None] = {}
 
     # -- rendering --------------------------------------------------------------------
