@@ -128,8 +128,10 @@ def hotdesk(user_id: int) -> Response:
     result = usecases.set_hotdesk(runtime(), user, enable, actor=actor())
     flash(f"Hot desking {'enabled' if enable else 'disabled'} for {user.extension}."
           + _reprovisioned(result), "success")
-    return redirect(request.form.get("back") == "list" and url_for("users.index")
-                    or url_for("users.edit", user_id=user.id))
+    if request.form.get("back") == "list":  # the same page of the list, same filter
+        return redirect(url_for("users.index", **{k: v for k, v in request.args.items()
+                                                  if k in ("page", "per_page", "sort", "q")}))
+    return redirect(url_for("users.edit", user_id=user.id))
 
 
 @bp.post("/<int:user_id>/delete")

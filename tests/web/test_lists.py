@@ -282,3 +282,17 @@ def test_a_page_costs_the_same_number_of_queries_for_5_or_60_rows(
     large = costs()
     assert large == small, {p: (small[p], large[p]) for p in LISTS if small[p] != large[p]}
     assert all(n <= 20 for n in large.values()), large
+
+
+def test_switching_hot_desking_from_the_list_returns_to_the_same_page(root_client, runtime):
+    users = fleet.add_users(default_tenant(), 60)
+    url = "/users?q=User&sort=-name&page=2"
+    text = root_client.get(url).get_data(as_text=True)
+    action = f"/users/{users[9].id}/hotdesk?q=User&amp;sort=-name&amp;page=2"
+    assert action in text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', text).group(1)
+    answer = root_client.post(action.replace("&amp;", "&"),
+                              data={"csrf_token": token, "back": "list", "enable": "0"})
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/users?q=User&sort=-name&page=2"
+    assert User.get_by_id(users[9].id).hotdesk_enabled is False
