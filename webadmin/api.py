@@ -8,12 +8,12 @@ from typing import Any
 from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import admins, reports, usecases, zones
+from hotdesk.admin import admins, lists, reports, usecases, zones
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.provisioning.render import device_url
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
 from hotdesk.switch import registrations
-from webadmin import actions
+from webadmin import actions, paging
 from webadmin.auth import (
     actor,
     discovered_visible,
@@ -24,10 +24,10 @@ from webadmin.auth import (
 )
 from webadmin.openapi import openapi_document
 from webadmin.pages import _date, _ids, _phone_key, offline_after
+from webadmin.users import logged_in_map
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp_docs = Blueprint("api_docs", __name__, url_prefix="/api/v1")
-PAGE_SIZE = 100
 MAX_ID = 2**31
 
 
@@ -130,9 +130,11 @@ def registration_json(v: registrations.RegistrationView) -> dict[str, Any]:
             "failure_reason": v.failure_reason or None, "failure_at": iso(v.failure_at)}
 
 
-def user_json(u: User, locked_until: Any = "?") -> dict[str, Any]:
-    phones = [s.device_id for s in Session.select(Session.device)
-              .where((Session.user == u) & Session.ended_at.is_null())]
+def user_json(u: User, locked_until: Any = "?",
+              phones: list[int] | None = None) -> dict[str, Any]:
+    if phones is None:
+        phones = [s.device_id for s in Session.select(Session.device)
+                  .where((Session.user == u) & Session.ended_at.is_null())]
     if locked_until == "?":
         locked_until = usecases.locked_until(runtime(), u)
     return {"id": u.id, "tenant_id": u.tenant_id, "extension": u.extension,
@@ -167,10 +169,13 @@ def _error(exc: InventoryError) -> Response:
 
 @bp.get("/phones")
 def phones_list() -> Response:
-    devices = list(reports.scoped(Device.select(), Device, scope()).order_by(Device.id))
+    sorts = lists.by_id(lists.PHONE_SORTS)
+    page = lists.phones(scope(), paging.params(sorts, paging.API_PER_PAGE), sorts)
+    devices = page.items
     statuses = reports.phone_statuses(devices, offline_after())
     views = registrations.views(devices)
-    return jsonify(phones=[phone_json(d, statuses[d.id], views[d.id]) for d in devices])
+    return paging.api_answer("phones", [phone_json(d, statuses[d.id], views[d.id])
+                                        for d in devices], page)
 
 
 def _spec(data: dict[str, Any], device: Device | None = None) -> DeviceSpec:
@@ -241,13 +246,14 @@ def phones_notify(phone_id: int) -> Response:
 
 @bp.get("/users")
 def users_list() -> Response:
-    query = reports.scoped(User.select(), User, scope()).order_by(User.id)
-    q = request.args.get("q", "").strip()[:64]
-    if q:
-        query = query.where(User.extension.contains(q) | User.display_name.contains(q))
-    users = list(query)
+    sorts = lists.by_id(lists.USER_SORTS)
+    page = lists.users(scope(), paging.params(sorts, paging.API_PER_PAGE), sorts)
+    users = page.items
     locked = usecases.locked_users(runtime(), users)
-    return jsonify(users=[user_json(u, locked.get(u.id)) for u in users])
+    phones = logged_in_map(users)
+    return paging.api_answer("users", [
+        user_json(u, locked.get(u.id), [s.device_id for s in phones.get(u.id, [])])
+        for u in users], page)
 
 
 @bp.post("/users")
@@ -329,9 +335,9 @@ def users_unlock(user_id: int) -> Response:
 
 @bp.get("/sessions")
 def sessions_list() -> Response:
-    query = reports.scoped(Session.select().where(Session.ended_at.is_null()), Session,
-                           scope()).order_by(Session.id)
-    return jsonify(sessions=[session_json(s) for s in query])
+    sorts = lists.by_id(lists.SESSION_SORTS)
+    page = lists.sessions(scope(), paging.params(sorts, paging.API_PER_PAGE), sorts)
+    return paging.api_answer("sessions", [session_json(s) for s in page.items], page)
 
 
 @bp.delete("/sessions/<int:session_id>")
@@ -388,13 +394,9 @@ def audit_list() -> Response:
     flt = reports.AuditFilter(user=args.get("user", "")[:20], phone=_phone_key(
         args.get("phone", "")), action=args.get("action", "")[:64],
         since=_date(args.get("since")), until=_date(args.get("until"), end=True))
-    try:
-        page = max(int(args.get("page", "1")), 1)
-    except ValueError:
-        abort(400, "page must be a positive integer")
-    query = reports.audit_query(scope(), flt)
-    return jsonify(page=page, total=query.count(), events=[{
+    page = lists.audit(scope(), flt, paging.params(lists.AUDIT_SORTS, paging.API_PER_PAGE))
+    return paging.api_answer("events", [{
         "id": e.id, "at": iso(e.at), "tenant_id": e.tenant_id, "actor": e.actor,
         "action": e.action, "phone_id": e.device_id, "user_id": e.user_id,
         "call_id": e.call_id, "detail": reports.audit_detail(e),
-    } for e in query.paginate(min(page, 100000), PAGE_SIZE)])
+    } for e in page.items], page)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from hotdesk.admin.listing import MAX_PAGE
+from hotdesk.admin.lists import AUDIT_SORTS, PHONE_SORTS, SESSION_SORTS, USER_SORTS, by_id
+from webadmin.paging import API_PER_PAGE, MAX_PER_PAGE
+
 S = "string"
 NULLABLE_S = {"type": [S, "null"]}
 
@@ -137,16 +141,57 @@ def _wrap(key: str, schema: dict[str, Any], **more: Any) -> dict[str, Any]:
     return _obj({key: schema, **more}, required=[key])
 
 
+PAGE_FIELDS = {
+    "page": {"type": "integer"}, "per_page": {"type": "integer"},
+    "total": {"type": "integer", "description": "rows matching the filters, all pages"},
+    "pages": {"type": "integer"},
+    "next": {**NULLABLE_S, "description": "URL of the next page; null on the last"},
+    "previous": {**NULLABLE_S, "description": "URL of the previous page; null on the first"},
+}
+
+
+def _paged(key: str, item: str) -> dict[str, Any]:
+    """A page of a list: the rows under ``key`` and the paging fields (also sent as an
+    RFC 8288 ``Link`` header with rel next/prev/first/last)."""
+    return _obj({key: {"type": "array", "items": _ref(item)}, **PAGE_FIELDS},
+                required=[key, "page", "per_page", "total", "pages"])
+
+
+def _list_get(summary: str, operation: str, key: str, item: str,
+              parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"summary": summary, "operationId": operation, "parameters": parameters,
+            "responses": {"200": _json(_paged(key, item), summary.split(",")[0]),
+                          **_errors(400, 401)}}
+
+
+def _list_params(sorts: Any, search: str = "") -> list[dict[str, Any]]:
+    """page, per_page, sort (a column, ``-column`` for descending; ties by id) and q."""
+    names = sorted(sorts.columns)
+    out: list[dict[str, Any]] = [
+        {"name": "page", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
+        {"name": "per_page", "in": "query", "required": False,
+         "description": f"rows per page, default {API_PER_PAGE}",
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE}},
+        {"name": "sort", "in": "query", "required": False,
+         "description": f"default {'-' if sorts.default_descending else ''}{sorts.default}",
+         "schema": {"enum": names + ["-" + n for n in names]}}]
+    if search:
+        out.append({"name": "q", "in": "query", "required": False, "description": search,
+                    "schema": {"type": S, "maxLength": 64}})
+    return out
+
+
 def openapi_document() -> dict[str, Any]:
     phone_id, user_id, session_id = (_id_param("phone_id"), _id_param("user_id"),
                                      _id_param("session_id"))
     q = {"in": "query", "required": False, "schema": {"type": S}}
     paths: dict[str, Any] = {
         "/phones": {
-            "get": {"summary": "List hot-desking phones", "operationId": "listPhones",
-                    "responses": {"200": _json(_wrap("phones", {"type": "array",
-                                                                "items": _ref("Phone")}),
-                                               "Phones"), **_errors(401)}},
+            "get": _list_get("List hot-desking phones, a page at a time", "listPhones",
+                             "phones", "Phone", _list_params(
+                                 by_id(PHONE_SORTS), "part of the name, MAC (any spelling), "
+                                 "idle extension, vendor or model")),
             "post": {"summary": "Add a phone; generates its config and queues a check-sync",
                      "operationId": "createPhone", "requestBody": _body(_ref("PhoneInput")),
                      "responses": {"201": _json(_wrap("phone", _ref("Phone"), steps=STEPS),
@@ -176,11 +221,8 @@ def openapi_document() -> dict[str, Any]:
                                                 "Queued"), **_errors(401, 404)}},
         },
         "/users": {
-            "get": {"summary": "List users", "operationId": "listUsers",
-                    "parameters": [{"name": "q", **q}],
-                    "responses": {"200": _json(_wrap("users", {"type": "array",
-                                                               "items": _ref("User")}),
-                                               "Users"), **_errors(401)}},
+            "get": _list_get("List users, a page at a time", "listUsers", "users", "User",
+                             _list_params(by_id(USER_SORTS), "part of the extension or name")),
             "post": {"summary": "Add a user", "operationId": "createUser",
                      "requestBody": _body(_ref("UserInput")),
                      "responses": {"201": _json(_wrap("user", _ref("User")), "Created"),
@@ -226,10 +268,10 @@ def openapi_document() -> dict[str, Any]:
                                    **_errors(401, 404)}},
         },
         "/sessions": {
-            "get": {"summary": "Active hot-desk sessions", "operationId": "listSessions",
-                    "responses": {"200": _json(_wrap("sessions", {"type": "array",
-                                                                  "items": _ref("Session")}),
-                                               "Sessions"), **_errors(401)}},
+            "get": _list_get("Active hot-desk sessions, a page at a time", "listSessions",
+                             "sessions", "Session", _list_params(
+                                 by_id(SESSION_SORTS), "part of the user's extension or "
+                                 "name, or of the phone's name, idle extension or MAC")),
         },
         "/sessions/{session_id}": {
             "parameters": [session_id],
@@ -263,16 +305,10 @@ def openapi_document() -> dict[str, Any]:
                                                 "Queued"), **_errors(400, 401, 404)}},
         },
         "/audit": {
-            "get": {"summary": "Audit log, newest first, 100 per page",
-                    "operationId": "listAudit",
-                    "parameters": [{"name": n, **q} for n in
-                                   ("user", "phone", "action", "since", "until")]
-                    + [{"name": "page", "in": "query", "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 100000}}],
-                    "responses": {"200": _json(_obj({
-                        "page": {"type": "integer"}, "total": {"type": "integer"},
-                        "events": {"type": "array", "items": _ref("AuditEvent")}},
-                        ["page", "total", "events"]), "Events"), **_errors(400, 401)}},
+            "get": _list_get("Audit log, newest first, 100 per page", "listAudit", "events",
+                             "AuditEvent", [{"name": n, **q} for n in
+                                            ("user", "phone", "action", "since", "until")]
+                             + _list_params(AUDIT_SORTS)),
         },
     }
     return {

@@ -19,14 +19,14 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import inventory, reports, zones
+from hotdesk.admin import inventory, lists, reports, zones
 from hotdesk.mac import InvalidMac, format_mac, normalise_mac
 from hotdesk.ops import health
 from hotdesk.ops.status import is_stale
 from hotdesk.provisioning import discovery
 from hotdesk.provisioning.render import split_hostport
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
-from webadmin import actions, integrations
+from webadmin import actions, integrations, paging
 from webadmin.auth import (
     actor,
     current_admin,
@@ -111,9 +111,9 @@ def discovered() -> str:
 @bp.get("/sessions")
 @login_required
 def sessions() -> str:
-    query = reports.scoped(Session.select().where(Session.ended_at.is_null()), Session,
-                           scope()).order_by(Session.started_at.desc())
-    return render_template("sessions.html", sessions=list(query))
+    page = lists.sessions(scope(), paging.params(lists.SESSION_SORTS))
+    return render_template("sessions.html", sessions=page.items,
+                           **paging.template_context(page))
 
 
 @bp.post("/sessions/<int:session_id>/logout")
@@ -195,14 +195,10 @@ def audit_log() -> str:
                               action=args.get("action", "").strip()[:64],
                               since=_date(args.get("since")), until=_date(args.get("until"),
                                                                           end=True))
-    page = max(_int(args.get("page", "1")), 1)
-    query = reports.audit_query(scope(), flt)
-    total = query.count()
-    events = list(query.paginate(page, PAGE_SIZE))
-    pages = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
-    return render_template("audit.html", events=events, total=total, page=page, pages=pages,
-                           actions=reports.audit_actions(), args=args,
-                           detail=reports.audit_detail)
+    page = lists.audit(scope(), flt, paging.params(lists.AUDIT_SORTS, PAGE_SIZE))
+    return render_template("audit.html", events=page.items, actions=reports.audit_actions(),
+                           args=args, detail=reports.audit_detail,
+                           **paging.template_context(page))
 
 
 def _phone_key(raw: str) -> str:

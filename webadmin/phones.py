@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import reports, usecases
+from hotdesk.admin import lists, reports, usecases
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
 from hotdesk.mac import format_mac
 from hotdesk.provisioning import discovery
@@ -13,7 +13,7 @@ from hotdesk.provisioning.render import device_url
 from hotdesk.provisioning.vendors import VENDORS, model_warnings
 from hotdesk.store.models import ConfigFetch, Device, OutboxNotify, Session, utcnow
 from hotdesk.switch import idle_accounts, registrations
-from webadmin import actions
+from webadmin import actions, paging
 from webadmin.auth import (
     actor,
     discovered_or_404,
@@ -23,7 +23,7 @@ from webadmin.auth import (
     scoped_or_404,
     tenant_choice,
 )
-from webadmin.pages import devices_in_scope, offline_after
+from webadmin.pages import offline_after
 
 bp = Blueprint("phones", __name__, url_prefix="/phones")
 
@@ -53,8 +53,11 @@ def _report(steps: list[actions.Step]) -> None:
 @bp.get("")
 @login_required
 def index() -> str:
-    devices = list(devices_in_scope())
-    return render_template("phones.html", devices=devices,
+    """One page of phones, sorted and filtered in the database; per-phone status and
+    registration are looked up for that page only, in a fixed number of queries."""
+    page = lists.phones(scope(), paging.params(lists.PHONE_SORTS))
+    devices = page.items
+    return render_template("phones.html", devices=devices, **paging.template_context(page),
                            statuses=reports.phone_statuses(devices, offline_after()),
                            registrations=registrations.views(devices), now=utcnow(),
                            offline_minutes=runtime().config.web.offline_after_minutes,

@@ -15,9 +15,10 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
-from hotdesk.admin import importers, reports, usecases
+from hotdesk.admin import importers, lists, reports, usecases
 from hotdesk.admin.inventory import InventoryError
-from hotdesk.store.models import Session, User
+from hotdesk.store.models import Device, Session, User
+from webadmin import paging
 from webadmin.actions import error_status
 from webadmin.auth import (
     actor,
@@ -34,10 +35,13 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 
 
 def logged_in_map(users: list[User]) -> dict[int, list[Session]]:
+    """Where each of ``users`` is logged in, with the phones, in one query."""
     ids = [u.id for u in users]
     out: dict[int, list[Session]] = {}
     if ids:
-        for s in Session.select().where(Session.user.in_(ids) & Session.ended_at.is_null()):
+        for s in (Session.select(Session, Device).join(Device)
+                  .where(Session.user.in_(ids) & Session.ended_at.is_null())
+                  .order_by(Session.id)):
             out.setdefault(s.user_id, []).append(s)
     return out
 
@@ -45,14 +49,12 @@ def logged_in_map(users: list[User]) -> dict[int, list[Session]]:
 @bp.get("")
 @login_required
 def index() -> str:
-    q = request.args.get("q", "").strip()[:64]
-    query = reports.scoped(User.select(), User, scope()).order_by(User.extension)
-    if q:
-        like = f"%{q}%"
-        query = query.where(User.extension.contains(q) | User.display_name ** like)
-    users = list(query.limit(2000))
-    return render_template("users.html", users=users, q=q, where=logged_in_map(users),
-                           locked=usecases.locked_users(runtime(), users))
+    page = lists.users(scope(), paging.params(lists.USER_SORTS))
+    users = page.items
+    return render_template("users.html", users=users, q=page.params.q,
+                           where=logged_in_map(users),
+                           locked=usecases.locked_users(runtime(), users),
+                           **paging.template_context(page))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -126,8 +128,10 @@ def hotdesk(user_id: int) -> Response:
     result = usecases.set_hotdesk(runtime(), user, enable, actor=actor())
     flash(f"Hot desking {'enabled' if enable else 'disabled'} for {user.extension}."
           + _reprovisioned(result), "success")
-    return redirect(request.form.get("back") == "list" and url_for("users.index")
-                    or url_for("users.edit", user_id=user.id))
+    if request.form.get("back") == "list":  # the same page of the list, same filter
+        return redirect(url_for("users.index", **{k: v for k, v in request.args.items()
+                                                  if k in ("page", "per_page", "sort", "q")}))
+    return redirect(url_for("users.edit", user_id=user.id))
 
 
 @bp.post("/<int:user_id>/delete")

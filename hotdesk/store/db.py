@@ -346,13 +346,37 @@ def _v10_admin_sessions_tokens_pnp(db: Database) -> None:
     add_column_if_missing(db, "device", "pnp_armed_until", DateTimeField(null=True))
 
 
+# Indexes behind the admin lists (hotdesk.admin.lists): name -> table, columns, WHERE.
+# The models declare the same names, so a new database has them from the first step.
+LIST_INDEXES = {
+    "device_tenant_name": ("device", "tenant_id, display_name", ""),
+    "user_tenant_name": ("user", "tenant_id, display_name", ""),
+    "session_active_tenant_started": ("session", "tenant_id, started_at",
+                                      "ended_at IS NULL"),
+    "audit_event_tenant_at_id": ("audit_event", "tenant_id, at, id", ""),
+    "audit_event_at_id": ("audit_event", "at, id", ""),
+    "login_attempt_device_at": ("login_attempt", "device_id, at", ""),
+}
+
+
+def _v11_list_indexes(db: Database) -> None:
+    """Indexes for the paged, sorted, filtered admin lists of a large fleet: names per
+    tenant, active sessions by start, audit rows and calls by time per tenant/phone.
+    Only adds indexes: no row changes, nothing to carry over."""
+    for name, (table, columns, where) in LIST_INDEXES.items():
+        cols = ", ".join(f'"{c.strip()}"' for c in columns.split(","))
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" ({cols})'
+                       + (f" WHERE {where}" if where else ""))
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
                                                 _v5_create_registrations, _v6_phone_clock_transport,
                                                 _v7_outbox_gave_up, _v8_import_jobs,
                                                 _v9_emergency,
-                                                _v10_admin_sessions_tokens_pnp]
+                                                _v10_admin_sessions_tokens_pnp,
+                                                _v11_list_indexes]
 
 
 def schema_version(db: Database) -> int:

@@ -148,6 +148,12 @@ Session.add_index(
     Session.index(Session.device, unique=True, where=SQL("ended_at IS NULL"),
                   name="session_one_active_per_device")
 )
+# The admin lists' sorts and filters (hotdesk.admin.lists; created on upgrade by
+# hotdesk.store.db._v11_list_indexes, which names the same indexes).
+Session.add_index(
+    Session.index(Session.tenant, Session.started_at, where=SQL("ended_at IS NULL"),
+                  name="session_active_tenant_started")
+)
 
 
 class LoginAttempt(BaseModel):
@@ -364,6 +370,16 @@ class ImportRow(BaseModel):
 
     class Meta:
         indexes = ((("job", "seq"), True),)
+
+
+Device.add_index(Device.index(Device.tenant, Device.display_name, name="device_tenant_name"))
+User.add_index(User.index(User.tenant, User.display_name, name="user_tenant_name"))
+# (at, id): the audit log's order, so a deep page is an index-only walk on PostgreSQL.
+AuditEvent.add_index(AuditEvent.index(AuditEvent.tenant, AuditEvent.at, AuditEvent.id,
+                                      name="audit_event_tenant_at_id"))
+AuditEvent.add_index(AuditEvent.index(AuditEvent.at, AuditEvent.id, name="audit_event_at_id"))
+LoginAttempt.add_index(LoginAttempt.index(LoginAttempt.device, LoginAttempt.at,
+                                          name="login_attempt_device_at"))
 
 
 ALL_MODELS: list[type[BaseModel]] = [
