@@ -68,7 +68,8 @@ def signed_in(base: str, username: str) -> requests.Session:
 
 
 def targets(fleet: Fleet) -> list[tuple[str, str]]:
-    """(label, path) of every list timed: first, middle, sorted and filtered page."""
+    """(label, path) of every page timed: the dashboard, then each list's first, middle,
+    sorted and filtered page."""
     def middle(rows: int) -> int:
         return max(math.ceil(rows / PER_PAGE) // 2, 1)
     audit_user = 100000 + 123
@@ -78,7 +79,7 @@ def targets(fleet: Fleet) -> list[tuple[str, str]]:
         "sessions": ("/sessions", fleet.active_sessions, "user", "q=Desk%2000"),
         "audit": ("/audit", fleet.audit, "action", f"user={audit_user}"),
     }
-    out = []
+    out = [("dashboard", "/")]  # counts every phone's state
     for prefix in ("", "/api/v1"):
         for name, (path, rows, sort, query) in lists.items():
             label = f"{'API ' if prefix else ''}{name}"

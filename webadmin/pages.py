@@ -75,15 +75,11 @@ def chart(points: list[tuple[datetime, int]]) -> dict[str, object]:
 @bp.get("/")
 @login_required
 def dashboard() -> str:
-    devices = list(devices_in_scope())
-    statuses = reports.phone_statuses(devices, offline_after())
-    counts = {"in_use": 0, "idle": 0, "offline": 0}
-    for status in statuses.values():
-        counts[status.state] += 1
+    counts = reports.phone_state_counts(scope(), offline_after())
     active = list(reports.scoped(Session.select().where(Session.ended_at.is_null()), Session,
                                  scope()).order_by(Session.started_at.desc()).limit(10))
     return render_template(
-        "dashboard.html", counts=counts, total=len(devices), sessions=active,
+        "dashboard.html", counts=counts, total=counts["total"], sessions=active,
         failures=reports.recent_failures(scope()),
         chart=chart(reports.logins_per_hour(scope())),
         offline_minutes=runtime().config.web.offline_after_minutes,

@@ -73,6 +73,24 @@ def phone_statuses(devices: list[Device], offline_after: timedelta,
     return result
 
 
+def phone_state_counts(scope: Scope, offline_after: timedelta,
+                       now: datetime | None = None) -> dict[str, int]:
+    """The dashboard's in_use / idle / offline counts by the rules of
+    :func:`phone_statuses`, counted in the database: three COUNTs whatever the fleet size."""
+    cutoff = (now or utcnow()) - offline_after
+    devices = scoped(Device.select(), Device, scope)
+    in_session = (Session.select(Session.device)
+                  .where(Session.ended_at.is_null() & (Session.device == Device.id)))
+    called = (LoginAttempt.select(LoginAttempt.device)
+              .where((LoginAttempt.device == Device.id) & (LoginAttempt.at >= cutoff)))
+    total = devices.count()
+    in_use = devices.where(fn.EXISTS(in_session)).count()
+    idle = (devices.where(~fn.EXISTS(in_session)
+                          & ((Device.last_fetch_at >= cutoff) | fn.EXISTS(called)))
+            .count())
+    return {"in_use": in_use, "idle": idle, "offline": total - in_use - idle, "total": total}
+
+
 def logins_per_hour(scope: Scope, now: datetime | None = None) -> list[tuple[datetime, int]]:
     """Successful logins in each of the last 24 whole hours (oldest first, UTC)."""
     now = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
