@@ -34,20 +34,31 @@ def dst_resync(db: Database, config: Config, now: datetime | None = None) -> int
     now = now or utcnow()
     tenants = {t.id: t for t in Tenant.select()}
     users = {s.device_id: s.user for s in
-             Session.select(Session, User).join(User).where(Session.ended_at.is_null())}
+             Session.select(Session.device, User.id, User.timezone, User.sip_username)
+             .join(User).where(Session.ended_at.is_null())}
+    # A fleet has few (zone, vendor rule) pairs: each is worked out once per pass.
+    zones: dict[tuple[int, str | None], str] = {}
+    states: dict[tuple[str, str], str | None] = {}  # None: the phone follows the zone itself
     notified = 0
-    for device in Device.select():
+    for device in Device.select(Device.id, Device.tenant, Device.vendor, Device.mac,
+                                Device.clock_state, Device.config_version,
+                                Device.idle_sip_username):
         vendor = VENDORS.get(device.vendor)
         if vendor is None:
             continue
         user = users.get(device.id)
-        zone = phone_zone(config, tenants[device.tenant_id], user)
-        if clock.follows(vendor.dst, zone):
+        zone_key = (device.tenant_id, user.timezone if user is not None else None)
+        zone = zones.get(zone_key)
+        if zone is None:
+            zone = zones[zone_key] = phone_zone(config, tenants[device.tenant_id], user)
+        state_key = (vendor.dst, zone)
+        if state_key not in states:
+            states[state_key] = (None if clock.follows(vendor.dst, zone) else
+                                 clock.clock_state(zone, clock.utc_offset_minutes(zone, now)))
+        state = states[state_key]
+        if state is None or device.clock_state == state:
             continue
         offset = clock.utc_offset_minutes(zone, now)
-        state = clock.clock_state(zone, offset)
-        if device.clock_state == state:
-            continue
         changed = clock.dst_changed(device.clock_state, zone, offset)
         with write_transaction(db):
             query = Device.update(clock_state=state)
