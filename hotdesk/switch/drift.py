@@ -98,15 +98,15 @@ def heal(db: Database, config: Config, accounts: AccountReader | None,
     budget = verify_budget
     tenants = {t.id: t for t in Tenant.select()}
     rows = (Session.select(Device.id, Device.mac, Device.prov_token, Device.config_version,
-                           Device.account_fingerprint, User.id, User.tenant, User.extension,
+                           Device.account_fingerprint, Session.tenant, User.id, User.extension,
                            User.sip_username, User.sip_password, User.display_name)
             .join(Device).switch(Session).join(User)
             .where(Session.ended_at.is_null() & (Device.account_fingerprint != "")
                    & (Device.fetched_version >= Device.config_version))
             .tuples())
-    for (device_id, mac, salt, version, stored, user_id, tenant_id, extension, sip_username,
+    for (device_id, mac, salt, version, stored, tenant_id, user_id, extension, sip_username,
          sip_password, display_name) in rows:
-        user = User(id=user_id, tenant=tenant_id, extension=extension, sip_username=sip_username,
+        user = User(id=user_id, extension=extension, sip_username=sip_username,
                     sip_password=sip_password, display_name=display_name)
         tenant = tenants[tenant_id]
         result.checked += 1
