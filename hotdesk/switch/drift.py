@@ -106,8 +106,9 @@ def heal(db: Database, config: Config, accounts: AccountReader | None,
             .tuples())
     for (device_id, mac, salt, version, stored, tenant_id, user_id, extension, sip_username,
          sip_password, display_name) in rows:
-        user = User(id=user_id, extension=extension, sip_username=sip_username,
-                    sip_password=sip_password, display_name=display_name)
+        user = User(__no_default__=True, id=user_id, extension=extension,
+                    sip_username=sip_username, sip_password=sip_password,
+                    display_name=display_name)
         tenant = tenants[tenant_id]
         result.checked += 1
         try:
