@@ -241,10 +241,11 @@ def test_confirm_judges_every_phone_not_certainly_registered(runtime):
 
 @pytest.mark.parametrize("job", ["reconcile", "confirm"])
 def test_two_workers_queue_one_resend(runtime, job):
-    """Both read the phone as due without a lock; the row lock and the re-check let
-    exactly one of them queue the NOTIFY."""
+    """Both read the phones as due without a lock; the row locks and the re-check let
+    exactly one of them queue each NOTIFY (reconcile: three phones in one group)."""
     cfg = scale_config(runtime.config)
     unit = add_unit(0, T0)
+    others = [add_unit(n, T0)["waiting"] for n in (1, 2)] if job == "reconcile" else []
     later = T0 + timedelta(minutes=5)
     if job == "confirm":
         device = unit["user_ok"]  # not registered any more, one NOTIFY for its version
@@ -288,9 +289,10 @@ def test_two_workers_queue_one_resend(runtime, job):
     finally:
         reconcile.decide = real_decide  # type: ignore[assignment]
     assert not errors, errors
-    assert sorted(results) == [0, 1]
-    assert OutboxNotify.select().where((OutboxNotify.device == device)
-                                       & (OutboxNotify.status == "pending")).count() == 1
+    assert sorted(results) == [0, 1 + len(others)]
+    for phone in [device, *others]:
+        assert OutboxNotify.select().where((OutboxNotify.device == phone)
+                                           & (OutboxNotify.status == "pending")).count() == 1
 
 
 def test_drift_budget_defers_the_rest_and_a_warm_memo_sees_a_change(runtime):

@@ -198,32 +198,49 @@ def locked_device(device_id: int) -> tuple[Device, Tenant] | None:
     return device, Tenant.get_by_id(device.tenant_id)
 
 
-def requeue(device_id: int, config: Config, now: datetime) -> bool:
-    """Queue the NOTIFY again if, re-checked under the write lock, it is still due.
+# Phones re-queued per write transaction: one commit for many, each lock held briefly.
+WRITE_GROUP = 50
 
-    The re-check makes several workers safe: the phone's row lock (BEGIN IMMEDIATE on
-    SQLite), the same a login takes, serialises them, and the second one finds the
-    first one's pending row.
+
+def requeue(device_id: int, config: Config, now: datetime) -> bool:
+    """Queue the phone's NOTIFY again if, re-checked under the write lock, it is still due."""
+    return requeue_many([device_id], config, now) == 1
+
+
+def requeue_many(device_ids: Sequence[int], config: Config, now: datetime) -> int:
+    """Queue the NOTIFY again for each phone still due when re-checked under its row
+    lock, in one transaction; returns how many were queued.
+
+    The re-check makes several workers safe: the phones' row locks (BEGIN IMMEDIATE on
+    SQLite), the ones a login takes, serialise them, and the second one finds the
+    first one's pending rows. The phones are locked in ascending id order, the order a
+    login locks phones in, so the two never wait for each other in a cycle.
     """
+    queued: list[tuple[Device, OutboxNotify]] = []
     with write_transaction(current_database()):
-        locked = locked_device(device_id)
-        if locked is None:
-            return False
-        device, tenant = locked
-        if device.fetched_version >= device.config_version:
-            return False
-        facts = notify_facts([device])[device.id]
-        if not decide(facts, config, now).due:
-            return False
-        assert facts.newest is not None
-        row = outbox.enqueue(device, tenant, _endpoint_now(device, facts.newest),
-                             facts.newest.switch, now=now)
-        audit.record("notify_requeued", tenant=tenant, device=device,
-                     config_version=device.config_version, fetched_version=device.fetched_version,
-                     outbox=row.id)
-    log.info("phone %s has not fetched config v%d: NOTIFY queued again to %s",
-             device.mac, device.config_version, row.endpoint)
-    return True
+        ids = [d.id for d in for_update(Device.select(Device.id)
+                                        .where(Device.id.in_(sorted(set(device_ids))))
+                                        .order_by(Device.id))]
+        devices = list(Device.select().where(Device.id.in_(ids)
+                                             & (Device.fetched_version < Device.config_version))
+                       .order_by(Device.id))
+        tenants = {t.id: t for t in Tenant.select().where(
+            Tenant.id.in_(sorted({d.tenant_id for d in devices})))}
+        for facts in notify_facts(devices).values():
+            if not decide(facts, config, now).due:
+                continue
+            assert facts.newest is not None
+            device, tenant = facts.device, tenants[facts.device.tenant_id]
+            row = outbox.enqueue(device, tenant, _endpoint_now(device, facts.newest),
+                                 facts.newest.switch, now=now)
+            audit.record("notify_requeued", tenant=tenant, device=device,
+                         config_version=device.config_version,
+                         fetched_version=device.fetched_version, outbox=row.id)
+            queued.append((device, row))
+    for device, row in queued:
+        log.info("phone %s has not fetched config v%d: NOTIFY queued again to %s",
+                 device.mac, device.config_version, row.endpoint)
+    return len(queued)
 
 
 def _flag_pending(device: Device, notifies: int) -> bool:
@@ -277,12 +294,14 @@ def reconcile(config: Config, now: datetime | None = None) -> ReconcileResult:
     """One reconciliation pass over every phone that lacks its current config.
 
     Reads in batches without locks (three queries per :data:`BATCH` pending phones;
-    phones that fetched their config are never read); only a phone whose re-send or
-    give-up is decided gets a write transaction, which re-checks under its row lock.
+    phones that fetched their config are never read); only phones whose re-send or
+    give-up is decided are locked, re-checked and written, the re-sends
+    :data:`WRITE_GROUP` to a transaction.
     """
     now = now or utcnow()
     result = ReconcileResult()
     for part in pending_batches():
+        due: list[int] = []
         for facts in notify_facts(part).values():
             decision = decide(facts, config, now)
             if decision.exhausted:
@@ -290,8 +309,9 @@ def reconcile(config: Config, now: datetime | None = None) -> ReconcileResult:
                     result.flagged += _flag_pending(facts.device,
                                                     1 + config.worker.reconcile_max_requeues)
             elif decision.due:
-                if requeue(facts.device.id, config, now):
-                    result.requeued += 1
+                due.append(facts.device.id)
             else:
                 result.waiting += 1
+        for group in chunked(due, WRITE_GROUP):
+            result.requeued += requeue_many(group, config, now)
     return result
