@@ -96,6 +96,7 @@ def check(config: Config, now: datetime | None = None) -> ConfirmResult:
     facts = reconcile.notify_facts([d for d in devices if not views[d.id].ok
                                     and views[d.id].state != regs.REJECTED])
     flagged = _flagged([d for d in devices if not views[d.id].ok])
+    due: list[int] = []
     for device in devices:
         v = views[device.id]
         if v.ok:
@@ -111,10 +112,12 @@ def check(config: Config, now: datetime | None = None) -> ConfirmResult:
                 if ("registration_unconfirmed", device.id) not in flagged:
                     result.gave_up += _flag_once(device, "registration_unconfirmed", v,
                                                  f"still {v.label} after the last NOTIFY")
-            elif decision.due and _requeue(device.id, config, now):
-                result.requeued += 1
+            elif decision.due:
+                due.append(device.id)
             else:
                 result.waiting += 1
+    for group in chunked(due, reconcile.WRITE_GROUP):
+        result.requeued += _requeue_many(group, config, now)
     return result
 
 
@@ -139,32 +142,40 @@ def _flagged(devices: list[Device]) -> set[tuple[str, int]]:
     return found
 
 
-def _requeue(device_id: int, config: Config, now: datetime) -> bool:
-    """Queue the NOTIFY again, to the contact the phone is registered with right now."""
+def _requeue_many(device_ids: list[int], config: Config, now: datetime) -> int:
+    """Queue the NOTIFY again, to the contact each phone is registered with right now,
+    for the phones still unconfirmed and due when judged again under their row locks;
+    one transaction, returns how many were queued."""
+    queued = []
     with write_transaction(current_database()):
-        locked = reconcile.locked_device(device_id)
-        if locked is None:
-            return False
-        device, tenant = locked
-        v = regs.views([device], now)[device.id]
-        if v.ok or v.state == regs.REJECTED or not reconcile._decide(device, config, now).due:
-            return False
-        newest = reconcile.newest_notify(device)
-        switch = newest.switch if newest else config.switch.type
-        current = (Registration.select().where(Registration.device == device)
-                   .order_by(Registration.refreshed_at.desc()).first())
-        row = outbox.enqueue(device, tenant, current.account if current else v.expected,
-                             switch, now=now)
-        if current is not None and current.contact_uri:
-            row.contact_uri = current.contact_uri
-            row.save()
-        audit.record("notify_requeued", tenant=tenant, device=device,
-                     config_version=device.config_version, reason=f"registration {v.label}",
-                     outbox=row.id)
-    log.info("phone %s fetched config v%d but is %s (expects %s): NOTIFY queued again to %s",
-             device.mac, device.config_version, v.label, v.expected,
-             row.contact_uri or row.endpoint)
-    return True
+        devices, tenants = reconcile.locked_devices(device_ids)
+        views = regs.views(devices, now)
+        judged = [d for d in devices
+                  if not views[d.id].ok and views[d.id].state != regs.REJECTED]
+        facts = reconcile.notify_facts(judged)
+        current: dict[int, Registration] = {}  # the newest registration of each phone
+        for reg in (Registration.select().where(Registration.device.in_([d.id for d in judged]))
+                    .order_by(Registration.refreshed_at.desc())):
+            current.setdefault(reg.device_id, reg)
+        for device in judged:
+            newest, v, reg = facts[device.id].newest, views[device.id], current.get(device.id)
+            if not reconcile.decide(facts[device.id], config, now).due:
+                continue
+            row = outbox.enqueue(device, tenants[device.tenant_id],
+                                 reg.account if reg else v.expected,
+                                 newest.switch if newest else config.switch.type, now=now)
+            if reg is not None and reg.contact_uri:
+                row.contact_uri = reg.contact_uri
+                row.save()
+            audit.record("notify_requeued", tenant=device.tenant_id, device=device,
+                         config_version=device.config_version, reason=f"registration {v.label}",
+                         outbox=row.id)
+            queued.append((device, v, row))
+    for device, v, row in queued:
+        log.info("phone %s fetched config v%d but is %s (expects %s): NOTIFY queued again "
+                 "to %s", device.mac, device.config_version, v.label, v.expected,
+                 row.contact_uri or row.endpoint)
+    return len(queued)
 
 
 def _flag_once(device: Device, action: str, v: regs.RegistrationView, why: str) -> int:

@@ -175,10 +175,6 @@ def decide(facts: NotifyFacts, config: Config, now: datetime) -> RequeueDecision
                                                                      facts.sent_for_version))
 
 
-def _decide(device: Device, config: Config, now: datetime) -> RequeueDecision:
-    return decide(notify_facts([device])[device.id], config, now)
-
-
 def _endpoint_now(device: Device, newest: OutboxNotify) -> str:
     """The SIP identity the phone is registered as: unchanged if it never fetched the
     change the newest NOTIFY announced, else the one its current session gives it."""
@@ -188,14 +184,17 @@ def _endpoint_now(device: Device, newest: OutboxNotify) -> str:
     return session.user.sip_username if session else device.idle_sip_username
 
 
-def locked_device(device_id: int) -> tuple[Device, Tenant] | None:
-    """Inside a write transaction: the device, read after taking its row lock (the lock
-    a login of that phone takes), and its tenant."""
-    locked = for_update(Device.select(Device.id).where(Device.id == device_id)).first()
-    if locked is None:
-        return None
-    device = Device.get_by_id(device_id)
-    return device, Tenant.get_by_id(device.tenant_id)
+def locked_devices(device_ids: Sequence[int]) -> tuple[list[Device], dict[int, Tenant]]:
+    """Inside a write transaction: the phones, read after taking their row locks in
+    ascending id order (the order a login locks phones in, so the two never wait for
+    each other in a cycle), and their tenants."""
+    ids = [d.id for d in for_update(Device.select(Device.id)
+                                    .where(Device.id.in_(sorted(set(device_ids))))
+                                    .order_by(Device.id))]
+    devices = list(Device.select().where(Device.id.in_(ids)).order_by(Device.id))
+    tenants = {t.id: t for t in Tenant.select().where(
+        Tenant.id.in_(sorted({d.tenant_id for d in devices})))}
+    return devices, tenants
 
 
 # Phones re-queued per write transaction: one commit for many, each lock held briefly.
@@ -213,20 +212,13 @@ def requeue_many(device_ids: Sequence[int], config: Config, now: datetime) -> in
 
     The re-check makes several workers safe: the phones' row locks (BEGIN IMMEDIATE on
     SQLite), the ones a login takes, serialise them, and the second one finds the
-    first one's pending rows. The phones are locked in ascending id order, the order a
-    login locks phones in, so the two never wait for each other in a cycle.
+    first one's pending rows (phones locked by :func:`locked_devices`).
     """
     queued: list[tuple[Device, OutboxNotify]] = []
     with write_transaction(current_database()):
-        ids = [d.id for d in for_update(Device.select(Device.id)
-                                        .where(Device.id.in_(sorted(set(device_ids))))
-                                        .order_by(Device.id))]
-        devices = list(Device.select().where(Device.id.in_(ids)
-                                             & (Device.fetched_version < Device.config_version))
-                       .order_by(Device.id))
-        tenants = {t.id: t for t in Tenant.select().where(
-            Tenant.id.in_(sorted({d.tenant_id for d in devices})))}
-        for facts in notify_facts(devices).values():
+        devices, tenants = locked_devices(device_ids)
+        unfetched = [d for d in devices if d.fetched_version < d.config_version]
+        for facts in notify_facts(unfetched).values():
             if not decide(facts, config, now).due:
                 continue
             assert facts.newest is not None
