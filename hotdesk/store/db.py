@@ -352,7 +352,8 @@ WORKER_INDEXES = {
     # reconcile: the phones that lack their current config
     "device_unfetched": 'ON "device" ("id") WHERE "fetched_version" < "config_version"',
     # daily logout: active sessions of a tenant started before the cut-off
-    "session_active_started": 'ON "session" ("tenant_id", "started_at") WHERE "ended_at" IS NULL',
+    "session_active_tenant_started": ('ON "session" ("tenant_id", "started_at") '
+                                      'WHERE "ended_at" IS NULL'),
     # max login time: active sessions past their expiry
     "session_active_expires": ('ON "session" ("expires_at") '
                                'WHERE "ended_at" IS NULL AND "expires_at" IS NOT NULL'),
