@@ -43,10 +43,11 @@ class Status:
 def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
     now = now or utcnow()
     pending = []
-    for device in reconcile.pending_devices()[:pending_limit]:
+    listed = reconcile.pending_devices(pending_limit)
+    states = reconcile.provisioning_states(listed)
+    for device in listed:
         pending.append((format_mac(device.mac), device.display_name or device.idle_extension,
-                        device.config_version, device.fetched_version,
-                        reconcile.device_provisioning_state(device)))
+                        device.config_version, device.fetched_version, states[device.id]))
     devices = list(Device.select().order_by(Device.idle_extension))
     views = registrations.views(devices, now)
     counts = {state: 0 for state in registrations.LABELS}

@@ -294,16 +294,25 @@ def profile_for(device: Device, config: Config, user: User | None = None,
                        language="en", language_name="English",
                        keys=[{"type": "speeddial", "value": common["login_code"],
                               "label": "Hot desk log in"}], **common)
-    creds = user_credentials(user, tenant, config, accounts)
+    auth_username, sip_password, display_name = user_account(user, tenant, config, accounts)
     return Profile(idle=False, extension=user.extension,
                    label=clean(f"{user.extension} {user.display_name}"),
-                   display_name=clean(user.display_name) or user.extension,
-                   sip_username=user.sip_username, auth_username=clean(creds.auth_username),
-                   sip_password=clean(creds.password),
+                   display_name=display_name,
+                   sip_username=user.sip_username, auth_username=auth_username,
+                   sip_password=sip_password,
                    voicemail_number=dialstring(config.provisioning.voicemail_number),
                    language=clean(user.language),
                    language_name=LANGUAGES.get(user.language, "English"),
                    keys=_user_keys(user, common["logout_code"]), **common)
+
+
+def user_account(user: User, tenant: Tenant, config: Config,
+                 accounts: AccountReader | None) -> tuple[str, str, str]:
+    """(auth username, SIP password, display name) a user's config carries: all its
+    fingerprint covers, without rendering the rest (the drift check's per-tick read)."""
+    creds = user_credentials(user, tenant, config, accounts)
+    return (clean(creds.auth_username), clean(creds.password),
+            clean(user.display_name) or user.extension)
 
 
 def shipped_templates_dir() -> Path:

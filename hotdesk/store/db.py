@@ -369,6 +369,26 @@ def _v11_list_indexes(db: Database) -> None:
                        + (f" WHERE {where}" if where else ""))
 
 
+# Partial indexes for the worker's per-tick reads (same SQL on SQLite and PostgreSQL):
+# only the rows a tick looks for are indexed, however long the history grows.
+WORKER_INDEXES = {
+    # reconcile: the phones that lack their current config
+    "device_unfetched": 'ON "device" ("id") WHERE "fetched_version" < "config_version"',
+    # daily logout: active sessions of a tenant started before the cut-off use
+    # "session_active_tenant_started" of LIST_INDEXES (schema step 11)
+    # max login time: active sessions past their expiry
+    "session_active_expires": ('ON "session" ("expires_at") '
+                               'WHERE "ended_at" IS NULL AND "expires_at" IS NOT NULL'),
+}
+
+
+def _v12_worker_indexes(db: Database) -> None:
+    """Indexes that keep a worker tick's reads proportional to what it acts on, not to
+    the fleet or the session history (see :data:`WORKER_INDEXES`)."""
+    for name, target in WORKER_INDEXES.items():
+        db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" {target}')
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
@@ -376,7 +396,8 @@ MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_he
                                                 _v7_outbox_gave_up, _v8_import_jobs,
                                                 _v9_emergency,
                                                 _v10_admin_sessions_tokens_pnp,
-                                                _v11_list_indexes]
+                                                _v11_list_indexes,
+                                                _v12_worker_indexes]
 
 
 def schema_version(db: Database) -> int:

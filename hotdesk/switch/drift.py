@@ -6,25 +6,44 @@ re-reads every logged-in user's account and, when the fingerprint differs from w
 the phone has fetched, bumps the config version and queues a check-sync NOTIFY in one
 transaction. Phones still fetching an older version are left alone (their next fetch
 carries the live account anyway); so is a phone whose fingerprint is unknown.
+
+The fingerprint is slow on purpose (about 10 ms), too slow to recompute for thousands
+of logged-in users every tick: a :class:`FingerprintMemo` remembers, in this process
+only, the fingerprint of what each phone's account was at the last check, and a tick
+computes at most ``verify_budget`` new ones (the rest wait for the next tick), so a
+worker starting over a large fleet checks it over its first few ticks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from peewee import Database
 
 from hotdesk.notify import outbox
-from hotdesk.provisioning.render import profile_fingerprint, profile_for
+from hotdesk.provisioning.render import user_account
 from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import write_transaction
 from hotdesk.store.models import Device, Session, Tenant, User, utcnow
-from hotdesk.switch.accounts import AccountError, AccountMissing, AccountReader
+from hotdesk.switch.accounts import (
+    AccountError,
+    AccountMissing,
+    AccountReader,
+    Credentials,
+    fingerprint,
+)
 
 log = logging.getLogger(__name__)
+
+
+# Slow fingerprints computed per tick at most (the rest are checked on the next ticks).
+VERIFY_BUDGET = 40
 
 
 @dataclass
@@ -32,47 +51,98 @@ class DriftResult:
     checked: int = 0
     reprovisioned: int = 0
     problems: list[str] = field(default_factory=list)
+    deferred: int = 0  # phones left for the next tick (verify budget used up)
+
+
+class FingerprintMemo:
+    """Each phone's fingerprint for the account it was last checked with, in memory.
+
+    Keyed by an HMAC under a random key of this process over what the fingerprint
+    covers (account, password, name, the phone's salt): the same input gives the same
+    fingerprint, so a hit is exact, and nothing derived from a password leaves the
+    process or outlives it.
+    """
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self._seen: dict[int, tuple[bytes, str]] = {}
+
+    def _digest(self, salt: str, account: tuple[str, str, str]) -> bytes:
+        return hmac.new(self._key, "\x00".join((*account, salt)).encode(),
+                        hashlib.sha256).digest()
+
+    def known(self, device_id: int, salt: str, account: tuple[str, str, str]) -> str | None:
+        """The fingerprint, when this phone was checked with exactly this account."""
+        hit = self._seen.get(device_id)
+        return hit[1] if hit is not None and hit[0] == self._digest(salt, account) else None
+
+    def compute(self, device_id: int, salt: str, account: tuple[str, str, str]) -> str:
+        auth_username, password, display_name = account
+        value = fingerprint(Credentials(auth_username, password), display_name, salt)
+        self._seen[device_id] = (self._digest(salt, account), value)
+        return value
 
 
 def heal(db: Database, config: Config, accounts: AccountReader | None,
-         now: datetime | None = None) -> DriftResult:
-    """Compare every current, fetched user config with the switch; re-provision drift."""
+         now: datetime | None = None, memo: FingerprintMemo | None = None,
+         verify_budget: int | None = None) -> DriftResult:
+    """Compare every current, fetched user config with the switch; re-provision drift.
+
+    ``memo`` (kept by the caller across ticks) spares the slow fingerprint of accounts
+    seen unchanged before; at most ``verify_budget`` are computed (None: no limit).
+    One query reads the columns the check needs; the phone is read whole only when
+    it is re-provisioned.
+    """
     result = DriftResult()
-    rows = (Session.select(Session, Device, User, Tenant)
-            .join(Device).switch(Session).join(User).switch(Session).join(Tenant)
+    memo = memo if memo is not None else FingerprintMemo()
+    budget = verify_budget
+    tenants = {t.id: t for t in Tenant.select()}
+    rows = (Session.select(Device.id, Device.mac, Device.prov_token, Device.config_version,
+                           Device.account_fingerprint, Session.tenant, User.id, User.extension,
+                           User.sip_username, User.sip_password, User.display_name)
+            .join(Device).switch(Session).join(User)
             .where(Session.ended_at.is_null() & (Device.account_fingerprint != "")
-                   & (Device.fetched_version >= Device.config_version)))
-    for session in rows:
-        device, user = session.device, session.user
+                   & (Device.fetched_version >= Device.config_version))
+            .tuples())
+    for (device_id, mac, salt, version, stored, tenant_id, user_id, extension, sip_username,
+         sip_password, display_name) in rows:
+        user = User(__no_default__=True, id=user_id, extension=extension,
+                    sip_username=sip_username, sip_password=sip_password,
+                    display_name=display_name)
+        tenant = tenants[tenant_id]
         result.checked += 1
         try:
-            profile = profile_for(device, config, user=user, tenant=session.tenant,
-                                  accounts=accounts)
+            account = user_account(user, tenant, config, accounts)
         except AccountMissing as exc:
-            result.problems.append(f"user {user.extension}: {exc}")
-            log.warning("drift check: user %s on phone %s: %s", user.extension, device.mac, exc)
+            result.problems.append(f"user {extension}: {exc}")
+            log.warning("drift check: user %s on phone %s: %s", extension, mac, exc)
             continue
         except AccountError as exc:
             result.problems.append(str(exc))
             log.warning("drift check stopped: %s", exc)
             break
-        value = profile_fingerprint(device, profile)
-        if value == device.account_fingerprint:
+        value = memo.known(device_id, salt, account)
+        if value is None:
+            if budget is not None and budget <= 0:
+                result.deferred += 1
+                continue
+            value = memo.compute(device_id, salt, account)
+            budget = None if budget is None else budget - 1
+        if value == stored:
             continue
         with write_transaction(db):
             changed = (Device.update(config_version=Device.config_version + 1,
                                      account_fingerprint=value)
-                       .where((Device.id == device.id)
-                              & (Device.config_version == device.config_version))
+                       .where((Device.id == device_id) & (Device.config_version == version))
                        .execute())
             if not changed:
                 continue  # the phone changed meanwhile (login, logout): that one wins
-            device.config_version += 1
-            outbox.enqueue(device, session.tenant, user.sip_username, config.switch.type,
+            device = Device.get_by_id(device_id)
+            outbox.enqueue(device, tenant, sip_username, config.switch.type,
                            now=now or utcnow())
-            audit.record("account_changed_on_switch", tenant=session.tenant, actor="worker",
+            audit.record("account_changed_on_switch", tenant=tenant, actor="worker",
                          device=device, user=user)
         result.reprovisioned += 1
         log.info("phone %s: the switch's account of user %s changed; re-provisioning "
-                 "(config version %d)", device.mac, user.extension, device.config_version)
+                 "(config version %d)", mac, extension, version + 1)
     return result

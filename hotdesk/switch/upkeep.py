@@ -24,6 +24,8 @@ class SwitchUpkeep:
         self.db = db
         self.config = config
         self._view = view
+        # Across ticks: the slow fingerprint only for accounts that changed (drift.py).
+        self.fingerprints = drift.FingerprintMemo()
 
     @property
     def view(self) -> SwitchView:
@@ -44,9 +46,12 @@ class SwitchUpkeep:
         if self.config.switch.credentials == "switch":
             # No cache across ticks: a changed password must be seen by the next tick.
             reader = CachedReader(self.view, 0.0)
-            result = drift.heal(self.db, self.config, reader)
+            result = drift.heal(self.db, self.config, reader, memo=self.fingerprints,
+                                verify_budget=drift.VERIFY_BUDGET)
             if result.reprovisioned or result.problems:
                 parts.append(f"drift={result.reprovisioned}/{result.checked}")
+            if result.deferred:
+                parts.append(f"drift_deferred={result.deferred}")
         return " ".join(parts)
 
     def _can_apply(self) -> bool:
