@@ -8,13 +8,14 @@ its SQL. Anything off the call path keeps using the models directly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from peewee import Database, Field, Model, fn
 
 from hotdesk.store.compiled import Compiled
-from hotdesk.store.db import for_update
+from hotdesk.store.db import for_update, is_sqlite
 from hotdesk.store.models import Device, LoginAttempt, Session, Tenant, User
 
 M = TypeVar("M", bound=Model)
@@ -163,23 +164,180 @@ def recent_attempts(db: Database, user_id: int, since: datetime,
 SESSION_COLUMNS = (Session.id, Session.tenant, Session.device, Session.user)
 ACTIVE_SESSIONS = Compiled(
     lambda user, device: Session.select(*SESSION_COLUMNS, *USER_COLUMNS,
-                                        Device.mac).join(User)
+                                        *DEVICE_COLUMNS).join(User)
     .switch(Session).join(Device)
     .where(Session.ended_at.is_null() & ((Session.user == user) | (Session.device == device))),
     user=Session.user, device=Session.device)
 
 
-def active_sessions(db: Database, user_id: int, device_id: int) -> list[Session]:
+def _session(row: Sequence[Any], tenant: Tenant) -> Session:
+    """A session from SESSION_COLUMNS + USER_COLUMNS + DEVICE_COLUMNS, its user and
+    phone attached (the phone's tenant is the session's: ``tenant``)."""
+    session_row, user_row, device_row = _split(row, SESSION_COLUMNS, USER_COLUMNS,
+                                               DEVICE_COLUMNS)
+    session = build(Session, SESSION_COLUMNS, session_row)
+    session.user = build(User, USER_COLUMNS, user_row)
+    session.device = build(Device, DEVICE_COLUMNS, device_row)
+    session.device.tenant = tenant
+    session.device_mac = session.device.mac
+    return session
+
+
+def active_sessions(db: Database, user_id: int, device_id: int,
+                    tenant: Tenant) -> list[Session]:
     """Active sessions of the user anywhere or of anyone on the device, with their user
-    (and the device's MAC) attached."""
-    sessions = []
-    for row in ACTIVE_SESSIONS.rows(db, user=user_id, device=device_id):
-        session_row, user_row, (mac,) = _split(row, SESSION_COLUMNS, USER_COLUMNS, (Device.mac,))
-        session = build(Session, SESSION_COLUMNS, session_row)
-        session.user = build(User, USER_COLUMNS, user_row)
-        session.device_mac = mac
-        sessions.append(session)
-    return sessions
+    and phone attached."""
+    return [_session(row, tenant) for row in ACTIVE_SESSIONS.rows(db, user=user_id,
+                                                                   device=device_id)]
+
+
+SESSION_ON = Compiled(
+    lambda device: Session.select(*SESSION_COLUMNS, *USER_COLUMNS, *DEVICE_COLUMNS)
+    .join(User).switch(Session).join(Device)
+    .where((Session.device == device) & Session.ended_at.is_null()), device=Session.device)
+USER_AT_DEVICE = Compiled(
+    lambda device, extension: User.select(*USER_COLUMNS)
+    .join(Device, on=(Device.tenant == User.tenant))
+    .where((Device.id == device) & (User.extension == extension)),
+    device=Device.id, extension=User.extension)
+
+
+def session_on(db: Database, device: Device) -> Session | None:
+    """The phone's active session with its user; its phone is ``device`` itself (which
+    may carry changes not yet written, such as the address the call came from)."""
+    row = SESSION_ON.one(db, device=device.id)
+    if row is None:
+        return None
+    session = _session(row, device.tenant)
+    session.device = device
+    return session
+
+
+def user_at_device(db: Database, device_id: int, extension: str) -> User | None:
+    """The user behind ``extension`` in the phone's tenant."""
+    row = USER_AT_DEVICE.one(db, device=device_id, extension=extension)
+    return build(User, USER_COLUMNS, row) if row else None
+
+
+# -- a login's reads and locks, in as few round trips as the rules allow --------------
+
+@dataclass
+class LoginState:
+    """Everything a login decides on, read in one go (after the locks, inside a login)."""
+
+    device: Device  # with its tenant attached
+    user: User | None  # the user behind the dialed extension in the phone's tenant
+    attempts: list[tuple[datetime, bool]]  # (at, success) of the newest PIN tries
+    sessions: list[Session]  # active sessions of the user anywhere or of anyone here
+    new_session_id: int | None = None  # reserved for this login's session (PostgreSQL)
+
+
+def _columns(alias: str, columns: Sequence[Field]) -> str:
+    return ", ".join(f'"{alias}"."{c.column_name}"' for c in columns)
+
+
+def _table(model: type[Model]) -> str:
+    return f'"{model._meta.table_name}"'
+
+
+# PostgreSQL: one row per active session involved (or one row without), each carrying
+# the phone, its tenant, the user and the user's newest PIN tries (as two arrays).
+_LOGIN_STATE_PG = f"""
+SELECT {_columns("d", DEVICE_COLUMNS)}, {_columns("t", TENANT_COLUMNS)},
+       {_columns("u", USER_COLUMNS)}, "att"."ats", "att"."oks", %(reserve)s,
+       {_columns("s", SESSION_COLUMNS)}, {_columns("su", USER_COLUMNS)},
+       {_columns("sd", DEVICE_COLUMNS)}
+FROM {_table(Device)} AS "d"
+JOIN {_table(Tenant)} AS "t" ON "t"."id" = "d"."tenant_id"
+LEFT JOIN {_table(User)} AS "u" ON "u"."tenant_id" = "d"."tenant_id"
+     AND "u"."extension" = %(extension)s
+LEFT JOIN LATERAL (
+    SELECT array_agg("a"."at" ORDER BY "a"."at" DESC, "a"."id" DESC) AS "ats",
+           array_agg("a"."success" ORDER BY "a"."at" DESC, "a"."id" DESC) AS "oks"
+    FROM (SELECT "at", "success", "id" FROM {_table(LoginAttempt)}
+          WHERE "user_id" = "u"."id" AND "at" >= %(since)s
+            AND "result" IN ('ok', 'wrong_pin')
+          ORDER BY "at" DESC, "id" DESC LIMIT %(limit)s) AS "a") AS "att" ON TRUE
+LEFT JOIN ({_table(Session)} AS "s"
+           JOIN {_table(User)} AS "su" ON "su"."id" = "s"."user_id"
+           JOIN {_table(Device)} AS "sd" ON "sd"."id" = "s"."device_id")
+     ON %(sessions)s AND "s"."ended_at" IS NULL
+        AND ("s"."user_id" = "u"."id" OR "s"."device_id" = "d"."id")
+WHERE "d"."id" = %(device)s
+ORDER BY "s"."id"
+"""
+_RESERVE_SESSION_ID = f"nextval(pg_get_serial_sequence('{_table(Session)}', 'id'))"
+
+
+def login_state(db: Database, device_id: int, extension: str, since: datetime, limit: int,
+                sessions: bool = True, reserve_session_id: bool = False) -> LoginState | None:
+    """The phone (None: no such phone), the user, their PIN tries since ``since`` (at
+    most ``limit``, newest first) and, with ``sessions``, the active sessions involved.
+
+    PostgreSQL: one statement; ``reserve_session_id`` also takes the id the new session
+    will have, so the login's writes can name it before it exists (hotdesk.calls.writes).
+    SQLite: one statement each (no round trips there).
+    """
+    if is_sqlite(db):
+        return _login_state_sqlite(db, device_id, extension, since, limit, sessions)
+    sql = _LOGIN_STATE_PG.replace("%(reserve)s", _RESERVE_SESSION_ID if reserve_session_id
+                                  else "NULL::bigint")
+    rows = db.execute_sql(sql, {
+        "extension": extension, "since": LoginAttempt.at.db_value(since), "limit": limit,
+        "sessions": sessions, "device": device_id}).fetchall()
+    if not rows:
+        return None
+    first = rows[0]
+    device_row, tenant_row, user_row, (ats, oks, reserved) = _split(
+        first, DEVICE_COLUMNS, TENANT_COLUMNS, USER_COLUMNS, (None, None, None))
+    tenant = build(Tenant, TENANT_COLUMNS, tenant_row)
+    device = build(Device, DEVICE_COLUMNS, device_row)
+    device.tenant = tenant
+    user = build(User, USER_COLUMNS, user_row) if user_row[0] is not None else None
+    start = len(DEVICE_COLUMNS) + len(TENANT_COLUMNS) + len(USER_COLUMNS) + 3
+    return LoginState(
+        device=device, user=user,
+        attempts=list(zip(ats or [], (bool(ok) for ok in oks or []), strict=True)),
+        sessions=[_session(row[start:], tenant) for row in rows if row[start] is not None],
+        new_session_id=reserved)
+
+
+def _login_state_sqlite(db: Database, device_id: int, extension: str, since: datetime,
+                        limit: int, sessions: bool) -> LoginState | None:
+    device = device_with_tenant(db, device_id)
+    if device is None:
+        return None
+    user = user_by_extension(db, device.tenant_id, extension)
+    if user is None:
+        return LoginState(device=device, user=None, attempts=[], sessions=[])
+    return LoginState(
+        device=device, user=user, attempts=recent_attempts(db, user.id, since, limit),
+        sessions=active_sessions(db, user.id, device_id, device.tenant) if sessions else [])
+
+
+# PostgreSQL row locks of a login (hotdesk.calls.service.HotdeskService._lock_login):
+# the user behind the extension in the phone's tenant, then, in a statement of its own
+# (it must see what the user's lock waited for), the phone and every phone the user is
+# logged in on, locked in id order.
+LOCK_LOGIN_USER = Compiled(
+    lambda device, extension: for_update(User.select(User.id).where(
+        (User.tenant == Device.select(Device.tenant).where(Device.id == device))
+        & (User.extension == extension))),
+    device=Device.id, extension=User.extension)
+LOCK_LOGIN_PHONES = Compiled(
+    lambda device, user: for_update(Device.select(Device.id).where(
+        (Device.id == device) | Device.id.in_(
+            Session.select(Session.device).where(
+                (Session.user == user) & Session.ended_at.is_null())))
+        .order_by(Device.id)),
+    device=Device.id, user=Session.user)
+
+
+def lock_login(db: Database, device_id: int, extension: str) -> bool:
+    """Lock the user, then the phones involved in id order; False: no such phone."""
+    row = LOCK_LOGIN_USER.one(db, device=device_id, extension=extension)
+    phones = LOCK_LOGIN_PHONES.rows(db, device=device_id, user=row[0] if row else None)
+    return any(phone == device_id for phone, in phones)
 
 
 NOTE_ADDRESS = Compiled(

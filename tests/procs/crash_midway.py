@@ -2,7 +2,8 @@
 
 Usage: python -m tests.procs.crash_midway MODE MARKER_FILE
   login-in-tx / logout-in-tx: pause inside the write transaction, after the outbox
-      row was written but before COMMIT (``hotdesk.notify.outbox.enqueue`` is wrapped).
+      row was written but before COMMIT (``CallWrites.flush``, which sends a login's or
+      logout's writes, is wrapped).
   login-committed / logout-committed: pause after the commit, before any drain.
 The database comes from HOTDESK_DATABASE_URL. The marker file appears when the
 process has reached its pause point.
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from hotdesk.calls.service import CallContext
-from hotdesk.notify import outbox
+from hotdesk.calls.writes import CallWrites
 from hotdesk.runtime import start
 from hotdesk.settings import load_config
 
@@ -23,16 +24,15 @@ from hotdesk.settings import load_config
 def main() -> None:
     mode, marker = sys.argv[1], Path(sys.argv[2])
     rt = start(load_config())
-    real_enqueue = outbox.enqueue
+    real_flush = CallWrites.flush
 
-    def enqueue_then_hang(*args, **kw):  # type: ignore[no-untyped-def]
-        row = real_enqueue(*args, **kw)
+    def flush_then_hang(self: CallWrites) -> None:
+        real_flush(self)
         marker.write_text("in-transaction")
         time.sleep(120)
-        return row
 
     if mode.endswith("-in-tx"):
-        outbox.enqueue = enqueue_then_hang  # type: ignore[assignment]
+        CallWrites.flush = flush_then_hang  # type: ignore[method-assign]
     ctx = CallContext(switch="asterisk", call_id="crash-1", endpoint="8001",
                       source="192.0.2.10:5060")
     device = rt.service.identify_device(ctx)
