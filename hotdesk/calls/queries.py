@@ -7,7 +7,7 @@ its SQL. Anything off the call path keeps using the models directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +19,7 @@ from hotdesk.store.db import for_update, is_sqlite
 from hotdesk.store.models import Device, LoginAttempt, Session, Tenant, User
 
 M = TypeVar("M", bound=Model)
+Execute = Callable[[str, Any], Any]  # sends one statement, returns the cursor
 
 TENANT_COLUMNS = (Tenant.id, Tenant.name, Tenant.sip_domain, Tenant.is_default,
                   Tenant.multiple_login, Tenant.max_login_minutes, Tenant.pin_source)
@@ -80,6 +81,43 @@ def device_by_endpoint(db: Database, tenant: Tenant, endpoint: str) -> Device | 
         return None
     device = build(Device, DEVICE_COLUMNS, row)
     device.tenant = tenant
+    return device
+
+
+def _default_tenant_id():  # type: ignore[no-untyped-def]
+    return (Tenant.select(Tenant.id).where(Tenant.is_default == True)  # noqa: E712
+            .order_by(Tenant.id).limit(1))
+
+
+def _phone_at(tenant_id, endpoint):  # type: ignore[no-untyped-def]
+    return (Device.select(*DEVICE_COLUMNS, *TENANT_COLUMNS).join(Tenant)
+            .where((Device.tenant == tenant_id)
+                   & ((Device.idle_sip_username == endpoint)
+                      | (Device.idle_extension == endpoint))))
+
+
+# The phone whose idle account calls, in the call's tenant (hotdesk.calls.service
+# HotdeskService.tenant_for: the domain's tenant; else, unless there are several, the
+# default one), tenant and phone in one statement.
+PHONE_AT_ENDPOINT = Compiled(
+    lambda endpoint: _phone_at(_default_tenant_id(), endpoint), endpoint=Device.idle_extension)
+PHONE_AT_DOMAIN_ENDPOINT = Compiled(
+    lambda domain, endpoint: _phone_at(fn.COALESCE(
+        Tenant.select(Tenant.id).where(Tenant.sip_domain == domain),
+        _default_tenant_id().where(Tenant.select(fn.COUNT(Tenant.id)) <= 1)), endpoint),
+    domain=Tenant.sip_domain, endpoint=Device.idle_extension)
+
+
+def phone_at_endpoint(db: Database, domain: str, endpoint: str) -> Device | None:
+    """The hot-desk phone whose idle account is ``endpoint`` in the call's tenant, with
+    its tenant attached; None when there is none (or no tenant)."""
+    row = (PHONE_AT_DOMAIN_ENDPOINT.one(db, domain=domain, endpoint=endpoint) if domain
+           else PHONE_AT_ENDPOINT.one(db, endpoint=endpoint))
+    if row is None:
+        return None
+    device_row, tenant_row = _split(row, DEVICE_COLUMNS, TENANT_COLUMNS)
+    device = build(Device, DEVICE_COLUMNS, device_row)
+    device.tenant = build(Tenant, TENANT_COLUMNS, tenant_row)
     return device
 
 
@@ -170,13 +208,14 @@ ACTIVE_SESSIONS = Compiled(
     user=Session.user, device=Session.device)
 
 
-def _session(row: Sequence[Any], tenant: Tenant) -> Session:
-    """A session from SESSION_COLUMNS + USER_COLUMNS + DEVICE_COLUMNS, its user and
+def _session(row: Sequence[Any], tenant: Tenant,
+             user_columns: Sequence[Field] = USER_COLUMNS) -> Session:
+    """A session from SESSION_COLUMNS + ``user_columns`` + DEVICE_COLUMNS, its user and
     phone attached (the phone's tenant is the session's: ``tenant``)."""
-    session_row, user_row, device_row = _split(row, SESSION_COLUMNS, USER_COLUMNS,
+    session_row, user_row, device_row = _split(row, SESSION_COLUMNS, user_columns,
                                                DEVICE_COLUMNS)
     session = build(Session, SESSION_COLUMNS, session_row)
-    session.user = build(User, USER_COLUMNS, user_row)
+    session.user = build(User, user_columns, user_row)
     session.device = build(Device, DEVICE_COLUMNS, device_row)
     session.device.tenant = tenant
     session.device_mac = session.device.mac
@@ -242,49 +281,58 @@ def _table(model: type[Model]) -> str:
 
 # PostgreSQL: one row per active session involved (or one row without), each carrying
 # the phone, its tenant, the user and the user's newest PIN tries (as two arrays).
+# Every column costs the driver CPU: a session's user is read with the three the rules use.
+SESSION_USER_COLUMNS = (User.id, User.extension, User.sip_username)
 _LOGIN_STATE_PG = f"""
 SELECT {_columns("d", DEVICE_COLUMNS)}, {_columns("t", TENANT_COLUMNS)},
-       {_columns("u", USER_COLUMNS)}, "att"."ats", "att"."oks", %(reserve)s,
-       {_columns("s", SESSION_COLUMNS)}, {_columns("su", USER_COLUMNS)},
-       {_columns("sd", DEVICE_COLUMNS)}
+       {_columns("u", USER_COLUMNS)}, "att"."ats", "att"."oks", {{reserve}}{{sessions}}
 FROM {_table(Device)} AS "d"
 JOIN {_table(Tenant)} AS "t" ON "t"."id" = "d"."tenant_id"
 LEFT JOIN {_table(User)} AS "u" ON "u"."tenant_id" = "d"."tenant_id"
-     AND "u"."extension" = %(extension)s
+     AND "u"."extension" = %s
 LEFT JOIN LATERAL (
     SELECT array_agg("a"."at" ORDER BY "a"."at" DESC, "a"."id" DESC) AS "ats",
            array_agg("a"."success" ORDER BY "a"."at" DESC, "a"."id" DESC) AS "oks"
     FROM (SELECT "at", "success", "id" FROM {_table(LoginAttempt)}
-          WHERE "user_id" = "u"."id" AND "at" >= %(since)s
+          WHERE "user_id" = "u"."id" AND "at" >= %s
             AND "result" IN ('ok', 'wrong_pin')
-          ORDER BY "at" DESC, "id" DESC LIMIT %(limit)s) AS "a") AS "att" ON TRUE
-LEFT JOIN ({_table(Session)} AS "s"
+          ORDER BY "at" DESC, "id" DESC LIMIT %s) AS "a") AS "att" ON TRUE
+{{join_sessions}}
+WHERE "d"."id" = %s
+{{order}}"""  # parameters: extension, since, limit, device
+_SESSIONS_PG = {
+    "sessions": f""",
+       {_columns("s", SESSION_COLUMNS)}, {_columns("su", SESSION_USER_COLUMNS)},
+       {_columns("sd", DEVICE_COLUMNS)}""",
+    "join_sessions": f"""LEFT JOIN ({_table(Session)} AS "s"
            JOIN {_table(User)} AS "su" ON "su"."id" = "s"."user_id"
            JOIN {_table(Device)} AS "sd" ON "sd"."id" = "s"."device_id")
-     ON %(sessions)s AND "s"."ended_at" IS NULL
-        AND ("s"."user_id" = "u"."id" OR "s"."device_id" = "d"."id")
-WHERE "d"."id" = %(device)s
-ORDER BY "s"."id"
-"""
+     ON "s"."ended_at" IS NULL
+        AND ("s"."user_id" = "u"."id" OR "s"."device_id" = "d"."id")""",
+    "order": 'ORDER BY "s"."id"',
+}
+_NO_SESSIONS_PG = {"sessions": "", "join_sessions": "", "order": ""}
 _RESERVE_SESSION_ID = f"nextval(pg_get_serial_sequence('{_table(Session)}', 'id'))"
 
 
 def login_state(db: Database, device_id: int, extension: str, since: datetime, limit: int,
-                sessions: bool = True, reserve_session_id: bool = False) -> LoginState | None:
+                sessions: bool = True) -> LoginState | None:
     """The phone (None: no such phone), the user, their PIN tries since ``since`` (at
     most ``limit``, newest first) and, with ``sessions``, the active sessions involved.
 
-    PostgreSQL: one statement; ``reserve_session_id`` also takes the id the new session
-    will have, so the login's writes can name it before it exists (hotdesk.calls.writes).
-    SQLite: one statement each (no round trips there).
+    PostgreSQL: one statement (:func:`locked_login_state` also reserves the id the new
+    session will have, so the login's writes can name it before it exists). SQLite: one
+    statement each (no round trips there).
     """
     if is_sqlite(db):
         return _login_state_sqlite(db, device_id, extension, since, limit, sessions)
-    sql = _LOGIN_STATE_PG.replace("%(reserve)s", _RESERVE_SESSION_ID if reserve_session_id
-                                  else "NULL::bigint")
-    rows = db.execute_sql(sql, {
-        "extension": extension, "since": LoginAttempt.at.db_value(since), "limit": limit,
-        "sessions": sessions, "device": device_id}).fetchall()
+    sql = _LOGIN_STATE_PG.format(reserve="NULL::bigint",
+                                 **(_SESSIONS_PG if sessions else _NO_SESSIONS_PG))
+    params = [extension, LoginAttempt.at.db_value(since), limit, device_id]
+    return _login_state_pg(db.execute_sql(sql, params).fetchall())
+
+
+def _login_state_pg(rows: list[Sequence[Any]]) -> LoginState | None:
     if not rows:
         return None
     first = rows[0]
@@ -298,7 +346,8 @@ def login_state(db: Database, device_id: int, extension: str, since: datetime, l
     return LoginState(
         device=device, user=user,
         attempts=list(zip(ats or [], (bool(ok) for ok in oks or []), strict=True)),
-        sessions=[_session(row[start:], tenant) for row in rows if row[start] is not None],
+        sessions=[_session(row[start:], tenant, SESSION_USER_COLUMNS)
+                  for row in rows if len(row) > start and row[start] is not None],
         new_session_id=reserved)
 
 
@@ -319,25 +368,42 @@ def _login_state_sqlite(db: Database, device_id: int, extension: str, since: dat
 # the user behind the extension in the phone's tenant, then, in a statement of its own
 # (it must see what the user's lock waited for), the phone and every phone the user is
 # logged in on, locked in id order.
-LOCK_LOGIN_USER = Compiled(
-    lambda device, extension: for_update(User.select(User.id).where(
+def _user_of(device, extension):  # type: ignore[no-untyped-def]
+    """The user behind ``extension`` in the phone's tenant (a query, for subqueries)."""
+    return User.select(User.id).where(
         (User.tenant == Device.select(Device.tenant).where(Device.id == device))
-        & (User.extension == extension))),
-    device=Device.id, extension=User.extension)
+        & (User.extension == extension))
+
+
+LOCK_LOGIN_USER = Compiled(lambda device, extension: for_update(_user_of(device, extension)),
+                           device=Device.id, extension=User.extension)
+# (The user is locked by then: the same look-up finds the same row.)
 LOCK_LOGIN_PHONES = Compiled(
-    lambda device, user: for_update(Device.select(Device.id).where(
+    lambda device, extension: for_update(Device.select(Device.id).where(
         (Device.id == device) | Device.id.in_(
             Session.select(Session.device).where(
-                (Session.user == user) & Session.ended_at.is_null())))
+                (Session.user == _user_of(device, extension)) & Session.ended_at.is_null())))
         .order_by(Device.id)),
-    device=Device.id, user=Session.user)
+    device=Device.id, extension=User.extension)
 
 
-def lock_login(db: Database, device_id: int, extension: str) -> bool:
-    """Lock the user, then the phones involved in id order; False: no such phone."""
-    row = LOCK_LOGIN_USER.one(db, device=device_id, extension=extension)
-    phones = LOCK_LOGIN_PHONES.rows(db, device=device_id, user=row[0] if row else None)
-    return any(phone == device_id for phone, in phones)
+def locked_login_state(db: Database, device_id: int, extension: str, since: datetime,
+                       limit: int, execute: Execute) -> LoginState | None:
+    """PostgreSQL: lock the user, then the phones involved in id order, then read the
+    login's state (:func:`login_state`, with a session id reserved), in one round trip.
+
+    Three statements in one simple query: in READ COMMITTED each statement sees what
+    was committed before *it* began, so each sees what the lock before it waited for
+    (one statement would not: its snapshot is taken before it waits). None: no such
+    phone.
+    """
+    lock_user, user_params = LOCK_LOGIN_USER.bind(db, device=device_id, extension=extension)
+    lock_phones, phone_params = LOCK_LOGIN_PHONES.bind(db, device=device_id,
+                                                       extension=extension)
+    read = _LOGIN_STATE_PG.format(reserve=_RESERVE_SESSION_ID, **_SESSIONS_PG)
+    params = [*user_params, *phone_params, extension, LoginAttempt.at.db_value(since), limit,
+              device_id]
+    return _login_state_pg(execute(f"{lock_user}; {lock_phones}; {read}", params).fetchall())
 
 
 NOTE_ADDRESS = Compiled(

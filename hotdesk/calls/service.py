@@ -17,7 +17,7 @@ from enum import StrEnum
 from peewee import Database
 
 from hotdesk.calls import queries
-from hotdesk.calls.writes import CallWrites
+from hotdesk.calls.writes import CallTransaction, CallWrites
 from hotdesk.hashing import verify_pin
 from hotdesk.notify import outbox
 from hotdesk.settings import Config
@@ -191,6 +191,9 @@ class HotdeskService:
         """Which hot-desking phone is calling? Never guesses: ambiguity is an outcome.
         Reads only: the address the call came from is stored by the login or logout
         that follows, inside its transaction."""
+        device = queries.phone_at_endpoint(self.db, ctx.domain, ctx.endpoint)
+        if device is not None:  # the common case, in one statement
+            return device
         tenant = self.tenant_for(ctx.domain)
         if tenant is None:
             log.warning("call %s: SIP domain %r matches no tenant", ctx.call_id, ctx.domain)
@@ -300,8 +303,8 @@ class HotdeskService:
             # The lock then decides with that answer, so the lockout stays exact.
             seen = queries.user_at_device(self.db, device_id, extension)
             pin_ok = bool(seen and seen.hotdesk_enabled and _hash_verifier(seen, pin))
-        with write_transaction(self.db):
-            state = self._lock_login(device_id, extension)
+        with CallTransaction(self.db) as tx:
+            state = self._lock_login(device_id, extension, tx)
             if state is None:
                 return LoginResult(Outcome.NOT_HOTDESK_PHONE)
             user = state.user
@@ -318,9 +321,8 @@ class HotdeskService:
                 pin_ok = pin_matches(switch_pin.value, pin)
             elif seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
                 pin_ok = _hash_verifier(user, pin)  # the PIN changed meanwhile: check again
-            writes = CallWrites(self.db)
-            result = self._decide_login(state, user, bool(pin_ok), extension, ctx, writes)
-            writes.flush()
+            result = self._decide_login(state, user, bool(pin_ok), extension, ctx, tx.writes)
+            tx.writes.flush()
         if result.outcome is Outcome.LOGGED_IN:
             device = state.device
             log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension,
@@ -458,7 +460,8 @@ class HotdeskService:
             queries.LOCK_DEVICE.one(self.db, device=device_id)
         return queries.device_with_tenant(self.db, device_id)
 
-    def _lock_login(self, device_id: int, extension: str) -> queries.LoginState | None:
+    def _lock_login(self, device_id: int, extension: str,
+                    tx: CallTransaction) -> queries.LoginState | None:
         """Lock what a login decides on, then read it: the user, then every phone
         involved (this one and those the user is logged in on), in id order.
 
@@ -468,12 +471,13 @@ class HotdeskService:
         locked, their set of sessions can only shrink (a new one needs that lock), so
         the phones read after it are all the phones this login may change. Each step
         is a statement of its own: one statement sees the database as of its start, so
-        what a lock waited for is seen only by the statements after it.
+        what a lock waited for is seen only by the statements after it (they travel
+        in one round trip all the same: hotdesk.calls.queries.locked_login_state).
         """
-        if not is_sqlite(self.db) and not queries.lock_login(self.db, device_id, extension):
-            return None
-        return queries.login_state(self.db, device_id, extension, *self._lockout_reads(),
-                                   reserve_session_id=True)
+        if is_sqlite(self.db):
+            return queries.login_state(self.db, device_id, extension, *self._lockout_reads())
+        return queries.locked_login_state(self.db, device_id, extension,
+                                          *self._lockout_reads(), execute=tx.execute)
 
     def _note_address(self, device: Device, source: str, writes: CallWrites) -> None:
         """The call came from this phone: its NOTIFY goes to that ip:port."""

@@ -1,5 +1,10 @@
 """The writes of one login or logout, sent to PostgreSQL as one statement.
 
+A login on PostgreSQL is then four round trips inside its transaction: lock the user,
+lock the phones, read what the rules decide on, write; :class:`CallTransaction` sends
+BEGIN with the first and COMMIT with the last (several statements in one simple
+query), so there are no round trips for them.
+
 On PostgreSQL every statement is a round trip and costs the client ~40 µs of CPU in
 the driver alone; a login writes a dozen rows (session, attempt, audit, outbox,
 config versions, emergency marks). :class:`CallWrites` collects them inside the
@@ -19,6 +24,8 @@ Rules PostgreSQL imposes on one statement, kept here:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +35,7 @@ from hotdesk.calls import queries
 from hotdesk.notify import outbox
 from hotdesk.store import audit
 from hotdesk.store.compiled import Compiled, inserted_id
-from hotdesk.store.db import is_sqlite
+from hotdesk.store.db import is_sqlite, write_transaction
 from hotdesk.store.models import Device, Session
 from hotdesk.switch import emergency
 
@@ -64,8 +71,9 @@ def _session_insert_after(closes: list[str]) -> str:
 class CallWrites:
     """Writes of one transaction; deferred to :meth:`flush` on PostgreSQL."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, last: Callable[[str, list[Any]], Any] | None = None) -> None:
         self.db = db
+        self.last = last or db.execute_sql  # how the one statement is sent
         self.deferred = not is_sqlite(db)
         self._parts: list[tuple[str, list[Any]]] = []
         self._closes: list[str] = []
@@ -145,4 +153,70 @@ class CallWrites:
         ctes = ", ".join(f'"w{i}" AS ({sql})' for i, (sql, _) in enumerate(self._parts))
         params = [p for _, part in self._parts for p in part]
         self._parts, self._closes = [], []
-        self.db.execute_sql(f"WITH {ctes} SELECT 1", params)
+        self.last(f"WITH {ctes} SELECT 1", params)
+
+
+class CallTransaction:
+    """The transaction of one login: ``with CallTransaction(db) as tx``; statements go
+    through :meth:`execute`, the writes collect in ``tx.writes``.
+
+    SQLite: :func:`hotdesk.store.db.write_transaction` (BEGIN IMMEDIATE). PostgreSQL:
+    BEGIN is sent with the first statement, COMMIT with the writes. The first statement
+    runs before peewee counts a transaction, so a pooled connection found dead is
+    replaced and the statement retried like any other (nothing had happened yet);
+    every later statement runs inside the transaction, where an error rolls back.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.writes = CallWrites(db, last=self._finish)
+        self._sqlite: contextlib.AbstractContextManager[None] | None = (
+            write_transaction(db) if is_sqlite(db) else None)
+        self._begun = self._ended = False
+
+    def __enter__(self) -> CallTransaction:
+        if self._sqlite is not None:
+            self._sqlite.__enter__()
+        return self
+
+    def execute(self, sql: str, params: Any) -> Any:
+        if self._sqlite is not None or self._begun:
+            return self.db.execute_sql(sql, params)
+        try:
+            cursor = self.db.execute_sql("BEGIN; " + sql, params)
+        except Exception:
+            self._rollback()
+            raise
+        self._begun = True
+        self.db.push_transaction(self)
+        return cursor
+
+    def _finish(self, sql: str, params: list[Any]) -> None:
+        if self._sqlite is not None or not self._begun:
+            self.db.execute_sql(sql, params)  # one statement on its own is atomic too
+            return
+        self.db.execute_sql(sql + "; COMMIT", params)
+        self._ended = True
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self._sqlite is not None:
+            return bool(self._sqlite.__exit__(exc_type, exc, tb))
+        if not self._begun:
+            return False
+        try:
+            if exc_type is not None:
+                self._rollback()
+            elif not self._ended:
+                self.db.commit()  # nothing was written (a refusal before the rules)
+        except Exception:
+            self._rollback()
+            raise
+        finally:
+            self.db.pop_transaction()
+        return False
+
+    def _rollback(self) -> None:
+        try:
+            self.db.rollback()
+        except Exception:  # noqa: BLE001 - a dead connection cannot roll back; nothing to
+            pass  # undo there: the server rolled back when it went

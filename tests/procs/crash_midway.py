@@ -1,9 +1,10 @@
 """Runs one login or logout in a real process and stops at a chosen point to be SIGKILLed.
 
 Usage: python -m tests.procs.crash_midway MODE MARKER_FILE
-  login-in-tx / logout-in-tx: pause inside the write transaction, after the outbox
-      row was written but before COMMIT (``CallWrites.flush``, which sends a login's or
-      logout's writes, is wrapped).
+  login-in-tx / logout-in-tx: pause inside the write transaction, locks held, where
+      ``CallWrites.flush`` is called: on SQLite every row (session, outbox, …) is
+      written by then and COMMIT not sent; on PostgreSQL the writes go as one statement
+      from there (a login's with its COMMIT), so the process dies before them.
   login-committed / logout-committed: pause after the commit, before any drain.
 The database comes from HOTDESK_DATABASE_URL. The marker file appears when the
 process has reached its pause point.
@@ -26,13 +27,13 @@ def main() -> None:
     rt = start(load_config())
     real_flush = CallWrites.flush
 
-    def flush_then_hang(self: CallWrites) -> None:
-        real_flush(self)
+    def hang_then_flush(self: CallWrites) -> None:
         marker.write_text("in-transaction")
         time.sleep(120)
+        real_flush(self)
 
     if mode.endswith("-in-tx"):
-        CallWrites.flush = flush_then_hang  # type: ignore[method-assign]
+        CallWrites.flush = hang_then_flush  # type: ignore[method-assign]
     ctx = CallContext(switch="asterisk", call_id="crash-1", endpoint="8001",
                       source="192.0.2.10:5060")
     device = rt.service.identify_device(ctx)
