@@ -111,14 +111,9 @@ PHONE_AT_DOMAIN_ENDPOINT = Compiled(
 def phone_at_endpoint(db: Database, domain: str, endpoint: str) -> Device | None:
     """The hot-desk phone whose idle account is ``endpoint`` in the call's tenant, with
     its tenant attached; None when there is none (or no tenant)."""
-    row = (PHONE_AT_DOMAIN_ENDPOINT.one(db, domain=domain, endpoint=endpoint) if domain
-           else PHONE_AT_ENDPOINT.one(db, endpoint=endpoint))
-    if row is None:
-        return None
-    device_row, tenant_row = _split(row, DEVICE_COLUMNS, TENANT_COLUMNS)
-    device = build(Device, DEVICE_COLUMNS, device_row)
-    device.tenant = build(Tenant, TENANT_COLUMNS, tenant_row)
-    return device
+    return _device_and_tenant(
+        PHONE_AT_DOMAIN_ENDPOINT.one(db, domain=domain, endpoint=endpoint) if domain
+        else PHONE_AT_ENDPOINT.one(db, endpoint=endpoint))
 
 
 DEVICE_WITH_TENANT = Compiled(
@@ -127,7 +122,11 @@ DEVICE_WITH_TENANT = Compiled(
 
 
 def device_with_tenant(db: Database, device_id: int) -> Device | None:
-    row = DEVICE_WITH_TENANT.one(db, device=device_id)
+    return _device_and_tenant(DEVICE_WITH_TENANT.one(db, device=device_id))
+
+
+def _device_and_tenant(row: Sequence[Any] | None) -> Device | None:
+    """A phone with its tenant attached, from DEVICE_COLUMNS + TENANT_COLUMNS."""
     if row is None:
         return None
     device_row, tenant_row = _split(row, DEVICE_COLUMNS, TENANT_COLUMNS)
