@@ -114,3 +114,31 @@ def test_constants_are_written_into_the_sql_only_when_plainly_quotable():
          (None, True)])
     assert sql == "INSERT INTO t (a, b, c, d, e, f) VALUES (%s, 'pending', 0, NULL, %s, true)"
     assert slots == [("name", None), (None, "it's")]
+
+
+def test_pooled_connection_killed_while_idle_is_replaced_on_first_use(runtime, alice, desk):
+    """The pool hands connections out without asking the server; one the server dropped
+    meanwhile fails its first statement (outside a transaction: the plain read, and the
+    login's BEGIN + locks) and is replaced there, the statement retried."""
+    if is_sqlite(runtime.db):
+        pytest.skip("PostgreSQL's connection pool")
+    import psycopg2
+
+    db, svc = runtime.db, runtime.service
+    ctx = call("8001", "192.0.2.10:5060")
+
+    def kill_pooled_connection() -> None:
+        backend = db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+        db.close()  # back to the pool
+        other = psycopg2.connect(**db.connect_params, database=db.database)
+        other.autocommit = True
+        other.cursor().execute("SELECT pg_terminate_backend(%s)", (backend,))
+        other.close()
+
+    kill_pooled_connection()
+    phone = svc.identify_phone(ctx)
+    assert phone.id == desk.id
+    kill_pooled_connection()
+    assert svc.login(desk.id, "101", "1234", ctx, SwitchPin("1234")).outcome \
+        is Outcome.LOGGED_IN
+    assert Session.select().where(Session.ended_at.is_null()).count() == 1
