@@ -135,27 +135,10 @@ def _device_and_tenant(row: Sequence[Any] | None) -> Device | None:
     return device
 
 
-# PostgreSQL row locks of the call path (hotdesk.calls.service._lock_login).
+# PostgreSQL: a logout's or check-sync's lock on the phone (HotdeskService._lock_device).
 LOCK_DEVICE = Compiled(
     lambda device: for_update(Device.select(Device.id).where(Device.id == device)),
     device=Device.id)
-LOCK_USER = Compiled(
-    lambda user: for_update(User.select(User.id).where(User.id == user)), user=User.id)
-TENANT_OF = Compiled(lambda device: Device.select(Device.tenant).where(Device.id == device),
-                     device=Device.id)
-SESSION_DEVICES = Compiled(
-    lambda user: Session.select(Session.device).where(
-        (Session.user == user) & Session.ended_at.is_null()), user=Session.user)
-
-
-def tenant_id_of(db: Database, device_id: int) -> int | None:
-    row = TENANT_OF.one(db, device=device_id)
-    return row[0] if row else None
-
-
-def session_devices(db: Database, user_id: int) -> list[int]:
-    """The phones the user is logged in on."""
-    return [row[0] for row in SESSION_DEVICES.rows(db, user=user_id)]
 
 
 USER_BY_EXTENSION = Compiled(

@@ -237,14 +237,6 @@ class HotdeskService:
                     len(devices), ", ".join(d.mac for d in devices), ctx.source)
         return Outcome.AMBIGUOUS_DEVICE
 
-    def find_user(self, device: Device, extension: str) -> User | Outcome:
-        """The user behind a dialed extension, or why they cannot log in at all."""
-        user = queries.user_by_extension(self.db, device.tenant_id, extension)
-        attempts = [] if user is None else queries.recent_attempts(
-            self.db, user.id, *self._lockout_reads())
-        refused = self._refusal(device.tenant, user, attempts)
-        return user if refused is None and user is not None else refused  # type: ignore[return-value]
-
     def _refusal(self, tenant: Tenant, user: User | None,
                  attempts: list[tuple[datetime, bool]]) -> Outcome | None:
         if user is None:
