@@ -7,17 +7,19 @@ its SQL. Anything off the call path keeps using the models directly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from peewee import Database, Field, Model, fn
 
 from hotdesk.store.compiled import Compiled
-from hotdesk.store.db import for_update
+from hotdesk.store.db import for_update, is_sqlite
 from hotdesk.store.models import Device, LoginAttempt, Session, Tenant, User
 
 M = TypeVar("M", bound=Model)
+Execute = Callable[[str, Any], Any]  # sends one statement, returns the cursor
 
 TENANT_COLUMNS = (Tenant.id, Tenant.name, Tenant.sip_domain, Tenant.is_default,
                   Tenant.multiple_login, Tenant.max_login_minutes, Tenant.pin_source)
@@ -82,13 +84,49 @@ def device_by_endpoint(db: Database, tenant: Tenant, endpoint: str) -> Device | 
     return device
 
 
+def _default_tenant_id():  # type: ignore[no-untyped-def]
+    return (Tenant.select(Tenant.id).where(Tenant.is_default == True)  # noqa: E712
+            .order_by(Tenant.id).limit(1))
+
+
+def _phone_at(tenant_id, endpoint):  # type: ignore[no-untyped-def]
+    return (Device.select(*DEVICE_COLUMNS, *TENANT_COLUMNS).join(Tenant)
+            .where((Device.tenant == tenant_id)
+                   & ((Device.idle_sip_username == endpoint)
+                      | (Device.idle_extension == endpoint))))
+
+
+# The phone whose idle account calls, in the call's tenant (hotdesk.calls.service
+# HotdeskService.tenant_for: the domain's tenant; else, unless there are several, the
+# default one), tenant and phone in one statement.
+PHONE_AT_ENDPOINT = Compiled(
+    lambda endpoint: _phone_at(_default_tenant_id(), endpoint), endpoint=Device.idle_extension)
+PHONE_AT_DOMAIN_ENDPOINT = Compiled(
+    lambda domain, endpoint: _phone_at(fn.COALESCE(
+        Tenant.select(Tenant.id).where(Tenant.sip_domain == domain),
+        _default_tenant_id().where(Tenant.select(fn.COUNT(Tenant.id)) <= 1)), endpoint),
+    domain=Tenant.sip_domain, endpoint=Device.idle_extension)
+
+
+def phone_at_endpoint(db: Database, domain: str, endpoint: str) -> Device | None:
+    """The hot-desk phone whose idle account is ``endpoint`` in the call's tenant, with
+    its tenant attached; None when there is none (or no tenant)."""
+    return _device_and_tenant(
+        PHONE_AT_DOMAIN_ENDPOINT.one(db, domain=domain, endpoint=endpoint) if domain
+        else PHONE_AT_ENDPOINT.one(db, endpoint=endpoint))
+
+
 DEVICE_WITH_TENANT = Compiled(
     lambda device: Device.select(*DEVICE_COLUMNS, *TENANT_COLUMNS).join(Tenant)
     .where(Device.id == device), device=Device.id)
 
 
 def device_with_tenant(db: Database, device_id: int) -> Device | None:
-    row = DEVICE_WITH_TENANT.one(db, device=device_id)
+    return _device_and_tenant(DEVICE_WITH_TENANT.one(db, device=device_id))
+
+
+def _device_and_tenant(row: Sequence[Any] | None) -> Device | None:
+    """A phone with its tenant attached, from DEVICE_COLUMNS + TENANT_COLUMNS."""
     if row is None:
         return None
     device_row, tenant_row = _split(row, DEVICE_COLUMNS, TENANT_COLUMNS)
@@ -97,27 +135,10 @@ def device_with_tenant(db: Database, device_id: int) -> Device | None:
     return device
 
 
-# PostgreSQL row locks of the call path (hotdesk.calls.service._lock_login).
+# PostgreSQL: a logout's or check-sync's lock on the phone (HotdeskService._lock_device).
 LOCK_DEVICE = Compiled(
     lambda device: for_update(Device.select(Device.id).where(Device.id == device)),
     device=Device.id)
-LOCK_USER = Compiled(
-    lambda user: for_update(User.select(User.id).where(User.id == user)), user=User.id)
-TENANT_OF = Compiled(lambda device: Device.select(Device.tenant).where(Device.id == device),
-                     device=Device.id)
-SESSION_DEVICES = Compiled(
-    lambda user: Session.select(Session.device).where(
-        (Session.user == user) & Session.ended_at.is_null()), user=Session.user)
-
-
-def tenant_id_of(db: Database, device_id: int) -> int | None:
-    row = TENANT_OF.one(db, device=device_id)
-    return row[0] if row else None
-
-
-def session_devices(db: Database, user_id: int) -> list[int]:
-    """The phones the user is logged in on."""
-    return [row[0] for row in SESSION_DEVICES.rows(db, user=user_id)]
 
 
 USER_BY_EXTENSION = Compiled(
@@ -163,23 +184,208 @@ def recent_attempts(db: Database, user_id: int, since: datetime,
 SESSION_COLUMNS = (Session.id, Session.tenant, Session.device, Session.user)
 ACTIVE_SESSIONS = Compiled(
     lambda user, device: Session.select(*SESSION_COLUMNS, *USER_COLUMNS,
-                                        Device.mac).join(User)
+                                        *DEVICE_COLUMNS).join(User)
     .switch(Session).join(Device)
     .where(Session.ended_at.is_null() & ((Session.user == user) | (Session.device == device))),
     user=Session.user, device=Session.device)
 
 
-def active_sessions(db: Database, user_id: int, device_id: int) -> list[Session]:
+def _session(row: Sequence[Any], tenant: Tenant,
+             user_columns: Sequence[Field] = USER_COLUMNS) -> Session:
+    """A session from SESSION_COLUMNS + ``user_columns`` + DEVICE_COLUMNS, its user and
+    phone attached (the phone's tenant is the session's: ``tenant``)."""
+    session_row, user_row, device_row = _split(row, SESSION_COLUMNS, user_columns,
+                                               DEVICE_COLUMNS)
+    session = build(Session, SESSION_COLUMNS, session_row)
+    session.user = build(User, user_columns, user_row)
+    session.device = build(Device, DEVICE_COLUMNS, device_row)
+    session.device.tenant = tenant
+    session.device_mac = session.device.mac
+    return session
+
+
+def active_sessions(db: Database, user_id: int, device_id: int,
+                    tenant: Tenant) -> list[Session]:
     """Active sessions of the user anywhere or of anyone on the device, with their user
-    (and the device's MAC) attached."""
-    sessions = []
-    for row in ACTIVE_SESSIONS.rows(db, user=user_id, device=device_id):
-        session_row, user_row, (mac,) = _split(row, SESSION_COLUMNS, USER_COLUMNS, (Device.mac,))
-        session = build(Session, SESSION_COLUMNS, session_row)
-        session.user = build(User, USER_COLUMNS, user_row)
-        session.device_mac = mac
-        sessions.append(session)
-    return sessions
+    and phone attached."""
+    return [_session(row, tenant) for row in ACTIVE_SESSIONS.rows(db, user=user_id,
+                                                                   device=device_id)]
+
+
+SESSION_ON = Compiled(
+    lambda device: Session.select(*SESSION_COLUMNS, *USER_COLUMNS, *DEVICE_COLUMNS)
+    .join(User).switch(Session).join(Device)
+    .where((Session.device == device) & Session.ended_at.is_null()), device=Session.device)
+USER_AT_DEVICE = Compiled(
+    lambda device, extension: User.select(*USER_COLUMNS)
+    .join(Device, on=(Device.tenant == User.tenant))
+    .where((Device.id == device) & (User.extension == extension)),
+    device=Device.id, extension=User.extension)
+
+
+def session_on(db: Database, device: Device) -> Session | None:
+    """The phone's active session with its user; its phone is ``device`` itself (which
+    may carry changes not yet written, such as the address the call came from)."""
+    row = SESSION_ON.one(db, device=device.id)
+    if row is None:
+        return None
+    session = _session(row, device.tenant)
+    session.device = device
+    return session
+
+
+def user_at_device(db: Database, device_id: int, extension: str) -> User | None:
+    """The user behind ``extension`` in the phone's tenant."""
+    row = USER_AT_DEVICE.one(db, device=device_id, extension=extension)
+    return build(User, USER_COLUMNS, row) if row else None
+
+
+# -- a login's reads and locks, in as few round trips as the rules allow --------------
+
+@dataclass
+class LoginState:
+    """Everything a login decides on, read in one go (after the locks, inside a login)."""
+
+    device: Device  # with its tenant attached
+    user: User | None  # the user behind the dialed extension in the phone's tenant
+    attempts: list[tuple[datetime, bool]]  # (at, success) of the newest PIN tries
+    sessions: list[Session]  # active sessions of the user anywhere or of anyone here
+    new_session_id: int | None = None  # reserved for this login's session (PostgreSQL)
+
+
+def _columns(alias: str, columns: Sequence[Field]) -> str:
+    return ", ".join(f'"{alias}"."{c.column_name}"' for c in columns)
+
+
+def _table(model: type[Model]) -> str:
+    return f'"{model._meta.table_name}"'
+
+
+# PostgreSQL: one row per active session involved (or one row without), each carrying
+# the phone, its tenant, the user and the user's newest PIN tries (as two arrays).
+# Every column costs the driver CPU: a session's user is read with the three the rules use.
+SESSION_USER_COLUMNS = (User.id, User.extension, User.sip_username)
+_LOGIN_STATE_PG = f"""
+SELECT {_columns("d", DEVICE_COLUMNS)}, {_columns("t", TENANT_COLUMNS)},
+       {_columns("u", USER_COLUMNS)}, "att"."ats", "att"."oks", {{reserve}}{{sessions}}
+FROM {_table(Device)} AS "d"
+JOIN {_table(Tenant)} AS "t" ON "t"."id" = "d"."tenant_id"
+LEFT JOIN {_table(User)} AS "u" ON "u"."tenant_id" = "d"."tenant_id"
+     AND "u"."extension" = %s
+LEFT JOIN LATERAL (
+    SELECT array_agg("a"."at" ORDER BY "a"."at" DESC, "a"."id" DESC) AS "ats",
+           array_agg("a"."success" ORDER BY "a"."at" DESC, "a"."id" DESC) AS "oks"
+    FROM (SELECT "at", "success", "id" FROM {_table(LoginAttempt)}
+          WHERE "user_id" = "u"."id" AND "at" >= %s
+            AND "result" IN ('ok', 'wrong_pin')
+          ORDER BY "at" DESC, "id" DESC LIMIT %s) AS "a") AS "att" ON TRUE
+{{join_sessions}}
+WHERE "d"."id" = %s
+{{order}}"""  # parameters: extension, since, limit, device
+_SESSIONS_PG = {
+    "sessions": f""",
+       {_columns("s", SESSION_COLUMNS)}, {_columns("su", SESSION_USER_COLUMNS)},
+       {_columns("sd", DEVICE_COLUMNS)}""",
+    "join_sessions": f"""LEFT JOIN ({_table(Session)} AS "s"
+           JOIN {_table(User)} AS "su" ON "su"."id" = "s"."user_id"
+           JOIN {_table(Device)} AS "sd" ON "sd"."id" = "s"."device_id")
+     ON "s"."ended_at" IS NULL
+        AND ("s"."user_id" = "u"."id" OR "s"."device_id" = "d"."id")""",
+    "order": 'ORDER BY "s"."id"',
+}
+_NO_SESSIONS_PG = {"sessions": "", "join_sessions": "", "order": ""}
+_RESERVE_SESSION_ID = f"nextval(pg_get_serial_sequence('{_table(Session)}', 'id'))"
+
+
+def login_state(db: Database, device_id: int, extension: str, since: datetime, limit: int,
+                sessions: bool = True) -> LoginState | None:
+    """The phone (None: no such phone), the user, their PIN tries since ``since`` (at
+    most ``limit``, newest first) and, with ``sessions``, the active sessions involved.
+
+    PostgreSQL: one statement (:func:`locked_login_state` also reserves the id the new
+    session will have, so the login's writes can name it before it exists). SQLite: one
+    statement each (no round trips there).
+    """
+    if is_sqlite(db):
+        return _login_state_sqlite(db, device_id, extension, since, limit, sessions)
+    sql = _LOGIN_STATE_PG.format(reserve="NULL::bigint",
+                                 **(_SESSIONS_PG if sessions else _NO_SESSIONS_PG))
+    params = [extension, LoginAttempt.at.db_value(since), limit, device_id]
+    return _login_state_pg(db.execute_sql(sql, params).fetchall())
+
+
+def _login_state_pg(rows: list[Sequence[Any]]) -> LoginState | None:
+    if not rows:
+        return None
+    first = rows[0]
+    device_row, tenant_row, user_row, (ats, oks, reserved) = _split(
+        first, DEVICE_COLUMNS, TENANT_COLUMNS, USER_COLUMNS, (None, None, None))
+    tenant = build(Tenant, TENANT_COLUMNS, tenant_row)
+    device = build(Device, DEVICE_COLUMNS, device_row)
+    device.tenant = tenant
+    user = build(User, USER_COLUMNS, user_row) if user_row[0] is not None else None
+    start = len(DEVICE_COLUMNS) + len(TENANT_COLUMNS) + len(USER_COLUMNS) + 3
+    return LoginState(
+        device=device, user=user,
+        attempts=list(zip(ats or [], (bool(ok) for ok in oks or []), strict=True)),
+        sessions=[_session(row[start:], tenant, SESSION_USER_COLUMNS)
+                  for row in rows if len(row) > start and row[start] is not None],
+        new_session_id=reserved)
+
+
+def _login_state_sqlite(db: Database, device_id: int, extension: str, since: datetime,
+                        limit: int, sessions: bool) -> LoginState | None:
+    device = device_with_tenant(db, device_id)
+    if device is None:
+        return None
+    user = user_by_extension(db, device.tenant_id, extension)
+    if user is None:
+        return LoginState(device=device, user=None, attempts=[], sessions=[])
+    return LoginState(
+        device=device, user=user, attempts=recent_attempts(db, user.id, since, limit),
+        sessions=active_sessions(db, user.id, device_id, device.tenant) if sessions else [])
+
+
+# PostgreSQL row locks of a login (hotdesk.calls.service.HotdeskService._lock_login):
+# the user behind the extension in the phone's tenant, then, in a statement of its own
+# (it must see what the user's lock waited for), the phone and every phone the user is
+# logged in on, locked in id order.
+def _user_of(device, extension):  # type: ignore[no-untyped-def]
+    """The user behind ``extension`` in the phone's tenant (a query, for subqueries)."""
+    return User.select(User.id).where(
+        (User.tenant == Device.select(Device.tenant).where(Device.id == device))
+        & (User.extension == extension))
+
+
+LOCK_LOGIN_USER = Compiled(lambda device, extension: for_update(_user_of(device, extension)),
+                           device=Device.id, extension=User.extension)
+# (The user is locked by then: the same look-up finds the same row.)
+LOCK_LOGIN_PHONES = Compiled(
+    lambda device, extension: for_update(Device.select(Device.id).where(
+        (Device.id == device) | Device.id.in_(
+            Session.select(Session.device).where(
+                (Session.user == _user_of(device, extension)) & Session.ended_at.is_null())))
+        .order_by(Device.id)),
+    device=Device.id, extension=User.extension)
+
+
+def locked_login_state(db: Database, device_id: int, extension: str, since: datetime,
+                       limit: int, execute: Execute) -> LoginState | None:
+    """PostgreSQL: lock the user, then the phones involved in id order, then read the
+    login's state (:func:`login_state`, with a session id reserved), in one round trip.
+
+    Three statements in one simple query: in READ COMMITTED each statement sees what
+    was committed before *it* began, so each sees what the lock before it waited for
+    (one statement would not: its snapshot is taken before it waits). None: no such
+    phone.
+    """
+    lock_user, user_params = LOCK_LOGIN_USER.bind(db, device=device_id, extension=extension)
+    lock_phones, phone_params = LOCK_LOGIN_PHONES.bind(db, device=device_id,
+                                                       extension=extension)
+    read = _LOGIN_STATE_PG.format(reserve=_RESERVE_SESSION_ID, **_SESSIONS_PG)
+    params = [*user_params, *phone_params, extension, LoginAttempt.at.db_value(since), limit,
+              device_id]
+    return _login_state_pg(execute(f"{lock_user}; {lock_phones}; {read}", params).fetchall())
 
 
 NOTE_ADDRESS = Compiled(

@@ -17,14 +17,12 @@ from enum import StrEnum
 from peewee import Database
 
 from hotdesk.calls import queries
+from hotdesk.calls.writes import CallTransaction, CallWrites
 from hotdesk.hashing import verify_pin
 from hotdesk.notify import outbox
 from hotdesk.settings import Config
-from hotdesk.store import audit
-from hotdesk.store.compiled import inserted_id
 from hotdesk.store.db import is_sqlite, write_transaction
 from hotdesk.store.models import Device, Session, Tenant, User, utcnow
-from hotdesk.switch import emergency
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +172,15 @@ class HotdeskService:
 
     def check_caller(self, phone: Phone, extension: str) -> Caller | Outcome:
         """May ``extension`` try to log in on ``phone``; where their PIN is read from."""
-        device = queries.device_with_tenant(self.db, phone.id)
-        if device is None:
+        state = queries.login_state(self.db, phone.id, extension, *self._lockout_reads(),
+                                    sessions=False)
+        if state is None:
             return Outcome.NOT_HOTDESK_PHONE
-        user = self.find_user(device, extension)
-        if not isinstance(user, User):
-            return user
+        device, user = state.device, state.user
+        refused = self._refusal(device.tenant, user, state.attempts)
+        if refused is not None:
+            return refused
+        assert user is not None
         return Caller(user_id=user.id, extension=user.extension,
                       pin_on_switch=self.pin_on_switch(device.tenant),
                       mailbox=user.voicemail_box or user.extension,
@@ -190,6 +191,9 @@ class HotdeskService:
         """Which hot-desking phone is calling? Never guesses: ambiguity is an outcome.
         Reads only: the address the call came from is stored by the login or logout
         that follows, inside its transaction."""
+        device = queries.phone_at_endpoint(self.db, ctx.domain, ctx.endpoint)
+        if device is not None:  # the common case, in one statement
+            return device
         tenant = self.tenant_for(ctx.domain)
         if tenant is None:
             log.warning("call %s: SIP domain %r matches no tenant", ctx.call_id, ctx.domain)
@@ -233,28 +237,40 @@ class HotdeskService:
                     len(devices), ", ".join(d.mac for d in devices), ctx.source)
         return Outcome.AMBIGUOUS_DEVICE
 
-    def find_user(self, device: Device, extension: str) -> User | Outcome:
-        """The user behind a dialed extension, or why they cannot log in at all."""
-        user = queries.user_by_extension(self.db, device.tenant_id, extension)
+    def _refusal(self, tenant: Tenant, user: User | None,
+                 attempts: list[tuple[datetime, bool]]) -> Outcome | None:
         if user is None:
             return Outcome.UNKNOWN_EXTENSION
         if not user.hotdesk_enabled:
             return Outcome.NOT_ENABLED
-        policy = self.policy_for(device.tenant, user)
-        if self.locked_until(user, policy) is not None:
+        if self.lockout_end(attempts, self.policy_for(tenant, user)) is not None:
             return Outcome.LOCKED
-        return user
+        return None
+
+    def _lockout_reads(self) -> tuple[datetime, int]:
+        """Since when and how many of a user's PIN tries the lockout rule reads."""
+        p = self.config.policy
+        window = timedelta(minutes=p.lockout_window_minutes + p.lockout_minutes)
+        return self.clock() - window, p.lockout_failures
 
     def locked_until(self, user: User, policy: Policy) -> datetime | None:
-        """End of the user's lockout, or None.
+        """End of the user's lockout, or None (reads their recent PIN tries)."""
+        now = self.clock()
+        horizon = now - policy.lockout_window - policy.lockout_duration
+        recent = queries.recent_attempts(self.db, user.id, horizon, policy.lockout_failures)
+        return self.lockout_end(recent, policy, now)
+
+    def lockout_end(self, recent: list[tuple[datetime, bool]], policy: Policy,
+                    now: datetime | None = None) -> datetime | None:
+        """End of the lockout ``recent`` (the user's newest PIN tries, newest first)
+        puts them under, or None.
 
         Locked when the newest ``lockout_failures`` failures since the last success all
         fall within ``lockout_window``; it lasts ``lockout_duration`` from the last one.
         Refused tries during a lockout are not failures, so they do not extend it.
         """
-        now = self.clock()
-        horizon = now - policy.lockout_window - policy.lockout_duration
-        recent = queries.recent_attempts(self.db, user.id, horizon, policy.lockout_failures)
+        now = now or self.clock()
+        recent = recent[:policy.lockout_failures]
         if len(recent) < policy.lockout_failures or any(success for _, success in recent):
             return None
         newest, oldest = recent[0][0], recent[-1][0]
@@ -272,22 +288,18 @@ class HotdeskService:
         ``switch_pin``: the voicemail PIN read from the switch during this call
         (``[policy] pin_source = switch``); None = hotdesk's own PIN hash decides.
         """
-        actor = f"caller:{extension}"
         pin_ok: bool | None = None
         seen: User | None = None
         if switch_pin is None:
             # argon2 runs before the write lock: it must not hold up every other login.
             # The lock then decides with that answer, so the lockout stays exact.
-            seen = (User.select(User, Device.id)
-                    .join(Device, on=(Device.tenant == User.tenant))
-                    .where((Device.id == device_id) & (User.extension == extension)).first())
+            seen = queries.user_at_device(self.db, device_id, extension)
             pin_ok = bool(seen and seen.hotdesk_enabled and _hash_verifier(seen, pin))
-        with write_transaction(self.db):
-            device = self._lock_login(device_id, extension)
-            if device is None:
+        with CallTransaction(self.db) as tx:
+            state = self._lock_login(device_id, extension, tx)
+            if state is None:
                 return LoginResult(Outcome.NOT_HOTDESK_PHONE)
-            tenant = device.tenant
-            user = queries.user_by_extension(self.db, tenant.id, extension)
+            user = state.user
             if user is None:
                 return LoginResult(Outcome.UNKNOWN_EXTENSION)
             if not user.hotdesk_enabled:
@@ -301,61 +313,76 @@ class HotdeskService:
                 pin_ok = pin_matches(switch_pin.value, pin)
             elif seen is None or seen.id != user.id or seen.pin_hash != user.pin_hash:
                 pin_ok = _hash_verifier(user, pin)  # the PIN changed meanwhile: check again
-            self._note_address(device, ctx.source)
-            policy = self.policy_for(tenant, user)
-            now = self.clock()
-            until = self.locked_until(user, policy)
-            if until is not None:
-                self._attempt(tenant, user, device, extension, "locked", ctx)
-                audit.record("login_refused_locked", tenant=tenant, actor=actor, device=device,
-                             user=user, call_id=ctx.call_id, locked_until=until.isoformat())
-                return LoginResult(Outcome.LOCKED)
-            if not pin_ok:
-                return self._wrong_pin(tenant, user, device, extension, ctx, policy)
-            # The user's sessions elsewhere and whoever is on this phone, in one query.
-            active = queries.active_sessions(self.db, user.id, device.id)
-            others = [s for s in active if s.user_id == user.id and s.device_id != device.id]
-            current = next((s for s in active if s.device_id == device.id), None)
-            if others and policy.multiple_login == "deny":
-                self._attempt(tenant, user, device, extension, "already_logged_in", ctx)
-                audit.record("login_denied_elsewhere", tenant=tenant, actor=actor,
-                             device=device, user=user, call_id=ctx.call_id,
-                             elsewhere=[s.device_mac for s in others])
-                return LoginResult(Outcome.ALREADY_LOGGED_IN)
-            if policy.multiple_login == "auto_logout":
-                for other in others:
-                    self._end_session(other, "moved", actor, ctx.call_id, now)
-            # What the phone is registered as right now: the NOTIFY must reach that.
-            endpoint = current.user.sip_username if current else device.idle_sip_username
-            replaced = None
-            if current is not None:
-                replaced = current.user.extension if current.user_id != user.id else None
-                self._close(current, "replaced" if replaced else "relogin", actor,
-                            ctx.call_id, now)
-            expires = (now + timedelta(minutes=policy.max_login_minutes)
-                       if policy.max_login_minutes > 0 else None)
-            session_id = inserted_id(self.db, queries.INSERT_SESSION.run(
-                self.db, tenant=tenant.id, device=device.id, user=user.id, started=now,
-                expires=expires, call_id=ctx.call_id))
-            self._attempt(tenant, user, device, extension, "ok", ctx)
-            # The calling phone gets its NOTIFY once the confirmation prompt has played.
-            self._reprovision(device, tenant, endpoint, now,
-                              delay=self.config.notify.call_grace_seconds)
-            details = {"replaced": replaced} if replaced else {}
-            audit.record("login", tenant=tenant, actor=actor, device=device, user=user,
-                         call_id=ctx.call_id, session=session_id, source=ctx.source, **details)
-        log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension, device.mac,
-                 device.display_name or device.idle_extension)
+            result = self._decide_login(state, user, bool(pin_ok), extension, ctx, tx.writes)
+            tx.writes.flush()
+        if result.outcome is Outcome.LOGGED_IN:
+            device = state.device
+            log.info("call %s: user %s logged in on %s (%s)", ctx.call_id, extension,
+                     device.mac, device.display_name or device.idle_extension)
+        return result
+
+    def _decide_login(self, state: queries.LoginState, user: User, pin_ok: bool,
+                      extension: str, ctx: CallContext, writes: CallWrites) -> LoginResult:
+        """The login's rules on what ``state`` holds; its writes go to ``writes``."""
+        device, tenant = state.device, state.device.tenant
+        actor = f"caller:{extension}"
+        self._note_address(device, ctx.source, writes)
+        policy = self.policy_for(tenant, user)
+        now = self.clock()
+        until = self.lockout_end(state.attempts, policy, now)
+        if until is not None:
+            self._attempt(tenant, user, device, extension, "locked", ctx, writes)
+            writes.audit("login_refused_locked", tenant=tenant, actor=actor, device=device,
+                         user=user, call_id=ctx.call_id, locked_until=until.isoformat())
+            return LoginResult(Outcome.LOCKED)
+        if not pin_ok:
+            return self._wrong_pin(state, user, extension, ctx, policy, writes)
+        # The user's sessions elsewhere and whoever is on this phone, read with the rest.
+        others = [s for s in state.sessions if s.user_id == user.id and s.device_id != device.id]
+        current = next((s for s in state.sessions if s.device_id == device.id), None)
+        if others and policy.multiple_login == "deny":
+            self._attempt(tenant, user, device, extension, "already_logged_in", ctx, writes)
+            writes.audit("login_denied_elsewhere", tenant=tenant, actor=actor,
+                         device=device, user=user, call_id=ctx.call_id,
+                         elsewhere=[s.device_mac for s in others])
+            return LoginResult(Outcome.ALREADY_LOGGED_IN)
+        if policy.multiple_login == "auto_logout":
+            for other in others:
+                self._end_session(other, "moved", actor, ctx.call_id, now, writes)
+        # What the phone is registered as right now: the NOTIFY must reach that.
+        endpoint = current.user.sip_username if current else device.idle_sip_username
+        replaced = None
+        if current is not None:
+            replaced = current.user.extension if current.user_id != user.id else None
+            self._close(current, "replaced" if replaced else "relogin", actor,
+                        ctx.call_id, now, writes)
+        expires = (now + timedelta(minutes=policy.max_login_minutes)
+                   if policy.max_login_minutes > 0 else None)
+        session_id = writes.insert_session(
+            state.new_session_id, tenant=tenant.id, device=device.id, user=user.id,
+            started=now, expires=expires, call_id=ctx.call_id)
+        self._attempt(tenant, user, device, extension, "ok", ctx, writes)
+        # The calling phone gets its NOTIFY once the confirmation prompt has played.
+        self._reprovision(device, tenant, endpoint, now, writes, now_at=[user.sip_username],
+                          delay=self.config.notify.call_grace_seconds)
+        details = {"replaced": replaced} if replaced else {}
+        writes.audit("login", tenant=tenant, actor=actor, device=device, user=user,
+                     call_id=ctx.call_id, session=session_id, source=ctx.source, **details)
         return LoginResult(Outcome.LOGGED_IN)
 
-    def _wrong_pin(self, tenant: Tenant, user: User, device: Device, extension: str,
-                   ctx: CallContext, policy: Policy) -> LoginResult:
-        self._attempt(tenant, user, device, extension, "wrong_pin", ctx)
-        audit.record("pin_failed", tenant=tenant, actor=f"caller:{extension}", device=device,
+    def _wrong_pin(self, state: queries.LoginState, user: User, extension: str,
+                   ctx: CallContext, policy: Policy, writes: CallWrites) -> LoginResult:
+        device, tenant = state.device, state.device.tenant
+        at = self._attempt(tenant, user, device, extension, "wrong_pin", ctx, writes)
+        writes.audit("pin_failed", tenant=tenant, actor=f"caller:{extension}", device=device,
                      user=user, call_id=ctx.call_id, source=ctx.source)
-        until = self.locked_until(user, policy)
+        # The tries as the database now holds them: this one is the newest id, so among
+        # tries at the same moment it comes first (the order recent_attempts reads).
+        tries = [(at, False, 1), *((t, ok, 0) for t, ok in state.attempts)]
+        tries.sort(key=lambda t: (t[0], t[2]), reverse=True)
+        until = self.lockout_end([(t, ok) for t, ok, _ in tries], policy)
         if until is not None:
-            audit.record("lockout", tenant=tenant, actor="system", device=device,
+            writes.audit("lockout", tenant=tenant, actor="system", device=device,
                          user=user, call_id=ctx.call_id, locked_until=until.isoformat(),
                          failures=policy.lockout_failures)
             log.warning("user %s locked out until %s after %d PIN failures",
@@ -376,14 +403,17 @@ class HotdeskService:
             device = self._lock_device(device_id)
             if device is None:
                 return Outcome.NOT_HOTDESK_PHONE
-            self._note_address(device, source)
-            current = Session.get_or_none((Session.device == device)
-                                          & Session.ended_at.is_null())
+            writes = CallWrites(self.db)
+            self._note_address(device, source, writes)
+            current = queries.session_on(self.db, device)
             if current is None or (session_id is not None and current.id != session_id):
+                writes.flush()
                 return Outcome.NOT_LOGGED_IN
             # *71 from the phone itself: NOTIFY once the caller has heard the prompt.
             delay = self.config.notify.call_grace_seconds if reason == "logout" else 0.0
-            self._end_session(current, reason, actor, call_id, self.clock(), delay=delay)
+            self._end_session(current, reason, actor, call_id, self.clock(), writes,
+                              delay=delay)
+            writes.flush()
         log.info("device %s logged out (%s by %s)", device.mac, reason, actor)
         return Outcome.LOGGED_OUT
 
@@ -401,11 +431,13 @@ class HotdeskService:
             device = self._lock_device(device_id)
             if device is None:
                 return
-            current = Session.get_or_none((Session.device == device)
-                                          & Session.ended_at.is_null())
+            current = queries.session_on(self.db, device)
             endpoint = current.user.sip_username if current else device.idle_sip_username
-            self._reprovision(device, device.tenant, endpoint, self.clock(), bump=False)
-            audit.record("check_sync", tenant=device.tenant, actor=actor, device=device)
+            writes = CallWrites(self.db)
+            self._reprovision(device, device.tenant, endpoint, self.clock(), writes,
+                              now_at=[current.user.sip_username] if current else [], bump=False)
+            writes.audit("check_sync", tenant=device.tenant, actor=actor, device=device)
+            writes.flush()
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -420,7 +452,8 @@ class HotdeskService:
             queries.LOCK_DEVICE.one(self.db, device=device_id)
         return queries.device_with_tenant(self.db, device_id)
 
-    def _lock_login(self, device_id: int, extension: str) -> Device | None:
+    def _lock_login(self, device_id: int, extension: str,
+                    tx: CallTransaction) -> queries.LoginState | None:
         """Lock what a login decides on, then read it: the user, then every phone
         involved (this one and those the user is logged in on), in id order.
 
@@ -428,51 +461,55 @@ class HotdeskService:
         other users on other phones go on in parallel. No deadlock: a transaction locks
         at most one user, before any phone, and phones in ascending id. Once the user is
         locked, their set of sessions can only shrink (a new one needs that lock), so
-        the phones read after it are all the phones this login may change.
+        the phones read after it are all the phones this login may change. Each step
+        is a statement of its own: one statement sees the database as of its start, so
+        what a lock waited for is seen only by the statements after it (they travel
+        in one round trip all the same: hotdesk.calls.queries.locked_login_state).
         """
         if is_sqlite(self.db):
-            return queries.device_with_tenant(self.db, device_id)
-        tenant_id = queries.tenant_id_of(self.db, device_id)
-        if tenant_id is None:
-            return None
-        user = queries.user_by_extension(self.db, tenant_id, extension)
-        phones = {device_id}
-        if user is not None:
-            queries.LOCK_USER.one(self.db, user=user.id)
-            phones |= set(queries.session_devices(self.db, user.id))
-        for phone in sorted(phones):
-            queries.LOCK_DEVICE.one(self.db, device=phone)
-        return queries.device_with_tenant(self.db, device_id)
+            return queries.login_state(self.db, device_id, extension, *self._lockout_reads())
+        return queries.locked_login_state(self.db, device_id, extension,
+                                          *self._lockout_reads(), execute=tx.execute)
 
-    def _note_address(self, device: Device, source: str) -> None:
+    def _note_address(self, device: Device, source: str, writes: CallWrites) -> None:
         """The call came from this phone: its NOTIFY goes to that ip:port."""
         if source and device.last_address != source:
-            queries.NOTE_ADDRESS.run(self.db, device=device.id, address=source)
+            writes.device(device.id, address=source)
             device.last_address = source
 
     def _end_session(self, session: Session, reason: str, actor: str, call_id: str,
-                     now: datetime, delay: float = 0.0) -> None:
+                     now: datetime, writes: CallWrites, delay: float = 0.0) -> None:
         device = session.device
-        self._close(session, reason, actor, call_id, now)
-        self._reprovision(device, device.tenant, session.user.sip_username, now, delay=delay)
+        self._close(session, reason, actor, call_id, now, writes)
+        self._reprovision(device, device.tenant, session.user.sip_username, now, writes,
+                          now_at=[], delay=delay)
 
     def _close(self, session: Session, reason: str, actor: str, call_id: str,
-               now: datetime) -> None:
-        queries.CLOSE_SESSION.run(self.db, session=session.id, now=now, reason=reason)
-        audit.record("logout", tenant=session.tenant_id, actor=actor, device=session.device_id,
-                     user=session.user_id, call_id=call_id, reason=reason, session=session.id)
+               now: datetime, writes: CallWrites) -> None:
+        writes.close_session(session.id, now, reason)
+        writes.audit("logout", tenant=session.tenant_id, actor=actor,
+                     device=session.device_id, user=session.user_id, call_id=call_id,
+                     reason=reason, session=session.id)
 
     def _reprovision(self, device: Device, tenant: Tenant, endpoint: str, now: datetime,
-                     bump: bool = True, delay: float = 0.0) -> None:
+                     writes: CallWrites, now_at: list[str], bump: bool = True,
+                     delay: float = 0.0) -> None:
+        """New config version, NOTIFY to ``endpoint`` (what the phone is registered as)
+        and the emergency marks of the accounts that moved: ``endpoint``, the phone's
+        idle account and ``now_at``, whoever is logged in on it after this change."""
         if bump:
-            queries.BUMP_CONFIG.run(self.db, device=device.id)
+            writes.device(device.id, bump=True)
             device.config_version += 1
-        outbox.enqueue(device, tenant, endpoint, self.config.switch.type, now=now,
-                       delay_seconds=delay)
-        emergency.mark_moved(device, endpoint, now)  # the switch's emergency entries
+        writes.outbox(outbox.row(device, tenant, endpoint, self.config.switch.type, now=now,
+                                 delay_seconds=delay))
+        writes.mark(device.tenant_id, list(dict.fromkeys(
+            [endpoint, device.idle_sip_username, *now_at])), now)
 
     def _attempt(self, tenant: Tenant, user: User, device: Device, extension: str, result: str,
-                 ctx: CallContext) -> None:
-        queries.INSERT_ATTEMPT[result == "ok"].run(
-            self.db, tenant=tenant.id, user=user.id, device=device.id, extension=extension,
-            result=result, source=ctx.source, call_id=ctx.call_id, at=self.clock())
+                 ctx: CallContext, writes: CallWrites) -> datetime:
+        """Record one PIN try; returns its time."""
+        at = self.clock()
+        writes.attempt(result == "ok", tenant=tenant.id, user=user.id, device=device.id,
+                       extension=extension, result=result, source=ctx.source,
+                       call_id=ctx.call_id, at=at)
+        return at

@@ -14,7 +14,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from peewee import InterfaceError, OperationalError, PostgresqlDatabase
 
@@ -54,26 +54,32 @@ def contact_uri_for(endpoint: str, address: str) -> str:
     return f"sip:{endpoint}@{address}" if endpoint and address else ""
 
 
+def row(device: Device, tenant: Tenant, endpoint: str, switch: str,
+        now: datetime | None = None, delay_seconds: float = 0.0) -> dict[str, Any]:
+    """The values of the row :func:`enqueue` writes (for :data:`INSERT`)."""
+    now = now or utcnow()
+    # Earlier pending rows for the phone stay: each targets the registration the phone
+    # had then, and an extra check-sync costs the phone one fetch.
+    return dict(tenant=tenant.id, device=device.id, switch=switch, endpoint=endpoint,
+                domain=tenant.sip_domain,
+                contact_uri=contact_uri_for(endpoint, device.last_address),
+                event=get_vendor(device.vendor).notify_event,
+                config_version=device.config_version,
+                next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now)
+
+
 def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
             now: datetime | None = None, delay_seconds: float = 0.0) -> OutboxNotify:
     """Queue a check-sync for ``device``, addressed to the registration it has right now,
     due after ``delay_seconds``."""
-    now = now or utcnow()
-    # Earlier pending rows for the phone stay: each targets the registration the phone
-    # had then, and an extra check-sync costs the phone one fetch.
-    values = dict(tenant=tenant.id, device=device.id, switch=switch, endpoint=endpoint,
-                  domain=tenant.sip_domain,
-                  contact_uri=contact_uri_for(endpoint, device.last_address),
-                  event=get_vendor(device.vendor).notify_event,
-                  config_version=device.config_version,
-                  next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now)
+    values = row(device, tenant, endpoint, switch, now, delay_seconds)
     db = current_database()
-    row_id = inserted_id(db, _INSERT.run(db, **values))
+    row_id = inserted_id(db, INSERT.run(db, **values))
     return OutboxNotify(__no_default__=True, id=row_id, status="pending", attempts=0, **values)
 
 
 # Written by every login and logout, so compiled once (hotdesk.store.compiled).
-_INSERT = Compiled(
+INSERT = Compiled(
     lambda **v: OutboxNotify.insert(**v),
     **{name: getattr(OutboxNotify, name) for name in (
         "tenant", "device", "switch", "endpoint", "domain", "contact_uri", "event",

@@ -86,6 +86,21 @@ class RecoveringPostgresqlDatabase(PooledPostgresqlDatabase):
             self._drop(f"database connection lost ({str(exc).strip()})")
             return run(*args, **kwargs)
 
+    def _is_closed(self, conn):  # type: ignore[no-untyped-def]
+        """Checking a connection out of the pool: closed as far as the client knows.
+
+        peewee asks the server (``SELECT 1``), a round trip for every database step of
+        every call; a connection that died in the pool is found by its next statement
+        and replaced there instead (:meth:`_recovering`, outside a transaction).
+        """
+        adapter = self._adapter
+        status = adapter.txn_status(conn)
+        if conn.closed or status == adapter.txn_unknown:
+            return True
+        if status != adapter.txn_idle:
+            return bool(super()._is_closed(conn))  # rolls the leftover back
+        return False
+
     def _drop(self, why: str) -> None:
         log.warning("%s; reconnecting", why)
         try:

@@ -139,6 +139,7 @@ def _mark_statement(force: bool) -> Compiled:
 
 
 _MARK = {False: _mark_statement(False), True: _mark_statement(True)}
+MARK = _MARK[False]  # a login's or logout's mark (hotdesk.calls.writes)
 _LOGGED_IN_AT = Compiled(
     lambda device: User.select(User.sip_username).join(Session)
     .where((Session.device == device) & Session.ended_at.is_null()), device=Session.device)
