@@ -1,7 +1,8 @@
 """FastAGI benchmark: ``.venv/bin/python bench/agi_bench.py`` prints a table.
 
-* login flows/s through ``hotdesk agi`` (a subprocess on SQLite, or ``--url`` PostgreSQL,
-  ``--workers N`` processes) with the fake Asterisk placing N concurrent calls, next to a
+* login flows/s through ``hotdesk agi`` (a subprocess on SQLite, or ``--url`` PostgreSQL;
+  ``--postgres`` adds a throw-away PostgreSQL run after the SQLite one, both tables
+  printed; ``--workers N`` processes) with the fake Asterisk placing N concurrent calls, next to a
   minimal raw asyncio AGI server (also a subprocess) doing the same round trips,
   including the voicemail PIN read (``GET FULL VARIABLE ${VM_INFO(...)}``), with no
   database; the targets are printed beside the figures;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -27,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.outbox_bench import postgres  # noqa: E402
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import load_config  # noqa: E402
@@ -130,9 +133,11 @@ async def run_rounds(port: int, n: int, rounds: int, ami: FakeAMI | None) -> tup
     return total / elapsed, latencies
 
 
-async def bench(args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="hotdesk-bench-"))
-    url = args.url or f"sqlite:///{tmp / 'bench.db'}"
+Row = tuple[int, int, float, float, float, float, float]
+
+
+async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row], float]:
+    """Every concurrency level against ``hotdesk agi`` on ``url`` and the raw server."""
     biggest = max([*args.concurrency, args.rss_calls])
     print(f"setting up {biggest} users and phones in {url} ...", file=sys.stderr)
     setup_db(url, biggest)
@@ -171,8 +176,12 @@ async def bench(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait(10)
         await ami.stop()
+    return rows, rss
 
-    print(f"database {url.split(':', 1)[0]}, {args.workers} hotdesk agi process(es)")
+
+def print_table(name: str, rows: list[Row], rss: float, args: argparse.Namespace) -> None:
+    print(f"database {name}, {args.workers} hotdesk agi process(es), load average "
+          f"{os.getloadavg()[0]:.2f}")
     print(f"{'N':>5} {'calls':>6} {'hotdesk/s':>10} {'raw/s':>8} {'ratio':>6} {'target':>7} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'target':>7}")
     for n, calls, h, r, ratio, p50, p99 in rows:
@@ -184,6 +193,21 @@ async def bench(args: argparse.Namespace) -> None:
           f"{rss:.1f} MB (target < 80 MB)")
 
 
+async def bench(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="hotdesk-bench-"))
+    urls = [("sqlite", f"sqlite:///{tmp / 'bench.db'}")]
+    if args.url:
+        urls = [(args.url.split(":", 1)[0], args.url)]
+    with contextlib.ExitStack() as stack:
+        if args.postgres:
+            pg_url = stack.enter_context(postgres())
+            if pg_url is None:
+                raise SystemExit("--postgres: no PostgreSQL server binaries in "
+                                 "/usr/lib/postgresql and no HOTDESK_BENCH_DATABASE_URL")
+            urls.append(("postgresql", pg_url))
+        results = [(name, *await bench_database(url, args)) for name, url in urls]
+    for name, rows, rss in results:
+        print_table(name, rows, rss, args)
 def _workers(pid: int) -> list[int]:
     """The process itself, or its worker processes (--workers N)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
@@ -197,6 +221,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400, help="calls per concurrency level")
     parser.add_argument("--rss-calls", type=int, default=500)
     parser.add_argument("--url", help="database URL (default: a new SQLite file)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also run the hotdesk column on PostgreSQL: a throw-away server "
+                             "(like scripts/test), or HOTDESK_BENCH_DATABASE_URL")
     parser.add_argument("--workers", type=int, default=1, help="hotdesk agi processes")
     asyncio.run(bench(parser.parse_args()))
 

@@ -53,11 +53,16 @@ class AmiStoreWriter:
         self.timeout = timeout
 
     async def write_async(self, key: EntryKey, entry: Entry | None) -> None:
-        for headers in actions(key, entry):
-            try:
-                reply = await self.client.action(headers)
-            except SwitchDown as exc:
-                raise StoreDown(str(exc)) from None
+        # The entry's actions go out together (pipelined, told apart by ActionID):
+        # Asterisk runs one connection's actions in order and answers each.
+        batch = actions(key, entry)
+        replies = await asyncio.gather(*(self.client.action(h) for h in batch),
+                                       return_exceptions=True)
+        for headers, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, SwitchDown):
+                raise StoreDown(str(reply)) from None
+            if isinstance(reply, BaseException):
+                raise reply
             if reply.get("Response") != "Success" and reply.get("Message") != ALREADY_GONE:
                 raise StoreError(f"{headers[0][1]} {family(key)}: "
                                  f"{reply.get('Message', 'refused by Asterisk')}")

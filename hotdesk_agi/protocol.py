@@ -71,7 +71,10 @@ class LineReader:
 
     async def line(self, timeout: float) -> str:
         try:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps every read in a new Task,
+            # a cost paid on each of the ~30 lines of a call.
+            async with asyncio.timeout(timeout):
+                raw = await self.reader.readuntil(b"\n")
         except TimeoutError:
             raise AgiProtocolError(f"no data within {timeout:g} s") from None
         except asyncio.IncompleteReadError as exc:

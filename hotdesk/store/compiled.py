@@ -68,15 +68,19 @@ class Compiled:
             raise ValueError(f"parameters never used by the query: {sorted(missing)}")
         return sql, slots
 
-    def run(self, db: Database, **values: Any) -> Any:
+    def bound(self, db: Database, **values: Any) -> tuple[str, list[Any]]:
+        """The SQL and its parameters for ``values``, e.g. for ``Model.raw`` when the
+        rows are wanted as model instances."""
         compiled = self._sql.get(type(db))
         if compiled is None:
             with self._lock:
                 compiled = self._sql.setdefault(type(db), self._compile(db))
         sql, slots = compiled
-        params = [self.fields[name].db_value(values[name]) if name else constant
-                  for name, constant in slots]
-        return db.execute_sql(sql, params)
+        return sql, [self.fields[name].db_value(values[name]) if name else constant
+                     for name, constant in slots]
+
+    def run(self, db: Database, **values: Any) -> Any:
+        return db.execute_sql(*self.bound(db, **values))
 
     def one(self, db: Database, **values: Any) -> Sequence[Any] | None:
         """The first row as a tuple, or None."""

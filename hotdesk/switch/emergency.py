@@ -15,6 +15,7 @@ catch-up, never reorders it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,18 +75,33 @@ class StoreWriter(Protocol):
 
 # -- the rule ------------------------------------------------------------------------
 
+_IDLE_DESK = Compiled(
+    lambda tenant, endpoint: Device.select(Device.id, Device.idle_sip_username)
+    .where((Device.tenant == tenant) & (Device.idle_sip_username == endpoint)).limit(1),
+    tenant=Device.tenant, endpoint=Device.idle_sip_username)
+_SESSION_DESK = Compiled(
+    lambda tenant, endpoint: Session.select(Device.id, Device.idle_sip_username)
+    .join(Device).switch(Session).join(User)
+    .where((Session.tenant == tenant) & Session.ended_at.is_null()
+           & (User.sip_username == endpoint))
+    .order_by(Session.started_at.desc(), Session.id.desc()).limit(1),
+    tenant=Session.tenant, endpoint=User.sip_username)
+
+
+def _desk(tenant_id: int, endpoint: str) -> tuple[int, str] | None:
+    """(id, idle account) of the desk an account's emergency call comes from now: the
+    desk whose idle account it is, else the desk of the user's newest active session.
+    Compiled: the drain asks this for every account a login moves."""
+    db = current_database()
+    row = (_IDLE_DESK.one(db, tenant=tenant_id, endpoint=endpoint)
+           or _SESSION_DESK.one(db, tenant=tenant_id, endpoint=endpoint))
+    return (int(row[0]), row[1]) if row else None
+
+
 def desk_of(tenant_id: int, endpoint: str) -> Device | None:
-    """The desk an account's emergency call comes from now: the desk whose idle account
-    it is, else the desk of the user's newest active session."""
-    device = Device.get_or_none((Device.tenant == tenant_id)
-                                & (Device.idle_sip_username == endpoint))
-    if device is not None:
-        return device
-    session = (Session.select(Session, Device).join(Device).switch(Session).join(User)
-               .where((Session.tenant == tenant_id) & Session.ended_at.is_null()
-                      & (User.sip_username == endpoint))
-               .order_by(Session.started_at.desc(), Session.id.desc()).first())
-    return session.device if session else None
+    """The desk an account's emergency call comes from now (see :func:`_desk`)."""
+    desk = _desk(tenant_id, endpoint)
+    return Device.get_or_none(Device.id == desk[0]) if desk else None
 
 
 def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
@@ -94,13 +110,13 @@ def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
     if not endpoint:
         default = locations.tenant_location(tenant_id)
         return Entry.of(default) if default else None
-    device = desk_of(tenant_id, endpoint)
-    if device is None:
+    desk = _desk(tenant_id, endpoint)
+    if desk is None:
         return None
-    is_idle = device.idle_sip_username == endpoint
-    if is_idle and locations.desk_location(device.id) is None:
+    device_id, idle_account = desk
+    if idle_account == endpoint and locations.desk_location(device_id) is None:
         return None  # the tenant default, which the dialplan reads by itself
-    location = locations.effective(device)
+    location = locations.effective_at(device_id, tenant_id)
     return Entry.of(location) if location else None
 
 
@@ -168,19 +184,39 @@ def mark_tenant(tenant_id: int, force: bool = False) -> None:
 # -- draining ------------------------------------------------------------------------
 
 def _claim(limit: int, lease: timedelta, now: datetime) -> list[EmergencySync]:
-    due = (EmergencySync.select().where(
+    db = current_database()
+    sql, params = _due_statement(limit).bound(db, now=now)
+    due = EmergencySync.raw(sql, *params)
+    return [row for row in list(due)
+            if _CLAIM.run(db, id=row.id, stamp=row.stamp, until=now + lease,
+                          now=now).rowcount == 1]
+
+
+@functools.cache
+def _due_statement(limit: int) -> Compiled:
+    return Compiled(lambda now: EmergencySync.select().where(
         EmergencySync.pending & (EmergencySync.next_attempt_at <= now)
         & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now)))
-        .order_by(EmergencySync.id).limit(limit))
-    claimed = []
-    for row in list(due):
-        taken = (EmergencySync.update(claimed_until=now + lease)
-                 .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)
-                        & (EmergencySync.claimed_until.is_null()
-                           | (EmergencySync.claimed_until < now))).execute())
-        if taken == 1:
-            claimed.append(row)
-    return claimed
+        .order_by(EmergencySync.id).limit(limit), now=EmergencySync.next_attempt_at)
+
+
+# Run for every account a login moves, so compiled once (hotdesk.store.compiled).
+_CLAIM = Compiled(
+    lambda id, stamp, until, now: EmergencySync.update(claimed_until=until)
+    .where((EmergencySync.id == id) & (EmergencySync.stamp == stamp)
+           & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now))),
+    id=EmergencySync.id, stamp=EmergencySync.stamp, until=EmergencySync.claimed_until,
+    now=EmergencySync.claimed_until)
+_WRITTEN = {held: Compiled(
+    lambda id, stamp, now, held=held: EmergencySync.update(
+        pending=False, claimed_until=None, last_error="", written_at=now, held=held)
+    .where((EmergencySync.id == id) & (EmergencySync.stamp == stamp)),
+    id=EmergencySync.id, stamp=EmergencySync.stamp, now=EmergencySync.written_at)
+    for held in (False, True)}
+_RELEASE_NEWER = Compiled(
+    lambda id, stamp: EmergencySync.update(claimed_until=None)
+    .where((EmergencySync.id == id) & (EmergencySync.stamp != stamp)),
+    id=EmergencySync.id, stamp=EmergencySync.stamp)
 
 
 def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelta(seconds=30),
@@ -215,11 +251,9 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
             continue
         counts["written"] += 1
         # Cleared only if no newer mark arrived while writing; otherwise it goes again.
-        (EmergencySync.update(pending=False, claimed_until=None, last_error="", written_at=now,
-                              held=entry is not None)
-         .where((EmergencySync.id == row.id) & (EmergencySync.stamp == row.stamp)).execute())
-        (EmergencySync.update(claimed_until=None)
-         .where((EmergencySync.id == row.id) & (EmergencySync.stamp != row.stamp)).execute())
+        db = current_database()
+        _WRITTEN[entry is not None].run(db, id=row.id, stamp=row.stamp, now=now)
+        _RELEASE_NEWER.run(db, id=row.id, stamp=row.stamp)
     return counts
 
 
