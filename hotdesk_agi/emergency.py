@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from hotdesk.emergency import notices
@@ -74,6 +75,25 @@ class AmiStoreWriter:
         except TimeoutError:
             fut.cancel()
             raise StoreError("AMI write timed out") from None
+
+    async def write_many_async(self, items: Sequence[tuple[EntryKey, Entry | None]]
+                               ) -> list[BaseException | None]:
+        results = await asyncio.gather(*(self.write_async(k, e) for k, e in items),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the process is stopping
+        return [r if isinstance(r, Exception) else None for r in results]
+
+    def write_many(self, items: Sequence[tuple[EntryKey, Entry | None]]
+                   ) -> list[BaseException | None]:
+        """A drain round's entries in one go from a DB thread (one hop, not one each)."""
+        fut = asyncio.run_coroutine_threadsafe(self.write_many_async(items), self.loop)
+        try:
+            return fut.result(self.timeout)
+        except TimeoutError:
+            fut.cancel()
+            return [StoreError("AMI write timed out") for _ in items]
 
 
 async def drain_loop(client: AmiClient, wake: asyncio.Event, stop: asyncio.Event,

@@ -68,7 +68,11 @@ class StoreError(Exception):
 
 
 class StoreWriter(Protocol):
-    """The switch-specific part: write (``entry``) or remove (None) one entry."""
+    """The switch-specific part: write (``entry``) or remove (None) one entry.
+
+    A writer may also have ``write_many(items)`` (a list of (key, entry)): all in
+    flight at once, one result per item in order, None or the exception ``write``
+    would have raised; :func:`drain_once` then writes a round in one go."""
 
     def write(self, key: EntryKey, entry: Entry | None) -> None: ...
 
@@ -226,35 +230,69 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
     counts = {"written": 0, "retry": 0, "switch_down": 0}
     tenants: dict[int, Tenant] = {}
     claimed = _claim(limit, lease, now)
-    for index, row in enumerate(claimed):
+    plan: list[tuple[EntryKey, Entry | None] | None] = []  # None: nothing to write
+    entries: list[Entry | None] = []
+    for row in claimed:
         tenant = tenants.get(row.tenant_id) or Tenant.get_by_id(row.tenant_id)
         tenants[row.tenant_id] = tenant
         key = EntryKey(row.endpoint, tenant.sip_domain, bool(tenant.is_default))
         entry = entry_for(row.tenant_id, row.endpoint)
-        try:
-            if entry is not None or row.held:
-                writer.write(key, entry)
-        except StoreDown as exc:
+        entries.append(entry)
+        plan.append((key, entry) if entry is not None or row.held else None)
+    results = _write_all(writer, plan)
+    for index, (row, entry, error) in enumerate(zip(claimed, entries, results, strict=True)):
+        if isinstance(error, StoreDown):
             counts["switch_down"] += 1
             rest = [r.id for r in claimed[index:]]
             EmergencySync.update(claimed_until=None).where(EmergencySync.id.in_(rest)).execute()
-            log.debug("emergency entry %s waits for the switch: %s", row.endpoint, exc)
+            log.debug("emergency entry %s waits for the switch: %s", row.endpoint, error)
             break
-        except StoreError as exc:
+        if isinstance(error, StoreError):
             counts["retry"] += 1
             delay = min(timedelta(seconds=2 ** min(row.attempts, 10)), MAX_BACKOFF)
             (EmergencySync.update(attempts=row.attempts + 1, next_attempt_at=now + delay,
-                                  claimed_until=None, last_error=str(exc)[:500])
+                                  claimed_until=None, last_error=str(error)[:500])
              .where(EmergencySync.id == row.id).execute())
             log.warning("the switch refused the emergency entry of %s: %s; retrying in %ds",
-                        row.endpoint or "the tenant default", exc, delay.total_seconds())
+                        row.endpoint or "the tenant default", error, delay.total_seconds())
             continue
+        if error is not None:
+            raise error  # the rows from here on stay claimed until their lease ends
         counts["written"] += 1
         # Cleared only if no newer mark arrived while writing; otherwise it goes again.
         db = current_database()
         _WRITTEN[entry is not None].run(db, id=row.id, stamp=row.stamp, now=now)
         _RELEASE_NEWER.run(db, id=row.id, stamp=row.stamp)
     return counts
+
+
+def _write_all(writer: StoreWriter, plan: list[tuple[EntryKey, Entry | None] | None]
+               ) -> list[BaseException | None]:
+    """One result per planned item (None: written, or nothing to write). With
+    ``write_many`` every write is in flight at once; otherwise one by one, and after a
+    failure that is not the entry's own (no switch, a bug) the rest are not tried and
+    carry that failure."""
+    wanted = [item for item in plan if item is not None]
+    write_many = getattr(writer, "write_many", None)
+    if write_many is not None and wanted:
+        done = iter(write_many(wanted))
+        return [None if item is None else next(done) for item in plan]
+    results: list[BaseException | None] = []
+    stopped: BaseException | None = None
+    for item in plan:
+        if item is None or stopped is not None:
+            results.append(stopped)
+            continue
+        try:
+            writer.write(*item)
+        except StoreError as exc:
+            results.append(exc)
+        except Exception as exc:  # noqa: BLE001 - handed back in order, raised there
+            stopped = exc
+            results.append(exc)
+        else:
+            results.append(None)
+    return results
 
 
 def pending_count() -> int:
