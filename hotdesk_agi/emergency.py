@@ -21,7 +21,7 @@ from hotdesk.notify.outbox import SwitchDown
 from hotdesk.runtime import Runtime
 from hotdesk.switch import emergency
 from hotdesk.switch.emergency import Entry, EntryKey, StoreDown, StoreError
-from hotdesk_agi.ami import AmiClient, Message
+from hotdesk_agi.ami import AmiClient, Message, from_thread
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,9 @@ class AmiStoreWriter:
                                  f"{reply.get('Message', 'refused by Asterisk')}")
 
     def write(self, key: EntryKey, entry: Entry | None) -> None:
-        fut = asyncio.run_coroutine_threadsafe(self.write_async(key, entry), self.loop)
         try:
-            fut.result(self.timeout)
+            from_thread(self.write_async(key, entry), self.loop, self.timeout)
         except TimeoutError:
-            fut.cancel()
             raise StoreError("AMI write timed out") from None
 
     async def write_many_async(self, items: Sequence[tuple[EntryKey, Entry | None]]
@@ -88,11 +86,9 @@ class AmiStoreWriter:
     def write_many(self, items: Sequence[tuple[EntryKey, Entry | None]]
                    ) -> list[BaseException | None]:
         """A drain round's entries in one go from a DB thread (one hop, not one each)."""
-        fut = asyncio.run_coroutine_threadsafe(self.write_many_async(items), self.loop)
         try:
-            return fut.result(self.timeout)
+            return from_thread(self.write_many_async(items), self.loop, self.timeout)
         except TimeoutError:
-            fut.cancel()
             return [StoreError("AMI write timed out") for _ in items]
 
 
