@@ -24,6 +24,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +35,6 @@ from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_te
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import load_config  # noqa: E402
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, place_call  # noqa: E402
-from tests.fakes.asterisk import FakeAMI  # noqa: E402
 
 RAW_SERVER = textwrap.dedent('''
     import asyncio, sys
@@ -52,6 +52,73 @@ RAW_SERVER = textwrap.dedent('''
         await server.serve_forever()
     asyncio.run(main())
 ''')
+
+
+# The fake AMI runs in a process of its own, as Asterisk would: answering every login's
+# PJSIPNotify and emergency DBPuts in the benchmark's process took CPU from the fake
+# callers and slowed the measured side only. It prints each NOTIFY it receives with
+# its CLOCK_MONOTONIC time (the same clock in every process).
+AMI_SERVER = textwrap.dedent('''
+    import asyncio, sys
+    sys.path.insert(0, sys.argv[1])
+    from tests.fakes.asterisk import FakeAMI
+    async def main():
+        ami = FakeAMI()
+        print(await ami.start(), flush=True)
+        seen, logins = 0, 0
+        while True:
+            await ami.changed.wait()
+            ami.changed.clear()
+            lines = [f"notify {n.at} {n.uri or n.endpoint}" for n in ami.notifies[seen:]]
+            seen = len(ami.notifies)
+            if ami.logins_ok != logins:
+                logins = ami.logins_ok
+                lines.append("login")
+            if lines:
+                sys.stdout.write("\\n".join(lines) + "\\n")
+                sys.stdout.flush()
+    asyncio.run(main())
+''')
+
+
+@dataclass
+class Seen:
+    at: float
+    uri: str
+
+
+class AmiProcess:
+    """The fake AMI subprocess; ``notifies`` fills as it reports them."""
+
+    def __init__(self) -> None:
+        self.notifies: list[Seen] = []
+        self.logins_ok = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", AMI_SERVER, str(ROOT), stdout=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        port = int(await self.proc.stdout.readline())
+        self.task = asyncio.create_task(self._read())
+        return port
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            kind, *rest = line.decode().split()
+            if kind == "login":
+                self.logins_ok += 1
+            else:
+                self.notifies.append(Seen(float(rest[0]), rest[1]))
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            await self.proc.wait()
+        if self.task is not None:
+            self.task.cancel()
 
 
 def free_port() -> int:
@@ -110,7 +177,8 @@ async def login_calls(port: int, n: int, first: int, latencies: list[float] | No
     return sum(results)
 
 
-async def run_rounds(port: int, n: int, rounds: int, ami: FakeAMI | None) -> tuple[float, list]:
+async def run_rounds(port: int, n: int, rounds: int, ami: AmiProcess | None
+                     ) -> tuple[float, list]:
     latencies: list[float] = []
     total = 0
     elapsed = 0.0
@@ -142,7 +210,7 @@ async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row],
     print(f"setting up {biggest} users and phones in {url} ...", file=sys.stderr)
     setup_db(url, biggest)
 
-    ami = FakeAMI()
+    ami = AmiProcess()
     ami_port = await ami.start()
     agi_port, raw_port = free_port(), free_port()
     env = dict(os.environ, HOTDESK_DATABASE_URL=url, HOTDESK_AGI_LISTEN=f"127.0.0.1:{agi_port}",

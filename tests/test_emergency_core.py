@@ -180,3 +180,24 @@ def test_without_any_location_the_switch_gets_no_writes_until_a_resync(runtime, 
     emergency.mark(desk.tenant_id, "101")
     emergency.drain_once(switch)
     assert switch.writes == 3
+
+
+def test_an_unexpected_failure_keeps_what_was_written_before_it(runtime, alice, desk,
+                                                               switch_class):
+    """A bug in a writer surfaces (the drain loop logs it and retries), but the entries
+    written before it stay recorded as written, in one-by-one and batch mode alike."""
+    set_location(runtime, desk, DESK_3)
+    emergency.drain_once(switch_class())  # 8001 written
+    runtime.service.login(desk.id, "101", "1234", ctx())  # marks 8001 and 101
+
+    class Broken(switch_class):  # type: ignore[misc, valid-type]
+        def write(self, key, entry):
+            if key.endpoint == "101":
+                raise RuntimeError("bug in the writer")
+            super().write(key, entry)
+
+    switch = Broken()
+    with pytest.raises(RuntimeError, match="bug in the writer"):
+        emergency.drain_once(switch)
+    pending = {r.endpoint for r in EmergencySync.select().where(EmergencySync.pending)}
+    assert "101" in pending and "8001" not in pending

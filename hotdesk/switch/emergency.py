@@ -28,7 +28,7 @@ from hotdesk.emergency import locations
 from hotdesk.emergency.locations import Location
 from hotdesk.emergency.models import EmergencySync
 from hotdesk.store.compiled import Compiled
-from hotdesk.store.db import current_database
+from hotdesk.store.db import current_database, write_transaction
 from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -190,10 +190,12 @@ def mark_tenant(tenant_id: int, force: bool = False) -> None:
 def _claim(limit: int, lease: timedelta, now: datetime) -> list[EmergencySync]:
     db = current_database()
     sql, params = _due_statement(limit).bound(db, now=now)
-    due = EmergencySync.raw(sql, *params)
-    return [row for row in list(due)
-            if _CLAIM.run(db, id=row.id, stamp=row.stamp, until=now + lease,
-                          now=now).rowcount == 1]
+    # One transaction for the round's claims: one commit (a WAL flush on PostgreSQL)
+    # instead of one per account.
+    with write_transaction(db):
+        return [row for row in list(EmergencySync.raw(sql, *params))
+                if _CLAIM.run(db, id=row.id, stamp=row.stamp, until=now + lease,
+                              now=now).rowcount == 1]
 
 
 @functools.cache
@@ -240,6 +242,18 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
         entries.append(entry)
         plan.append((key, entry) if entry is not None or row.held else None)
     results = _write_all(writer, plan)
+    with write_transaction(current_database()):  # the round's outcomes: one commit
+        failure = _record(claimed, entries, results, now, counts)
+    if failure is not None:
+        raise failure
+    return counts
+
+
+def _record(claimed: list[EmergencySync], entries: list[Entry | None],
+            results: list[BaseException | None], now: datetime,
+            counts: dict[str, int]) -> BaseException | None:
+    """Write down what each claimed row's write did (see :func:`drain_once`); the
+    failure that is neither the switch's absence nor its refusal, if one stopped it."""
     for index, (row, entry, error) in enumerate(zip(claimed, entries, results, strict=True)):
         if isinstance(error, StoreDown):
             counts["switch_down"] += 1
@@ -257,13 +271,14 @@ def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelt
                         row.endpoint or "the tenant default", error, delay.total_seconds())
             continue
         if error is not None:
-            raise error  # the rows from here on stay claimed until their lease ends
+            return error  # raised once the rows before it are recorded; the rest
+            # stay claimed until their lease ends
         counts["written"] += 1
         # Cleared only if no newer mark arrived while writing; otherwise it goes again.
         db = current_database()
         _WRITTEN[entry is not None].run(db, id=row.id, stamp=row.stamp, now=now)
         _RELEASE_NEWER.run(db, id=row.id, stamp=row.stamp)
-    return counts
+    return None
 
 
 def _write_all(writer: StoreWriter, plan: list[tuple[EntryKey, Entry | None] | None]
