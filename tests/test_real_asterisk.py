@@ -97,7 +97,9 @@ def sipp(scenario: str, port: int, *extra: str, log_dir: Path) -> subprocess.Pop
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=log_dir)
 
 
-def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
+def phone_waiting_for_two_notifies(tmp_path: Path) -> tuple[str, str, subprocess.Popen]:
+    """The phone registered (SIPp), then a SIPp UAS on its port expecting two NOTIFYs:
+    (endpoint, contact URI, the UAS process)."""
     endpoint, password = PHONE.split(":", 1)
     port = free_udp_port()
     reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
@@ -105,7 +107,11 @@ def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
     assert reg.wait(30) == 0, reg.stderr.read().decode()
     uas = sipp("notify_uas.xml", port, "-m", "2", log_dir=tmp_path)
     time.sleep(0.5)  # let the UAS bind before anything is sent to it
-    contact = f"sip:{endpoint}@127.0.0.1:{port}"
+    return endpoint, f"sip:{endpoint}@127.0.0.1:{port}", uas
+
+
+def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
+    endpoint, contact, uas = phone_waiting_for_two_notifies(tmp_path)
 
     async def send(sender: AmiNotifySender) -> None:
         await sender.send_async(NotifyTarget(1, endpoint, "", "", EVENT))
@@ -121,14 +127,7 @@ def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
 def test_a_pipelined_batch_reaches_the_phone_and_a_refused_action_fails_alone(tmp_path):
     """The drain's batch: three PJSIPNotify written together on one AMI connection; the
     one for an unknown endpoint fails in its place, the phone gets the other two."""
-    endpoint, password = PHONE.split(":", 1)
-    port = free_udp_port()
-    reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
-               "-m", "1", log_dir=tmp_path)
-    assert reg.wait(30) == 0, reg.stderr.read().decode()
-    uas = sipp("notify_uas.xml", port, "-m", "2", log_dir=tmp_path)
-    time.sleep(0.5)  # let the UAS bind before anything is sent to it
-    contact = f"sip:{endpoint}@127.0.0.1:{port}"
+    endpoint, contact, uas = phone_waiting_for_two_notifies(tmp_path)
 
     async def send(sender: AmiNotifySender) -> list:
         return await sender.send_many_async([
