@@ -131,7 +131,8 @@ def wait_listening(port: int, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}"
+                             if proc.stderr else "server exited (see its log)")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -218,9 +219,11 @@ async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row],
                HOTDESK_LOG_LEVEL="WARNING", HOTDESK_SWITCH_TYPE="asterisk",
                # measure the pipeline, not the deliberate wait for the confirmation prompt
                HOTDESK_NOTIFY_CALL_GRACE_SECONDS="0")
+    # Its log goes to a file: a pipe nobody reads fills up and then blocks the process.
+    log_path = Path(tempfile.mkdtemp(prefix="hotdesk-bench-log-")) / "agi.log"
+    log_file = log_path.open("w")
     hot = subprocess.Popen([sys.executable, "-m", "hotdesk_cli", "agi", "--workers",
-                            str(args.workers)], env=env, cwd=ROOT,
-                           stderr=subprocess.PIPE, text=True)
+                            str(args.workers)], env=env, cwd=ROOT, stderr=log_file, text=True)
     raw = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(raw_port)],
                            stderr=subprocess.PIPE, text=True)
     try:
@@ -244,6 +247,12 @@ async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row],
             proc.terminate()
             proc.wait(10)
         await ami.stop()
+        log_file.close()
+    problems = [line for line in log_path.read_text().splitlines()
+                if " WARNING " in line or " ERROR " in line]
+    if problems:
+        print(f"hotdesk agi logged {len(problems)} warnings/errors ({log_path}), e.g. "
+              f"{problems[0][:200]}", file=sys.stderr)
     return rows, rss
 
 
