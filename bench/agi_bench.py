@@ -1,7 +1,8 @@
 """FastAGI benchmark: ``.venv/bin/python bench/agi_bench.py`` prints a table.
 
-* login flows/s through ``hotdesk agi`` (a subprocess on SQLite, or ``--url`` PostgreSQL,
-  ``--workers N`` processes) with the fake Asterisk placing N concurrent calls, next to a
+* login flows/s through ``hotdesk agi`` (a subprocess on SQLite, or ``--url`` PostgreSQL;
+  ``--postgres`` adds a throw-away PostgreSQL run after the SQLite one, both tables
+  printed; ``--workers N`` processes) with the fake Asterisk placing N concurrent calls, next to a
   minimal raw asyncio AGI server (also a subprocess) doing the same round trips,
   including the voicemail PIN read (``GET FULL VARIABLE ${VM_INFO(...)}``), with no
   database; the targets are printed beside the figures;
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import statistics
@@ -22,16 +24,17 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.outbox_bench import postgres  # noqa: E402
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import load_config  # noqa: E402
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, place_call  # noqa: E402
-from tests.fakes.asterisk import FakeAMI  # noqa: E402
 
 RAW_SERVER = textwrap.dedent('''
     import asyncio, sys
@@ -51,6 +54,73 @@ RAW_SERVER = textwrap.dedent('''
 ''')
 
 
+# The fake AMI runs in a process of its own, as Asterisk would: answering every login's
+# PJSIPNotify and emergency DBPuts in the benchmark's process took CPU from the fake
+# callers and slowed the measured side only. It prints each NOTIFY it receives with
+# its CLOCK_MONOTONIC time (the same clock in every process).
+AMI_SERVER = textwrap.dedent('''
+    import asyncio, sys
+    sys.path.insert(0, sys.argv[1])
+    from tests.fakes.asterisk import FakeAMI
+    async def main():
+        ami = FakeAMI()
+        print(await ami.start(), flush=True)
+        seen, logins = 0, 0
+        while True:
+            await ami.changed.wait()
+            ami.changed.clear()
+            lines = [f"notify {n.at} {n.uri or n.endpoint}" for n in ami.notifies[seen:]]
+            seen = len(ami.notifies)
+            if ami.logins_ok != logins:
+                logins = ami.logins_ok
+                lines.append("login")
+            if lines:
+                sys.stdout.write("\\n".join(lines) + "\\n")
+                sys.stdout.flush()
+    asyncio.run(main())
+''')
+
+
+@dataclass
+class Seen:
+    at: float
+    uri: str
+
+
+class AmiProcess:
+    """The fake AMI subprocess; ``notifies`` fills as it reports them."""
+
+    def __init__(self) -> None:
+        self.notifies: list[Seen] = []
+        self.logins_ok = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", AMI_SERVER, str(ROOT), stdout=asyncio.subprocess.PIPE)
+        assert self.proc.stdout is not None
+        port = int(await self.proc.stdout.readline())
+        self.task = asyncio.create_task(self._read())
+        return port
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for line in self.proc.stdout:
+            kind, *rest = line.decode().split()
+            if kind == "login":
+                self.logins_ok += 1
+            else:
+                self.notifies.append(Seen(float(rest[0]), rest[1]))
+
+    async def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            await self.proc.wait()
+        if self.task is not None:
+            self.task.cancel()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,7 +131,8 @@ def wait_listening(port: int, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}"
+                             if proc.stderr else "server exited (see its log)")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -107,7 +178,8 @@ async def login_calls(port: int, n: int, first: int, latencies: list[float] | No
     return sum(results)
 
 
-async def run_rounds(port: int, n: int, rounds: int, ami: FakeAMI | None) -> tuple[float, list]:
+async def run_rounds(port: int, n: int, rounds: int, ami: AmiProcess | None
+                     ) -> tuple[float, list]:
     latencies: list[float] = []
     total = 0
     elapsed = 0.0
@@ -130,14 +202,16 @@ async def run_rounds(port: int, n: int, rounds: int, ami: FakeAMI | None) -> tup
     return total / elapsed, latencies
 
 
-async def bench(args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="hotdesk-bench-"))
-    url = args.url or f"sqlite:///{tmp / 'bench.db'}"
+Row = tuple[int, int, float, float, float, float, float]
+
+
+async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row], float]:
+    """Every concurrency level against ``hotdesk agi`` on ``url`` and the raw server."""
     biggest = max([*args.concurrency, args.rss_calls])
     print(f"setting up {biggest} users and phones in {url} ...", file=sys.stderr)
     setup_db(url, biggest)
 
-    ami = FakeAMI()
+    ami = AmiProcess()
     ami_port = await ami.start()
     agi_port, raw_port = free_port(), free_port()
     env = dict(os.environ, HOTDESK_DATABASE_URL=url, HOTDESK_AGI_LISTEN=f"127.0.0.1:{agi_port}",
@@ -145,9 +219,11 @@ async def bench(args: argparse.Namespace) -> None:
                HOTDESK_LOG_LEVEL="WARNING", HOTDESK_SWITCH_TYPE="asterisk",
                # measure the pipeline, not the deliberate wait for the confirmation prompt
                HOTDESK_NOTIFY_CALL_GRACE_SECONDS="0")
+    # Its log goes to a file: a pipe nobody reads fills up and then blocks the process.
+    log_path = Path(tempfile.mkdtemp(prefix="hotdesk-bench-log-")) / "agi.log"
+    log_file = log_path.open("w")
     hot = subprocess.Popen([sys.executable, "-m", "hotdesk_cli", "agi", "--workers",
-                            str(args.workers)], env=env, cwd=ROOT,
-                           stderr=subprocess.PIPE, text=True)
+                            str(args.workers)], env=env, cwd=ROOT, stderr=log_file, text=True)
     raw = subprocess.Popen([sys.executable, "-c", RAW_SERVER, str(raw_port)],
                            stderr=subprocess.PIPE, text=True)
     try:
@@ -171,8 +247,18 @@ async def bench(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait(10)
         await ami.stop()
+        log_file.close()
+    problems = [line for line in log_path.read_text().splitlines()
+                if " WARNING " in line or " ERROR " in line]
+    if problems:
+        print(f"hotdesk agi logged {len(problems)} warnings/errors ({log_path}), e.g. "
+              f"{problems[0][:200]}", file=sys.stderr)
+    return rows, rss
 
-    print(f"database {url.split(':', 1)[0]}, {args.workers} hotdesk agi process(es)")
+
+def print_table(name: str, rows: list[Row], rss: float, args: argparse.Namespace) -> None:
+    print(f"database {name}, {args.workers} hotdesk agi process(es), load average "
+          f"{os.getloadavg()[0]:.2f}")
     print(f"{'N':>5} {'calls':>6} {'hotdesk/s':>10} {'raw/s':>8} {'ratio':>6} {'target':>7} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'target':>7}")
     for n, calls, h, r, ratio, p50, p99 in rows:
@@ -184,6 +270,21 @@ async def bench(args: argparse.Namespace) -> None:
           f"{rss:.1f} MB (target < 80 MB)")
 
 
+async def bench(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="hotdesk-bench-"))
+    urls = [("sqlite", f"sqlite:///{tmp / 'bench.db'}")]
+    if args.url:
+        urls = [(args.url.split(":", 1)[0], args.url)]
+    with contextlib.ExitStack() as stack:
+        if args.postgres:
+            pg_url = stack.enter_context(postgres())
+            if pg_url is None:
+                raise SystemExit("--postgres: no PostgreSQL server binaries in "
+                                 "/usr/lib/postgresql and no HOTDESK_BENCH_DATABASE_URL")
+            urls.append(("postgresql", pg_url))
+        results = [(name, *await bench_database(url, args)) for name, url in urls]
+    for name, rows, rss in results:
+        print_table(name, rows, rss, args)
 def _workers(pid: int) -> list[int]:
     """The process itself, or its worker processes (--workers N)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
@@ -197,6 +298,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400, help="calls per concurrency level")
     parser.add_argument("--rss-calls", type=int, default=500)
     parser.add_argument("--url", help="database URL (default: a new SQLite file)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also run the hotdesk column on PostgreSQL: a throw-away server "
+                             "(like scripts/test), or HOTDESK_BENCH_DATABASE_URL")
     parser.add_argument("--workers", type=int, default=1, help="hotdesk agi processes")
     asyncio.run(bench(parser.parse_args()))
 

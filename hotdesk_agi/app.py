@@ -53,6 +53,7 @@ class AgiApp:
     client: AmiClient | None
     address: tuple[str, int]
     wake: asyncio.Event
+    emergency_wake: asyncio.Event
     stop: asyncio.Event
     tasks: list[asyncio.Task[None]]
     health: ConnectionReporter | None = None
@@ -64,6 +65,7 @@ class AgiApp:
     async def close(self) -> None:
         self.stop.set()
         self.wake.set()
+        self.emergency_wake.set()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -84,9 +86,17 @@ class AgiApp:
 async def start_app(runtime: Runtime, listen: str | None = None,
                     ami_min_backoff: float = 0.5, reuse_port: bool = False) -> AgiApp:
     """Start everything on the running loop; ``listen`` overrides ``[agi] listen``."""
+    # One event per drain loop: a shared one is cleared by whichever loop wakes first,
+    # and a loop that was busy at that moment then sleeps a whole poll with work queued.
     wake = asyncio.Event()
+    emergency_wake = asyncio.Event()
     stop = asyncio.Event()
-    server = AgiServer(runtime, on_decided=wake.set)
+
+    def woken() -> None:
+        wake.set()
+        emergency_wake.set()
+
+    server = AgiServer(runtime, on_decided=woken)
     host, port = parse_listen(listen or runtime.config.agi.listen)
     address = await server.start(host, port, reuse_port)
     client = watch = None
@@ -99,7 +109,7 @@ async def start_app(runtime: Runtime, listen: str | None = None,
         client = AmiClient(runtime.config.ami, min_backoff=ami_min_backoff)
         health = ConnectionReporter("ami", client.address, node=runtime.config.metrics.node)
         health.start()
-        client.on_connected = wake.set
+        client.on_connected = woken
         client.on_state = health.set
         client.start()
         monitor = LoopMonitor("agi-drain", node=runtime.config.metrics.node,
@@ -114,14 +124,14 @@ async def start_app(runtime: Runtime, listen: str | None = None,
                                         monitor.beat), stop)))
         watcher = start_watcher(runtime.config, ami_min_backoff)
         tasks.append(asyncio.create_task(emergency.drain_loop(
-            client, wake, stop, runtime.config.notify.poll_seconds, server.executor)))
+            client, emergency_wake, stop, runtime.config.notify.poll_seconds, server.executor)))
         if runtime.config.emergency.watch:
             watch = emergency.start_watch(runtime, ami_min_backoff, server.executor)
     else:
         log.info("[switch] type is %s: this process sends no NOTIFYs",
                  runtime.config.switch.type)
-    return AgiApp(server, client, address, wake, stop, tasks, health, monitors, drain_executor,
-                  registrations=watcher, watch=watch)
+    return AgiApp(server, client, address, wake, emergency_wake, stop, tasks, health, monitors,
+                  drain_executor, registrations=watcher, watch=watch)
 
 
 async def serve_forever(runtime: Runtime, reuse_port: bool = False) -> None:

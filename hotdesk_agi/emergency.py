@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from hotdesk.emergency import notices
@@ -20,7 +21,7 @@ from hotdesk.notify.outbox import SwitchDown
 from hotdesk.runtime import Runtime
 from hotdesk.switch import emergency
 from hotdesk.switch.emergency import Entry, EntryKey, StoreDown, StoreError
-from hotdesk_agi.ami import AmiClient, Message
+from hotdesk_agi.ami import AmiClient, Message, from_thread
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +54,42 @@ class AmiStoreWriter:
         self.timeout = timeout
 
     async def write_async(self, key: EntryKey, entry: Entry | None) -> None:
-        for headers in actions(key, entry):
-            try:
-                reply = await self.client.action(headers)
-            except SwitchDown as exc:
-                raise StoreDown(str(exc)) from None
+        # The entry's actions go out together (pipelined, told apart by ActionID):
+        # Asterisk runs one connection's actions in order and answers each.
+        batch = actions(key, entry)
+        replies = await asyncio.gather(*(self.client.action(h) for h in batch),
+                                       return_exceptions=True)
+        for headers, reply in zip(batch, replies, strict=True):
+            if isinstance(reply, SwitchDown):
+                raise StoreDown(str(reply)) from None
+            if isinstance(reply, BaseException):
+                raise reply
             if reply.get("Response") != "Success" and reply.get("Message") != ALREADY_GONE:
                 raise StoreError(f"{headers[0][1]} {family(key)}: "
                                  f"{reply.get('Message', 'refused by Asterisk')}")
 
     def write(self, key: EntryKey, entry: Entry | None) -> None:
-        fut = asyncio.run_coroutine_threadsafe(self.write_async(key, entry), self.loop)
         try:
-            fut.result(self.timeout)
+            from_thread(self.write_async(key, entry), self.loop, self.timeout)
         except TimeoutError:
-            fut.cancel()
             raise StoreError("AMI write timed out") from None
+
+    async def write_many_async(self, items: Sequence[tuple[EntryKey, Entry | None]]
+                               ) -> list[BaseException | None]:
+        results = await asyncio.gather(*(self.write_async(k, e) for k, e in items),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result  # cancelled: the process is stopping
+        return [r if isinstance(r, Exception) else None for r in results]
+
+    def write_many(self, items: Sequence[tuple[EntryKey, Entry | None]]
+                   ) -> list[BaseException | None]:
+        """A drain round's entries in one go from a DB thread (one hop, not one each)."""
+        try:
+            return from_thread(self.write_many_async(items), self.loop, self.timeout)
+        except TimeoutError:
+            return [StoreError("AMI write timed out") for _ in items]
 
 
 async def drain_loop(client: AmiClient, wake: asyncio.Event, stop: asyncio.Event,

@@ -112,8 +112,14 @@ class AgiServer:
             driver = CallDriver(script, self.runtime.service, ctx, feature, metrics.CALLS_SEEN)
             session = AgiSession(lines, writer, cfg.command_timeout)
 
+            woken = False
+
             def decided(step: Step) -> None:
-                if isinstance(step, Finished | SetVar):
+                # Once per call: the result variable follows every committed decision;
+                # a call that ends without it (hung up early) still wakes at its end.
+                nonlocal woken
+                if isinstance(step, Finished | SetVar) and not woken:
+                    woken = True
                     self.on_decided()
 
             outcome = await run_script(session, driver, thread_runner(self.executor), decided)

@@ -8,7 +8,7 @@ import pytest
 
 from hotdesk_agi.protocol import LineReader
 from hotdesk_agi.simulate import AsteriskChannel, CallSetup, place_call
-from tests.conftest import reference_bytes
+from tests.conftest import CAPTURES, reference_bytes
 from tests.fakes.asterisk import Contact, FakeAMI
 
 CAPTURED_UNIQUEID = {
@@ -169,3 +169,57 @@ def test_fake_ami_shutdown_matches_capture():
             b"/%d\r\n" % port, b"/5038\r\n")
 
     assert asyncio.run(run()) == s2c
+
+
+def lab_bytes(name: str) -> bytes:
+    return (CAPTURES["asterisk"] / name).read_bytes()
+
+
+async def _exchange(fake: FakeAMI, steps: list[tuple[bytes, int]]) -> bytes:
+    """Write each chunk at once, then read that many replies; the banner first and
+    whatever the switch sends before closing last."""
+    port = await fake.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = bytearray(await reader.readuntil(b"\r\n"))
+    for chunk, replies in steps:
+        writer.write(chunk)
+        for _ in range(replies):
+            received += await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    received += await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await fake.stop()
+    return bytes(received)
+
+
+def test_fake_ami_answers_pipelined_notifies_like_asterisk():
+    """Five PJSIPNotify in one write: every reply in order with its ActionID, the failing
+    one in its place (the NOTIFY drain pipelines a batch on one connection)."""
+    c2s = lab_bytes("ami-notify-pipelined.c2s.bin")
+    s2c = lab_bytes("ami-notify-pipelined.s2c.bin")
+    actions = split_actions(c2s)
+    assert len(actions) == 7
+    fake = FakeAMI(secret="labsecret", endpoints={"8001", "101"})
+    got = asyncio.run(_exchange(fake, [(actions[0], 1), (b"".join(actions[1:6]), 5),
+                                       (actions[6], 1)]))
+    assert got == s2c
+    assert [n.endpoint or n.uri for n in fake.notifies] == [
+        "sip:8001@127.0.0.1:5999", "8001", "sip:101@127.0.0.1:5998", "101"]
+
+
+def test_fake_ami_astdb_writes_match_capture():
+    """DBPut and DBDelTree (the emergency entries a login writes) answer as captured."""
+    c2s = lab_bytes("ami-astdb.c2s.bin")
+    s2c = lab_bytes("ami-astdb.s2c.bin")
+    kept = [a for a in split_actions(c2s)
+            if a.split(b"\r\n", 1)[0] in (b"Action: Login", b"Action: DBPut",
+                                          b"Action: DBDelTree", b"Action: Logoff")]
+    ids = [a.split(b"\r\n")[1] for a in kept]  # the ActionID line of each
+    banner, _, rest = s2c.partition(b"\r\n")
+    expected = banner + b"\r\n" + b"".join(
+        m + b"\r\n\r\n" for m in rest.split(b"\r\n\r\n")
+        if m.startswith(b"Response: ") and m.split(b"\r\n")[1] in ids)
+    fake = FakeAMI(secret="labsecret")
+    got = asyncio.run(_exchange(fake, [(a, 1) for a in kept]))
+    assert got == expected
+    assert fake.astdb == {}  # both entries written, then the tree deleted
+    assert len(kept) == 6

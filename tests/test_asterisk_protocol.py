@@ -7,13 +7,14 @@ import re
 
 import pytest
 
-from hotdesk.notify.outbox import NotifyTarget
-from hotdesk.settings import ASTERISK_PROMPTS
-from hotdesk_agi.ami import notify_action
+from hotdesk.notify.outbox import NotifyTarget, SwitchDown
+from hotdesk.settings import ASTERISK_PROMPTS, AmiConfig
+from hotdesk_agi.ami import AmiClient, AmiNotifySender, notify_action
 from hotdesk_agi.handlers import AgiRequest
 from hotdesk_agi.protocol import AgiProtocolError, LineReader, parse_reply_line, quote, read_env
 from hotdesk_agi.server import HANDLERS
 from tests.conftest import REPO, reference_bytes
+from tests.fakes.asterisk import FakeAMI
 
 
 @pytest.mark.parametrize("line,code,result,data,extra", [
@@ -113,3 +114,41 @@ def test_prompts_are_real_core_sounds():
             "cannot-complete-as-dialed", "agent-alreadyon", "vm-goodbye",
             "please-try-call-later"}
     assert set(ASTERISK_PROMPTS.values()) <= core
+
+
+def test_notify_batch_is_pipelined_and_each_reply_goes_to_its_target():
+    """The drain's batch: all PJSIPNotify in flight together on one connection, replies
+    matched by ActionID; a refused one fails alone, in its place."""
+
+    async def run() -> tuple[list, FakeAMI, list[bytes]]:
+        fake = FakeAMI(endpoints={"8001", "8002"})
+        port = await fake.start()
+        client = AmiClient(AmiConfig(port=port, secret="hotdesk-secret"), min_backoff=0.05)
+        client.start()
+        await asyncio.wait_for(client.connected.wait(), 5)
+        sender = AmiNotifySender(client, asyncio.get_running_loop())
+        targets = [NotifyTarget(1, "8001", "", "sip:8001@192.0.2.1:5060", "check-sync"),
+                   NotifyTarget(2, "nosuch", "", "", "check-sync"),
+                   NotifyTarget(3, "8002", "", "", "check-sync;reboot=false")]
+        results = await sender.send_many_async(targets)
+        await client.close()
+        await fake.stop()
+        return results, fake, [a for a in fake.actions if a[0][1] == "PJSIPNotify"]
+
+    results, fake, actions = asyncio.run(run())
+    assert results[0] is None and results[2] is None
+    assert str(results[1]) == "Unable to retrieve endpoint nosuch"
+    assert [n.endpoint or n.uri for n in fake.notifies] == ["sip:8001@192.0.2.1:5060", "8002"]
+    ids = [dict(a)["ActionID"] for a in actions]
+    assert len(set(ids)) == 3  # distinct ActionIDs, so replies cannot be mixed up
+
+
+def test_notify_batch_without_ami_is_switch_down_for_every_target():
+
+    async def run() -> list:
+        client = AmiClient(AmiConfig(port=1))  # never started: not connected
+        sender = AmiNotifySender(client, asyncio.get_running_loop())
+        return await sender.send_many_async([NotifyTarget(1, "8001", "", "", "check-sync"),
+                                             NotifyTarget(2, "8002", "", "", "check-sync")])
+
+    assert [type(r) for r in asyncio.run(run())] == [SwitchDown, SwitchDown]

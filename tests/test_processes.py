@@ -144,11 +144,12 @@ def test_kill9_after_logout_commit_still_sends_idle_notify(runtime, database_url
 class TwoDrainers:
     """Two ``hotdesk worker --drain-only`` processes with the recording sender."""
 
-    def __init__(self, database_url: str, tmp_path: Path, **env: str) -> None:
+    def __init__(self, database_url: str, tmp_path: Path, factory: str = "factory",
+                 **env: str) -> None:
         self.log = tmp_path / "sent.log"
         env = child_env(database_url, HOTDESK_TEST_SEND_LOG=str(self.log), **env)
         cmd = [sys.executable, "-m", "hotdesk_cli", "worker", "--drain-only",
-               "--sender", "tests.procs.recording_sender:factory"]
+               "--sender", f"tests.procs.recording_sender:{factory}"]
         self.procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE) for _ in range(2)]
 
@@ -177,8 +178,11 @@ class TwoDrainers:
                 proc.stderr.close()
 
 
-def test_two_worker_processes_drain_500_rows_exactly_once(runtime, database_url, tmp_path):
-    drainers = TwoDrainers(database_url, tmp_path, HOTDESK_TEST_SEND_DELAY="0.001",
+@pytest.mark.parametrize("factory", ["factory", "pipelined_factory"])
+def test_two_worker_processes_drain_500_rows_exactly_once(runtime, database_url, tmp_path,
+                                                          factory):
+    """One row at a time, and whole batches in flight at once (as the AMI sender does)."""
+    drainers = TwoDrainers(database_url, tmp_path, factory, HOTDESK_TEST_SEND_DELAY="0.001",
                            HOTDESK_NOTIFY_POLL_SECONDS="0.05")
     try:
         drainers.wait_ready()

@@ -97,7 +97,9 @@ def sipp(scenario: str, port: int, *extra: str, log_dir: Path) -> subprocess.Pop
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=log_dir)
 
 
-def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
+def phone_waiting_for_two_notifies(tmp_path: Path) -> tuple[str, str, subprocess.Popen]:
+    """The phone registered (SIPp), then a SIPp UAS on its port expecting two NOTIFYs:
+    (endpoint, contact URI, the UAS process)."""
     endpoint, password = PHONE.split(":", 1)
     port = free_udp_port()
     reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
@@ -105,13 +107,38 @@ def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
     assert reg.wait(30) == 0, reg.stderr.read().decode()
     uas = sipp("notify_uas.xml", port, "-m", "2", log_dir=tmp_path)
     time.sleep(0.5)  # let the UAS bind before anything is sent to it
-    contact = f"sip:{endpoint}@127.0.0.1:{port}"
+    return endpoint, f"sip:{endpoint}@127.0.0.1:{port}", uas
+
+
+def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
+    endpoint, contact, uas = phone_waiting_for_two_notifies(tmp_path)
 
     async def send(sender: AmiNotifySender) -> None:
         await sender.send_async(NotifyTarget(1, endpoint, "", "", EVENT))
         await sender.send_async(NotifyTarget(2, endpoint, "", contact, EVENT))
 
     asyncio.run(with_sender(send))
+    assert uas.wait(30) == 0, "the phone did not receive both NOTIFYs: " + \
+        uas.stderr.read().decode()[-500:]
+    received = (tmp_path / "notify_uas.xml.log").read_text(errors="replace")
+    assert received.count(f"Event: {EVENT}") == 2
+
+
+def test_a_pipelined_batch_reaches_the_phone_and_a_refused_action_fails_alone(tmp_path):
+    """The drain's batch: three PJSIPNotify written together on one AMI connection; the
+    one for an unknown endpoint fails in its place, the phone gets the other two."""
+    endpoint, contact, uas = phone_waiting_for_two_notifies(tmp_path)
+
+    async def send(sender: AmiNotifySender) -> list:
+        return await sender.send_many_async([
+            NotifyTarget(1, endpoint, "", "", EVENT),
+            NotifyTarget(2, "hotdesk-no-such-endpoint", "", "", EVENT),
+            NotifyTarget(3, endpoint, "", contact, EVENT)])
+
+    results = asyncio.run(with_sender(send))
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], NotifyError)
+    assert "Unable to retrieve endpoint" in str(results[1])
     assert uas.wait(30) == 0, "the phone did not receive both NOTIFYs: " + \
         uas.stderr.read().decode()[-500:]
     received = (tmp_path / "notify_uas.xml.log").read_text(errors="replace")

@@ -91,26 +91,28 @@ def check(values: dict[str, str]) -> Location:
     return Location(**clean)
 
 
-# Read for every account the emergency drain writes (two per login): compiled once.
+# Read by the emergency drain for every account a login moves, so compiled once
+# (hotdesk.store.compiled): building these SELECTs cost more than the rest of a drain.
 _COLUMNS = [getattr(EmergencyLocation, name) for name in FIELDS]
 _DESK = Compiled(lambda device: EmergencyLocation.select(*_COLUMNS)
-                 .where(EmergencyLocation.device == device), device=EmergencyLocation.device)
+                 .where(EmergencyLocation.device == device).limit(1),
+                 device=EmergencyLocation.device)
 _TENANT = Compiled(lambda tenant: EmergencyLocation.select(*_COLUMNS)
                    .where((EmergencyLocation.tenant == tenant)
-                          & EmergencyLocation.device.is_null()),
+                          & EmergencyLocation.device.is_null()).limit(1),
                    tenant=EmergencyLocation.tenant)
 
 
-def _located(row: Sequence[str] | None) -> Location | None:
-    return Location(**dict(zip(FIELDS, row, strict=True))) if row else None
+def _of(row: Sequence[str] | None) -> Location | None:
+    return Location(*row) if row else None
 
 
 def desk_location(device_id: int) -> Location | None:
-    return _located(_DESK.one(current_database(), device=device_id))
+    return _of(_DESK.one(current_database(), device=device_id))
 
 
 def tenant_location(tenant_id: int) -> Location | None:
-    return _located(_TENANT.one(current_database(), tenant=tenant_id))
+    return _of(_TENANT.one(current_database(), tenant=tenant_id))
 
 
 def effective(device: Device) -> Location | None:
@@ -119,7 +121,7 @@ def effective(device: Device) -> Location | None:
 
 
 def effective_at(device_id: int, tenant_id: int) -> Location | None:
-    """:func:`effective` of the desk ``device_id`` of tenant ``tenant_id``."""
+    """:func:`effective` from the ids alone (the emergency drain has no Device row)."""
     own, default = desk_location(device_id), tenant_location(tenant_id)
     if own is None or default is None:
         return own or default

@@ -9,9 +9,12 @@ row twice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -36,6 +39,7 @@ class NotifyTarget:
     domain: str  # SIP domain (FreeSWITCH host); "" for Asterisk
     contact_uri: str  # sip:user@ip:port of this phone when known, else ""
     event: str  # e.g. "check-sync;reboot=false"
+    created_at: datetime | None = None  # when the row was queued (the queue-delay metric)
 
 
 class NotifyError(Exception):
@@ -48,6 +52,17 @@ class SwitchDown(NotifyError):
 
 class NotifySender(Protocol):
     def send(self, target: NotifyTarget) -> None: ...
+
+
+class PipelinedSender(NotifySender, Protocol):
+    """A sender that can have a whole batch in flight on its connection at once.
+
+    ``send_many`` returns one entry per target, in order: None (the switch took it) or
+    the exception ``send`` would have raised for it. :func:`drain_once` uses it when a
+    sender has it: one claim, one round of sends, one statement marking the sent rows.
+    """
+
+    def send_many(self, targets: Sequence[NotifyTarget]) -> list[BaseException | None]: ...
 
 
 def contact_uri_for(endpoint: str, address: str) -> str:
@@ -86,6 +101,10 @@ INSERT = Compiled(
         "config_version", "next_attempt_at", "created_at")})
 
 
+# UPDATE … RETURNING: SQLite 3.35 (2021) and later; older ones claim row by row.
+SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -98,19 +117,14 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
     the stamp :func:`renew_claim`, :func:`mark_sent` and :func:`mark_failed` check.
     """
     now = now or utcnow()
-    claimable = ((OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
-                 & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
-    due = (OutboxNotify.select(OutboxNotify.id).where(claimable)
-           .order_by(OutboxNotify.id).limit(limit))
-    if isinstance(current_database(), PostgresqlDatabase):
-        # One statement: drainers on other nodes skip the rows this one is locking
-        # instead of queueing behind it and then finding them taken.
-        query = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
-                 .where(OutboxNotify.id.in_(due.for_update(skip_locked=True)))
-                 .returning(OutboxNotify))
-        return sorted(query.execute(), key=lambda row: row.id)
+    db = current_database()
+    postgres = isinstance(db, PostgresqlDatabase)
+    if postgres or SQLITE_RETURNING:
+        sql, params = _claim_statement(limit, postgres).bind(
+            db, owner=owner, until=now + lease, now=now)
+        return sorted(OutboxNotify.raw(sql, *params), key=lambda row: row.id)
     claimed: list[OutboxNotify] = []
-    for row in list(due):
+    for row in list(_due(now).order_by(OutboxNotify.id).limit(limit)):
         taken = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
                  .where((OutboxNotify.id == row.id) & (OutboxNotify.status == "pending")
                         & (OutboxNotify.claimed_until.is_null()
@@ -119,6 +133,31 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
         if taken == 1:
             claimed.append(OutboxNotify.get_by_id(row.id))
     return claimed
+
+
+def _due(now: datetime):  # type: ignore[no-untyped-def]
+    return OutboxNotify.select(OutboxNotify.id).where(
+        (OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
+        & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
+
+
+@functools.cache
+def _claim_statement(limit: int, postgres: bool) -> Compiled:
+    """The one-statement claim, compiled once per batch size (every drain round runs it).
+
+    PostgreSQL: drainers on other nodes skip the rows this one is locking instead of
+    queueing behind it and then finding them taken. SQLite runs the statement under its
+    write lock from start to end, so no other process can claim a row between the inner
+    SELECT and the UPDATE; the outer condition repeats the test all the same."""
+    def build(owner: str, until: datetime, now: datetime):  # type: ignore[no-untyped-def]
+        due = _due(now).order_by(OutboxNotify.id).limit(limit)
+        where = (OutboxNotify.id.in_(due.for_update(skip_locked=True)) if postgres
+                 else OutboxNotify.id.in_(due) & (OutboxNotify.status == "pending")
+                 & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
+        return (OutboxNotify.update(claimed_by=owner, claimed_until=until).where(where)
+                .returning(OutboxNotify))
+    return Compiled(build, owner=OutboxNotify.claimed_by, until=OutboxNotify.claimed_until,
+                    now=OutboxNotify.next_attempt_at)
 
 
 def _still_claimed(row: OutboxNotify, owner: str):  # type: ignore[no-untyped-def]
@@ -151,7 +190,8 @@ def renew_claim(row: OutboxNotify, owner: str, lease: timedelta,
 
 def target_of(row: OutboxNotify) -> NotifyTarget:
     return NotifyTarget(outbox_id=row.id, endpoint=row.endpoint, domain=row.domain,
-                        contact_uri=row.contact_uri, event=row.event)
+                        contact_uri=row.contact_uri, event=row.event,
+                        created_at=row.created_at)
 
 
 def mark_sent(row: OutboxNotify, owner: str, now: datetime | None = None) -> bool:
@@ -160,6 +200,43 @@ def mark_sent(row: OutboxNotify, owner: str, now: datetime | None = None) -> boo
                                 attempts=OutboxNotify.attempts + 1,
                                 claimed_until=None, last_error="")
             .where(_still_claimed(row, owner)).execute()) == 1
+
+
+def mark_sent_many(rows: Sequence[OutboxNotify], owner: str,
+                   now: datetime | None = None) -> set[int]:
+    """:func:`mark_sent` for a batch in one statement per claim stamp (a fresh batch
+    has one); the ids written, so a row whose claim was lost is known and untouched."""
+    now = now or utcnow()
+    db = current_database()
+    if not rows or not (isinstance(db, PostgresqlDatabase) or SQLITE_RETURNING):
+        return {row.id for row in rows if mark_sent(row, owner, now)}
+    by_stamp: dict[datetime, list[int]] = {}
+    for row in rows:
+        by_stamp.setdefault(row.claimed_until, []).append(row.id)
+    written: set[int] = set()
+    for stamp, ids in by_stamp.items():
+        statement = _mark_sent_statement(len(ids))
+        cursor = statement.run(db, owner=owner, stamp=stamp, now=now,
+                               **{f"id{i}": row_id for i, row_id in enumerate(ids)})
+        written.update(int(row[0]) for row in cursor.fetchall())
+    return written
+
+
+@functools.cache
+def _mark_sent_statement(count: int) -> Compiled:
+    """:func:`mark_sent` of ``count`` rows of one claim, compiled once per count."""
+    def build(owner: str, stamp: datetime, now: datetime, **ids: int):  # type: ignore[no-untyped-def]
+        return (OutboxNotify.update(status="sent", sent_at=now,
+                                    attempts=OutboxNotify.attempts + 1,
+                                    claimed_until=None, last_error="")
+                .where(OutboxNotify.id.in_(list(ids.values()))
+                       & (OutboxNotify.status == "pending")
+                       & (OutboxNotify.claimed_by == owner)
+                       & (OutboxNotify.claimed_until == stamp))
+                .returning(OutboxNotify.id))
+    return Compiled(build, owner=OutboxNotify.claimed_by, stamp=OutboxNotify.claimed_until,
+                    now=OutboxNotify.sent_at,
+                    **{f"id{i}": OutboxNotify.id for i in range(count)})
 
 
 def mark_failed(row: OutboxNotify, owner: str, error: str, policy: NotifyConfig,
@@ -187,47 +264,107 @@ def drain_once(sender: NotifySender, policy: NotifyConfig, owner: str, limit: in
     Before each send the row's claim is renewed once less than two thirds of its lease
     is left (:func:`renew_claim`), so a row whose lease ran out while earlier rows were
     slow, and that another drainer took meanwhile, is left to that drainer instead of
-    being sent twice.
+    being sent twice. A :class:`PipelinedSender` gets the whole batch at once (every
+    row checked first, all sends in flight together, the sent rows marked in one
+    statement); any other sender gets one row at a time.
     """
     lease = timedelta(seconds=policy.lease_seconds)
     counts = {"sent": 0, "retry": 0, "failed": 0, "switch_down": 0}
     rows = claim_due(limit, owner, lease, now=now)
+    send_many: Callable[[Sequence[NotifyTarget]], list[BaseException | None]] | None = \
+        getattr(sender, "send_many", None)
+    if send_many is not None:
+        _send_batch(send_many, rows, policy, owner, lease, now, counts)
+        return counts
     for index, row in enumerate(rows):
         if not _held_for_a_send(row, owner, lease, now):
             log.info("NOTIFY row %d was taken over by another drainer; leaving it", row.id)
             continue
-        target = target_of(row)
         try:
-            sender.send(target)
+            sender.send(target_of(row))
         except SwitchDown as exc:
-            mark_failed(row, owner, str(exc), policy, count_attempt=False, now=now)
-            counts["switch_down"] += 1
-            # Everything else would fail the same way: release the rest for later.
-            for untried in rows[index + 1:]:
-                (OutboxNotify.update(claimed_until=None)
-                 .where(_still_claimed(untried, owner)).execute())
+            _switch_down(row, exc, rows[index + 1:], policy, owner, now, counts)
             break
         except (OperationalError, InterfaceError):
             raise  # the database, not the row: the drain loop waits and retries
         except Exception as exc:  # noqa: BLE001 - a bad row must not stop the rows after it
-            if not isinstance(exc, NotifyError):
-                log.exception("NOTIFY row %d: unexpected error while sending", row.id)
-            status = mark_failed(row, owner, str(exc) or type(exc).__name__, policy, now=now)
-            if status is None:
-                _claim_lost(row)
-                continue
-            counts["failed" if status == "failed" else "retry"] += 1
-            log.warning("NOTIFY %s to %s not sent: %s (%s)", row.event, target.endpoint, exc,
-                        status)
+            _refused(row, exc, policy, owner, now, counts)
         else:
             if not mark_sent(row, owner, now=now):
                 _claim_lost(row)
                 continue
-            counts["sent"] += 1
-            log.info("NOTIFY %s sent to %s%s (device %s, config v%s)", row.event,
-                     target.endpoint, f" at {target.contact_uri}" if target.contact_uri else "",
-                     row.device_id, row.config_version)
+            _sent(row, counts)
     return counts
+
+
+def _send_batch(send_many: Callable[[Sequence[NotifyTarget]], list[BaseException | None]],
+                rows: list[OutboxNotify], policy: NotifyConfig, owner: str,
+                lease: timedelta, now: datetime | None, counts: dict[str, int]) -> None:
+    """The batch path of :func:`drain_once`: same rules, row by row, for the results."""
+    held = []
+    for row in rows:
+        if _held_for_a_send(row, owner, lease, now):
+            held.append(row)
+        else:
+            log.info("NOTIFY row %d was taken over by another drainer; leaving it", row.id)
+    if not held:
+        return
+    results = send_many([target_of(row) for row in held])
+    sent = [row for row, error in zip(held, results, strict=True) if error is None]
+    written = mark_sent_many(sent, owner, now=now)
+    for row in sent:
+        if row.id in written:
+            _sent(row, counts)
+        else:
+            _claim_lost(row)
+    database_error: BaseException | None = None
+    down = [row for row, error in zip(held, results, strict=True)
+            if isinstance(error, SwitchDown)]
+    if down:
+        error = results[held.index(down[0])]
+        assert error is not None
+        _switch_down(down[0], error, down[1:], policy, owner, now, counts)
+    for row, error in zip(held, results, strict=True):
+        if error is None or isinstance(error, SwitchDown):
+            continue
+        if isinstance(error, OperationalError | InterfaceError):
+            database_error = error  # the rows stay claimed until their lease ends
+            continue
+        _refused(row, error, policy, owner, now, counts)
+    if database_error is not None:
+        raise database_error
+
+
+def _sent(row: OutboxNotify, counts: dict[str, int]) -> None:
+    counts["sent"] += 1
+    log.info("NOTIFY %s sent to %s%s (device %s, config v%s)", row.event, row.endpoint,
+             f" at {row.contact_uri}" if row.contact_uri else "", row.device_id,
+             row.config_version)
+
+
+def _switch_down(row: OutboxNotify, exc: BaseException, rest: Sequence[OutboxNotify],
+                 policy: NotifyConfig, owner: str, now: datetime | None,
+                 counts: dict[str, int]) -> None:
+    """No switch: ``row`` waits without using up an attempt; ``rest`` would fail the
+    same way and is released for later."""
+    mark_failed(row, owner, str(exc), policy, count_attempt=False, now=now)
+    counts["switch_down"] += 1
+    for untried in rest:
+        OutboxNotify.update(claimed_until=None).where(_still_claimed(untried, owner)).execute()
+
+
+def _refused(row: OutboxNotify, exc: BaseException, policy: NotifyConfig, owner: str,
+             now: datetime | None, counts: dict[str, int]) -> None:
+    """The switch refused ``row`` (or sending it failed): retried later, or given up."""
+    if not isinstance(exc, NotifyError):
+        log.error("NOTIFY row %d: unexpected error while sending", row.id,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+    status = mark_failed(row, owner, str(exc) or type(exc).__name__, policy, now=now)
+    if status is None:
+        _claim_lost(row)
+        return
+    counts["failed" if status == "failed" else "retry"] += 1
+    log.warning("NOTIFY %s to %s not sent: %s (%s)", row.event, row.endpoint, exc, status)
 
 
 def _held_for_a_send(row: OutboxNotify, owner: str, lease: timedelta,

@@ -15,19 +15,21 @@ catch-up, never reorders it.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from peewee import fn
+from peewee import Database, fn
 
 from hotdesk.emergency import locations
 from hotdesk.emergency.locations import Location
 from hotdesk.emergency.models import EmergencySync
 from hotdesk.store.compiled import Compiled
-from hotdesk.store.db import current_database
+from hotdesk.store.db import current_database, is_sqlite, write_transaction
 from hotdesk.store.models import Device, Session, Tenant, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,11 @@ class StoreError(Exception):
 
 
 class StoreWriter(Protocol):
-    """The switch-specific part: write (``entry``) or remove (None) one entry."""
+    """The switch-specific part: write (``entry``) or remove (None) one entry.
+
+    A writer may also have ``write_many(items)`` (a list of (key, entry)): all in
+    flight at once, one result per item in order, None or the exception ``write``
+    would have raised; :func:`drain_once` then writes a round in one go."""
 
     def write(self, key: EntryKey, entry: Entry | None) -> None: ...
 
@@ -75,33 +81,32 @@ class StoreWriter(Protocol):
 # -- the rule ------------------------------------------------------------------------
 
 _IDLE_DESK = Compiled(
-    lambda tenant, endpoint: Device.select(Device.id).where(
-        (Device.tenant == tenant) & (Device.idle_sip_username == endpoint)),
+    lambda tenant, endpoint: Device.select(Device.id, Device.idle_sip_username)
+    .where((Device.tenant == tenant) & (Device.idle_sip_username == endpoint)).limit(1),
     tenant=Device.tenant, endpoint=Device.idle_sip_username)
 _SESSION_DESK = Compiled(
-    lambda tenant, endpoint: Session.select(Session.device).join(User)
+    lambda tenant, endpoint: Session.select(Device.id, Device.idle_sip_username)
+    .join(Device).switch(Session).join(User)
     .where((Session.tenant == tenant) & Session.ended_at.is_null()
            & (User.sip_username == endpoint))
     .order_by(Session.started_at.desc(), Session.id.desc()).limit(1),
     tenant=Session.tenant, endpoint=User.sip_username)
 
 
-def desk_at(tenant_id: int, endpoint: str) -> tuple[int, bool] | None:
-    """The desk an account's emergency call comes from now: the desk whose idle account
-    it is, else the desk of the user's newest active session. (device id, whether the
-    account is that desk's idle one); compiled: it runs for every entry drained."""
+def _desk(tenant_id: int, endpoint: str) -> tuple[int, str] | None:
+    """(id, idle account) of the desk an account's emergency call comes from now: the
+    desk whose idle account it is, else the desk of the user's newest active session.
+    Compiled: the drain asks this for every account a login moves."""
     db = current_database()
-    row = _IDLE_DESK.one(db, tenant=tenant_id, endpoint=endpoint)
-    if row is not None:
-        return int(row[0]), True
-    row = _SESSION_DESK.one(db, tenant=tenant_id, endpoint=endpoint)
-    return (int(row[0]), False) if row else None
+    row = (_IDLE_DESK.one(db, tenant=tenant_id, endpoint=endpoint)
+           or _SESSION_DESK.one(db, tenant=tenant_id, endpoint=endpoint))
+    return (int(row[0]), row[1]) if row else None
 
 
 def desk_of(tenant_id: int, endpoint: str) -> Device | None:
-    """:func:`desk_at` as the Device row."""
-    found = desk_at(tenant_id, endpoint)
-    return Device.get_or_none(Device.id == found[0]) if found else None
+    """The desk an account's emergency call comes from now (see :func:`_desk`)."""
+    desk = _desk(tenant_id, endpoint)
+    return Device.get_or_none(Device.id == desk[0]) if desk else None
 
 
 def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
@@ -110,11 +115,11 @@ def entry_for(tenant_id: int, endpoint: str) -> Entry | None:
     if not endpoint:
         default = locations.tenant_location(tenant_id)
         return Entry.of(default) if default else None
-    found = desk_at(tenant_id, endpoint)
-    if found is None:
+    desk = _desk(tenant_id, endpoint)
+    if desk is None:
         return None
-    device_id, is_idle = found
-    if is_idle and locations.desk_location(device_id) is None:
+    device_id, idle_account = desk
+    if idle_account == endpoint and locations.desk_location(device_id) is None:
         return None  # the tenant default, which the dialplan reads by itself
     location = locations.effective_at(device_id, tenant_id)
     return Entry.of(location) if location else None
@@ -184,95 +189,134 @@ def mark_tenant(tenant_id: int, force: bool = False) -> None:
 
 # -- draining ------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Due:
-    """A claimed mark: the columns the drain needs."""
-
-    id: int
-    tenant_id: int
-    endpoint: str
-    stamp: int
-    attempts: int
-    held: bool
-
-
-_DUE_COLUMNS = (EmergencySync.id, EmergencySync.tenant, EmergencySync.endpoint,
-                EmergencySync.stamp, EmergencySync.attempts, EmergencySync.held)
-_TAKE = Compiled(
-    lambda until, row, stamp, now: EmergencySync.update(claimed_until=until).where(
-        (EmergencySync.id == row) & (EmergencySync.stamp == stamp)
-        & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now))),
-    until=EmergencySync.claimed_until, row=EmergencySync.id, stamp=EmergencySync.stamp,
-    now=EmergencySync.next_attempt_at)
-# Written: cleared only if no newer mark arrived meanwhile; otherwise released to go again.
-_WRITTEN = {held: Compiled(
-    lambda now, row, stamp, held=held: EmergencySync.update(
-        pending=False, claimed_until=None, last_error="", written_at=now, held=held)
-    .where((EmergencySync.id == row) & (EmergencySync.stamp == stamp)),
-    now=EmergencySync.written_at, row=EmergencySync.id, stamp=EmergencySync.stamp)
-    for held in (False, True)}
-_RELEASE = Compiled(
-    lambda row, stamp: EmergencySync.update(claimed_until=None)
-    .where((EmergencySync.id == row) & (EmergencySync.stamp != stamp)),
-    row=EmergencySync.id, stamp=EmergencySync.stamp)
-_due_statements: dict[int, Compiled] = {}
-
-
-def _due(limit: int) -> Compiled:
-    """The select of due marks, compiled once per ``limit``."""
-    if limit not in _due_statements:
-        _due_statements[limit] = Compiled(
-            lambda now: EmergencySync.select(*_DUE_COLUMNS).where(
-                EmergencySync.pending & (EmergencySync.next_attempt_at <= now)
-                & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now)))
-            .order_by(EmergencySync.id).limit(limit), now=EmergencySync.next_attempt_at)
-    return _due_statements[limit]
-
-
-def _claim(limit: int, lease: timedelta, now: datetime) -> list[_Due]:
+def _claim(limit: int, lease: timedelta, now: datetime) -> list[EmergencySync]:
     db = current_database()
-    due = [_Due(int(r[0]), int(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5]))
-           for r in _due(limit).rows(db, now=now)]
-    return [row for row in due
-            if _TAKE.run(db, until=now + lease, row=row.id, stamp=row.stamp,
-                         now=now).rowcount == 1]
+    sql, params = _due_statement(limit).bind(db, now=now)
+    with _one_commit_on_sqlite(db):
+        return [row for row in list(EmergencySync.raw(sql, *params))
+                if _CLAIM.run(db, id=row.id, stamp=row.stamp, until=now + lease,
+                              now=now).rowcount == 1]
+
+
+@functools.cache
+def _due_statement(limit: int) -> Compiled:
+    return Compiled(lambda now: EmergencySync.select().where(
+        EmergencySync.pending & (EmergencySync.next_attempt_at <= now)
+        & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now)))
+        .order_by(EmergencySync.id).limit(limit), now=EmergencySync.next_attempt_at)
+
+
+# Run for every account a login moves, so compiled once (hotdesk.store.compiled).
+_CLAIM = Compiled(
+    lambda id, stamp, until, now: EmergencySync.update(claimed_until=until)
+    .where((EmergencySync.id == id) & (EmergencySync.stamp == stamp)
+           & (EmergencySync.claimed_until.is_null() | (EmergencySync.claimed_until < now))),
+    id=EmergencySync.id, stamp=EmergencySync.stamp, until=EmergencySync.claimed_until,
+    now=EmergencySync.claimed_until)
+_WRITTEN = {held: Compiled(
+    lambda id, stamp, now, held=held: EmergencySync.update(
+        pending=False, claimed_until=None, last_error="", written_at=now, held=held)
+    .where((EmergencySync.id == id) & (EmergencySync.stamp == stamp)),
+    id=EmergencySync.id, stamp=EmergencySync.stamp, now=EmergencySync.written_at)
+    for held in (False, True)}
+_RELEASE_NEWER = Compiled(
+    lambda id, stamp: EmergencySync.update(claimed_until=None)
+    .where((EmergencySync.id == id) & (EmergencySync.stamp != stamp)),
+    id=EmergencySync.id, stamp=EmergencySync.stamp)
 
 
 def drain_once(writer: StoreWriter, limit: int = 50, lease: timedelta = timedelta(seconds=30),
                now: datetime | None = None) -> dict[str, int]:
     """Write every due entry once; counts by result (written, retry, switch_down)."""
     now = now or utcnow()
-    db = current_database()
     counts = {"written": 0, "retry": 0, "switch_down": 0}
     tenants: dict[int, Tenant] = {}
     claimed = _claim(limit, lease, now)
-    for index, row in enumerate(claimed):
+    plan: list[tuple[EntryKey, Entry | None] | None] = []  # None: nothing to write
+    entries: list[Entry | None] = []
+    for row in claimed:
         tenant = tenants.get(row.tenant_id) or Tenant.get_by_id(row.tenant_id)
         tenants[row.tenant_id] = tenant
         key = EntryKey(row.endpoint, tenant.sip_domain, bool(tenant.is_default))
         entry = entry_for(row.tenant_id, row.endpoint)
-        try:
-            if entry is not None or row.held:
-                writer.write(key, entry)
-        except StoreDown as exc:
+        entries.append(entry)
+        plan.append((key, entry) if entry is not None or row.held else None)
+    results = _write_all(writer, plan)
+    with _one_commit_on_sqlite(current_database()):  # the round's outcomes
+        failure = _record(claimed, entries, results, now, counts)
+    if failure is not None:
+        raise failure
+    return counts
+
+
+def _one_commit_on_sqlite(db: Database) -> contextlib.AbstractContextManager[None]:
+    """A round's rows in one transaction on SQLite (one commit instead of one per
+    account; its single writer cannot deadlock). Not on PostgreSQL: a transaction
+    holding several of these rows deadlocks with a login marking the same accounts in
+    another order (measured: 50 concurrent logins, "deadlock detected", a one-second
+    stall), so there each statement commits alone, as before."""
+    return write_transaction(db) if is_sqlite(db) else contextlib.nullcontext()
+
+
+def _record(claimed: list[EmergencySync], entries: list[Entry | None],
+            results: list[BaseException | None], now: datetime,
+            counts: dict[str, int]) -> BaseException | None:
+    """Write down what each claimed row's write did (see :func:`drain_once`); the
+    failure that is neither the switch's absence nor its refusal, if one stopped it."""
+    for index, (row, entry, error) in enumerate(zip(claimed, entries, results, strict=True)):
+        if isinstance(error, StoreDown):
             counts["switch_down"] += 1
             rest = [r.id for r in claimed[index:]]
             EmergencySync.update(claimed_until=None).where(EmergencySync.id.in_(rest)).execute()
-            log.debug("emergency entry %s waits for the switch: %s", row.endpoint, exc)
+            log.debug("emergency entry %s waits for the switch: %s", row.endpoint, error)
             break
-        except StoreError as exc:
+        if isinstance(error, StoreError):
             counts["retry"] += 1
             delay = min(timedelta(seconds=2 ** min(row.attempts, 10)), MAX_BACKOFF)
             (EmergencySync.update(attempts=row.attempts + 1, next_attempt_at=now + delay,
-                                  claimed_until=None, last_error=str(exc)[:500])
+                                  claimed_until=None, last_error=str(error)[:500])
              .where(EmergencySync.id == row.id).execute())
             log.warning("the switch refused the emergency entry of %s: %s; retrying in %ds",
-                        row.endpoint or "the tenant default", exc, delay.total_seconds())
+                        row.endpoint or "the tenant default", error, delay.total_seconds())
             continue
+        if error is not None:
+            return error  # raised once the rows before it are recorded; the rest
+            # stay claimed until their lease ends
         counts["written"] += 1
-        _WRITTEN[entry is not None].run(db, now=now, row=row.id, stamp=row.stamp)
-        _RELEASE.run(db, row=row.id, stamp=row.stamp)
-    return counts
+        # Cleared only if no newer mark arrived while writing; otherwise it goes again.
+        db = current_database()
+        _WRITTEN[entry is not None].run(db, id=row.id, stamp=row.stamp, now=now)
+        _RELEASE_NEWER.run(db, id=row.id, stamp=row.stamp)
+    return None
+
+
+def _write_all(writer: StoreWriter, plan: list[tuple[EntryKey, Entry | None] | None]
+               ) -> list[BaseException | None]:
+    """One result per planned item (None: written, or nothing to write). With
+    ``write_many`` every write is in flight at once; otherwise one by one, and after a
+    failure that is not the entry's own (no switch, a bug) the rest are not tried and
+    carry that failure."""
+    wanted = [item for item in plan if item is not None]
+    write_many = getattr(writer, "write_many", None)
+    if write_many is not None and wanted:
+        done = iter(write_many(wanted))
+        return [None if item is None else next(done) for item in plan]
+    results: list[BaseException | None] = []
+    stopped: BaseException | None = None
+    for item in plan:
+        if item is None or stopped is not None:
+            results.append(stopped)
+            continue
+        try:
+            writer.write(*item)
+        except StoreError as exc:
+            results.append(exc)
+        except Exception as exc:  # noqa: BLE001 - handed back in order, raised there
+            stopped = exc
+            results.append(exc)
+        else:
+            results.append(None)
+    return results
 
 
 def pending_count() -> int:

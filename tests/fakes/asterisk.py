@@ -103,6 +103,7 @@ class FakeAMI:
         self.contacts: list[Contact] = []
         self.actions: list[list[tuple[str, str]]] = []
         self.notifies: list[Notify] = []
+        self.astdb: dict[str, str] = {}  # "family/key" -> value (DBPut, DBDelTree)
         self.logins_ok = 0
         self.logins_failed = 0
         self.sent: dict[int, bytearray] = {}  # per connection, every byte written
@@ -309,6 +310,8 @@ class FakeAMI:
                 respond("Success", ("Message", "Notify Sent"))
         elif action == "pjsipshowcontacts":
             self._show_contacts(conn, aid, respond)
+        elif action in ("dbput", "dbdeltree"):
+            self._astdb(action, h, respond)
         else:
             respond("Error", ("Message", "Invalid/unknown command"))
         self.changed.set()
@@ -330,6 +333,22 @@ class FakeAMI:
         else:
             respond("Error", ("Message", "PJSIPNotify requires either an endpoint name or a "
                               "SIP URI."))
+
+    def _astdb(self, action: str, h: dict[str, str], respond: Callable[..., None]) -> None:
+        """DBPut / DBDelTree with the replies of capture ami-astdb (the emergency entries
+        every login writes)."""
+        family = h.get("family", "")
+        if action == "dbput":
+            self.astdb[f"{family}/{h.get('key', '')}"] = h.get("val", "")
+            respond("Success", ("Message", "Updated database successfully"))
+            return
+        keys = [k for k in self.astdb if k.startswith(family + "/")]
+        for key in keys:
+            del self.astdb[key]
+        if keys:
+            respond("Success", ("Message", "Key tree deleted successfully"))
+        else:
+            respond("Error", ("Message", "Database entry not found"))
 
     @property
     def _last_event(self) -> str:

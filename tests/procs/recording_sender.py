@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 
 from hotdesk.notify.outbox import NotifyError, NotifyTarget
 from hotdesk.settings import Config
@@ -30,6 +31,30 @@ class RecordingSender:
                      .encode())
             raise NotifyError("refused by the test switch")
         os.write(self.fd, f"sent {os.getpid()} {target.outbox_id} {target.endpoint}\n".encode())
+
+
+class PipelinedRecordingSender(RecordingSender):
+    """The same, as a pipelined sender: a batch is in flight at once and takes the
+    delay once, as a batch of AMI actions written together does."""
+
+    def send_many(self, targets: Sequence[NotifyTarget]) -> list[BaseException | None]:
+        if self.delay:
+            time.sleep(self.delay)
+        results: list[BaseException | None] = []
+        for target in targets:
+            verb = "fail" if self.fail_prefix and target.endpoint.startswith(
+                self.fail_prefix) else "sent"
+            os.write(self.fd, f"{verb} {os.getpid()} {target.outbox_id} {target.endpoint}\n"
+                     .encode())
+            results.append(NotifyError("refused by the test switch") if verb == "fail"
+                           else None)
+        return results
+
+
+def pipelined_factory(config: Config) -> PipelinedRecordingSender:
+    return PipelinedRecordingSender(os.environ["HOTDESK_TEST_SEND_LOG"],
+                                    float(os.environ.get("HOTDESK_TEST_SEND_DELAY", "0")),
+                                    os.environ.get("HOTDESK_TEST_SEND_FAIL", ""))
 
 
 def factory(config: Config) -> RecordingSender:
