@@ -346,13 +346,21 @@ def _v10_admin_sessions_tokens_pnp(db: Database) -> None:
     add_column_if_missing(db, "device", "pnp_armed_until", DateTimeField(null=True))
 
 
+def _v11_push_campaigns(db: Database) -> None:
+    """Paced check-sync pushes: campaigns, their phones and the shared pacing clock."""
+    from hotdesk.notify.push_models import PUSH_MODELS
+
+    db.create_tables(PUSH_MODELS, safe=True)
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
                                                 _v5_create_registrations, _v6_phone_clock_transport,
                                                 _v7_outbox_gave_up, _v8_import_jobs,
                                                 _v9_emergency,
-                                                _v10_admin_sessions_tokens_pnp]
+                                                _v10_admin_sessions_tokens_pnp,
+                                                _v11_push_campaigns]
 
 
 def schema_version(db: Database) -> int:
