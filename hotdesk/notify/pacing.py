@@ -9,8 +9,10 @@ many nodes run it, their releases are serialised and counted against one clock:
   release what the time since then allows, at most :data:`BURST_SECONDS` worth, so a
   pause (no worker, a locked database) never turns into a burst;
 * a campaign releases nothing while :data:`INFLIGHT_SECONDS` worth of its phones are
-  still queued in the outbox (switch down): on reconnect the outbox sends at most that
-  many at once, not the whole fleet;
+  still queued in the outbox: a switch that is down, or a drain slower than the rate,
+  slows the push to what is actually sent, so a login's NOTIFY (queued behind them in
+  the outbox) never waits for more than that much, and a reconnect sends that many, not
+  the whole fleet;
 * each phone's outbox row and its target's ``released`` mark commit together, so a
   crash either released a phone (its NOTIFY is in the durable outbox) or did not (the
   next step releases it): none twice, none skipped.
@@ -50,7 +52,9 @@ from hotdesk.store.models import (
 log = logging.getLogger(__name__)
 
 BURST_SECONDS = 1.0  # the most one step releases after a pause, in seconds of rate
-INFLIGHT_SECONDS = 10.0  # a campaign waits while this many seconds of its phones are queued
+# A campaign waits while this many seconds of its phones are queued, unsent: more than the
+# drain's poll interval ([notify] poll_seconds, 1 s), so a drain that keeps up never waits.
+INFLIGHT_SECONDS = 2.0
 TICK_SECONDS = 0.25  # how often the worker runs the step
 
 
