@@ -27,6 +27,8 @@ def test_push_status_cancel_and_one_phone_at_once(runtime, database_url):
     cancelled = hotdesk(database_url, "notify", "cancel", "1").stdout
     assert "push campaign 1 cancelled: 2 phone(s) will not be pushed" in cancelled
     assert PushCampaign.get_by_id(1).state == "cancelled"
+    status = hotdesk(database_url, "status").stdout
+    assert "Paced pushes running: 1\n  #2 selected by cli: 0 of 2 done (0%), 20/s" in status
     assert OutboxNotify.select().count() == 0  # nothing was queued by a push at once
     queued = hotdesk(database_url, "notify", "00:15:01:00:00:03").stdout
     assert "check-sync NOTIFY queued for 00:15:01:00:00:03" in queued

@@ -213,7 +213,7 @@ def recent(scope: Scope, limit: int = 10) -> list[Progress]:
         query = query.where(PushCampaign.tenant.in_(list(scope)))
     running = list(query.where(PushCampaign.state == "running").order_by(PushCampaign.id))
     finished = list(query.where(PushCampaign.state != "running")
-                    .order_by(PushCampaign.id.desc()).limit(limit))
+                    .order_by(PushCampaign.id.desc()).limit(limit)) if limit > 0 else []
     return [progress(c) for c in running + finished]
 
 
