@@ -16,6 +16,7 @@ from hotdesk.admin import admins  # noqa: E402
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.calls.service import CallContext  # noqa: E402
 from hotdesk.notify import campaigns, pacing  # noqa: E402
+from hotdesk.ops import health  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import Config, DatabaseConfig  # noqa: E402
 from hotdesk.store.models import (  # noqa: E402
@@ -77,7 +78,9 @@ def seed(url: str) -> None:
 
 
 def _seed_pushes(config: Config, desk_ids: list[int]) -> None:
-    """A finished push over the tenant and one running at 2 phones per second."""
+    """A finished push over the tenant and one running at 2 phones per second (as if a
+    worker's pacer ran: its heartbeat is up)."""
+    health.report("push-pacer", "up", "running", node="hotdesk-1")
     start_at = utcnow() - timedelta(hours=2)
     done = campaigns.start(config, "tenant", desk_ids, actor="admin:admin", now=start_at)
     pacing.release(config, now=start_at + timedelta(seconds=1))

@@ -16,7 +16,9 @@ from hotdesk.admin import reports
 from hotdesk.admin.errors import InventoryError, NotFound
 from hotdesk.notify import campaigns
 from hotdesk.notify.campaigns import Progress
-from hotdesk.store.models import Device
+from hotdesk.ops import health
+from hotdesk.ops.status import is_stale
+from hotdesk.store.models import Device, utcnow
 from webadmin.auth import actor, login_required, runtime, scope
 from webadmin.pages import PAGE_SIZE, _int, bp, offline_after
 
@@ -90,10 +92,18 @@ def notify() -> Response | str:
     in_scope = campaigns.scoped_devices(scope()).count()
     rate = runtime().config.notify.push_rate
     return render_template("notify.html", devices=rows, statuses=statuses, total=total,
+                           pacer_running=pacer_running(),
                            page=page, pages=pages, q=query, in_scope=in_scope, rate=rate,
                            minutes=math.ceil(in_scope / rate / 60),
                            tenants=reports.tenants(scope()),
                            campaigns=campaigns.recent(scope()))
+
+
+def pacer_running() -> bool:
+    """Some ``hotdesk worker`` reports its push pacer up: without one a push waits."""
+    now = utcnow()
+    return any(b.component == "push-pacer" and b.state == "up" and not is_stale(b, now)
+               for b in health.read_all())
 
 
 def _campaign(campaign_id: int) -> Progress:

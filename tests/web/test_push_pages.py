@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hotdesk.admin.inventory import default_tenant
 from hotdesk.notify.push_models import PushCampaign, PushTarget
+from hotdesk.ops import health
 from hotdesk.store.models import AuditEvent, Device
 from tests.test_push_campaigns import add_phones
 from tests.web.conftest import bearer, csrf_token, other_phone
@@ -16,6 +17,9 @@ def test_the_page_lists_one_page_of_phones_and_finds_by_name_mac_or_extension(ro
     page = root_client.get("/notify").get_data(as_text=True)
     assert page.count('name="device_id"') == 50 and "120 phone(s) · page 1 of 3" in page
     assert "Push to all 120 phones" in page
+    assert "data-no-pacer" in page  # no worker has reported its pacer
+    health.report("push-pacer", "up", "running", node="n1")
+    assert "data-no-pacer" not in root_client.get("/notify").get_data(as_text=True)
     last = root_client.get("/notify?page=3").get_data(as_text=True)
     assert last.count('name="device_id"') == 20
     mac = Device.select().order_by(Device.id.desc()).first().mac
