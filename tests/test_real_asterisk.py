@@ -118,6 +118,43 @@ def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
     assert received.count(f"Event: {EVENT}") == 2
 
 
+def test_a_paced_push_reaches_the_registered_phone(runtime, tmp_path):
+    """A push campaign's phone is released by the pacer and its NOTIFY, sent through the
+    real AMI, reaches the phone registered on the switch."""
+    from datetime import timedelta
+
+    from hotdesk.notify import campaigns, outbox, pacing
+    from hotdesk.notify.push_models import PushCampaign
+    from hotdesk.store.models import Device, utcnow
+    from tests.conftest import make_device
+
+    endpoint, password = PHONE.split(":", 1)
+    port = free_udp_port()
+    reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
+               "-m", "1", log_dir=tmp_path)
+    assert reg.wait(30) == 0, reg.stderr.read().decode()
+    uas = sipp("notify_uas.xml", port, "-m", "1", log_dir=tmp_path)
+    time.sleep(0.5)
+    device = make_device(runtime, mac="00:15:65:7e:57:01", extension=endpoint)
+    Device.update(last_address=f"127.0.0.1:{port}").where(Device.id == device.id).execute()
+    push = campaigns.start(runtime.config, "selected", [device.id], actor="test")
+    later = utcnow() + timedelta(seconds=1)  # the push owes one phone by then
+    assert pacing.release(runtime.config, now=later).released == 1
+    rows = outbox.claim_due(10, "real-asterisk", now=later)
+    assert [r.contact_uri for r in rows] == [f"sip:{endpoint}@127.0.0.1:{port}"]
+
+    async def send(sender: AmiNotifySender) -> None:
+        await sender.send_async(outbox.target_of(rows[0]))
+
+    asyncio.run(with_sender(send))
+    assert outbox.mark_sent(rows[0], "real-asterisk", now=later)
+    assert uas.wait(30) == 0, "the phone did not receive the NOTIFY: " + \
+        uas.stderr.read().decode()[-500:]
+    assert f"Event: {EVENT}" in (tmp_path / "notify_uas.xml.log").read_text(errors="replace")
+    pacing.release(runtime.config, now=later)
+    assert PushCampaign.get_by_id(push.id).state == "done"
+
+
 def test_unknown_endpoint_is_a_notify_error():
     async def run(sender: AmiNotifySender) -> None:
         with pytest.raises(NotifyError, match="Unable to retrieve endpoint"):
