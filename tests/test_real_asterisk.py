@@ -97,14 +97,21 @@ def sipp(scenario: str, port: int, *extra: str, log_dir: Path) -> subprocess.Pop
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=log_dir)
 
 
-def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
+def registered_phone(tmp_path: Path, notifies: int) -> tuple[str, int, subprocess.Popen]:
+    """The test phone registered from a SIPp port, then a SIPp UAS on that port waiting
+    for ``notifies`` NOTIFYs: (endpoint, port, UAS process)."""
     endpoint, password = PHONE.split(":", 1)
     port = free_udp_port()
     reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
                "-m", "1", log_dir=tmp_path)
     assert reg.wait(30) == 0, reg.stderr.read().decode()
-    uas = sipp("notify_uas.xml", port, "-m", "2", log_dir=tmp_path)
+    uas = sipp("notify_uas.xml", port, "-m", str(notifies), log_dir=tmp_path)
     time.sleep(0.5)  # let the UAS bind before anything is sent to it
+    return endpoint, port, uas
+
+
+def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
+    endpoint, port, uas = registered_phone(tmp_path, 2)
     contact = f"sip:{endpoint}@127.0.0.1:{port}"
 
     async def send(sender: AmiNotifySender) -> None:
@@ -128,13 +135,7 @@ def test_a_paced_push_reaches_the_registered_phone(runtime, tmp_path):
     from hotdesk.store.models import Device, utcnow
     from tests.conftest import make_device
 
-    endpoint, password = PHONE.split(":", 1)
-    port = free_udp_port()
-    reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
-               "-m", "1", log_dir=tmp_path)
-    assert reg.wait(30) == 0, reg.stderr.read().decode()
-    uas = sipp("notify_uas.xml", port, "-m", "1", log_dir=tmp_path)
-    time.sleep(0.5)
+    endpoint, port, uas = registered_phone(tmp_path, 1)
     device = make_device(runtime, mac="00:15:65:7e:57:01", extension=endpoint)
     Device.update(last_address=f"127.0.0.1:{port}").where(Device.id == device.id).execute()
     push = campaigns.start(runtime.config, "selected", [device.id], actor="test")
