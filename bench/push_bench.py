@@ -2,7 +2,7 @@
 ``hotdesk agi`` process to the fake AMI (tests/fakes/asterisk.py).
 
 Run: .venv/bin/python bench/push_bench.py [--phones 10000] [--rate 100] [--pacers 2]
-     [--database-url postgresql://…]
+     [--database-url postgresql://… | --postgres (a throw-away server, as outbox_bench)]
 
 Prints the rate the phones' NOTIFYs reached the switch beside ``[notify] push_rate``,
 the worst one-second window, the release step's cost per tick (``pacing.release``, run
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench.agi_bench import free_port, wait_listening  # noqa: E402
 from hotdesk.admin.inventory import default_tenant  # noqa: E402
 from hotdesk.notify import campaigns, outbox, pacing  # noqa: E402
-from hotdesk.notify.push_models import PushCampaign, PushTarget  # noqa: E402
+from hotdesk.notify.push_models import PushCampaign, PushPacer, PushTarget  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import Config, DatabaseConfig  # noqa: E402
 from hotdesk.store.models import Device, OutboxNotify, utcnow  # noqa: E402
@@ -72,6 +72,7 @@ def release_cost_alone(config: Config, ticks: int = 40) -> list[float]:
     campaigns.cancel(c.id, None, "bench")
     OutboxNotify.delete().execute()
     PushCampaign.delete().execute()
+    PushPacer.delete().execute()  # its clock ran ahead with the stepped one
     rt.db.close()
     return sorted(costs)
 
@@ -207,8 +208,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="[notify] push_rate")
     parser.add_argument("--pacers", type=int, default=2, help="release loops (workers)")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--postgres", action="store_true",
+                        help="start a throw-away PostgreSQL server for the run")
     args = parser.parse_args()
-    asyncio.run(bench(args))
+    if not args.postgres:
+        asyncio.run(bench(args))
+        return
+    from bench.outbox_bench import postgres
+
+    with postgres() as url:
+        if url is None:
+            raise SystemExit("no PostgreSQL server binaries found")
+        args.database_url = url
+        asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

@@ -95,6 +95,14 @@ def test_a_campaign_rate_below_the_ceiling_and_two_campaigns_share_the_ceiling(r
     assert counts == {slow.id: 4, fast.id: 8}
 
 
+def test_a_clock_set_back_does_not_stall_the_push(runtime):
+    config = paced(runtime.config, 10.0)
+    campaigns.start(config, "all", add_phones(30), actor="cli", now=T0)
+    assert pacing.release(config, now=at(3600)).released == 10  # the clock ran an hour ahead
+    assert pacing.release(config, now=at(1)).released == 0  # then was set back
+    assert pacing.release(config, now=at(1.5)).released == 5  # and the push goes on
+
+
 def test_fair_shares_split_the_budget():
     assert pacing.fair_shares({1: 3, 2: 100}, 10) == {1: 3, 2: 7}
     assert pacing.fair_shares({1: 100, 2: 100, 3: 0}, 10) == {1: 5, 2: 5, 3: 0}

@@ -79,12 +79,12 @@ def release(config: Config, now: datetime | None = None) -> ReleaseResult:
         running = list(PushCampaign.select().where(PushCampaign.state == "running")
                        .order_by(PushCampaign.id))
         result.running = len(running)
-        g_start = max(pacer.paced_until, horizon)
+        g_start = _start(pacer.paced_until, horizon, now)
         budget = _allowance(g_start, now, config.notify.push_rate)
         wants: dict[int, int] = {}
         starts: dict[int, datetime] = {}
         for c in running:
-            starts[c.id] = max(c.paced_until, horizon)
+            starts[c.id] = _start(c.paced_until, horizon, now)
             room = max(math.ceil(c.rate * INFLIGHT_SECONDS), 1) - _queued(c.id)
             if room <= 0:
                 result.held += 1
@@ -101,6 +101,12 @@ def release(config: Config, now: datetime | None = None) -> ReleaseResult:
         PushPacer.update(paced_until=g_start + timedelta(
             seconds=result.released / config.notify.push_rate)).where(PushPacer.id == 1).execute()
     return result
+
+
+def _start(paced_until: datetime, horizon: datetime, now: datetime) -> datetime:
+    """Where this step's accounting starts: no earlier than one burst ago, and no later
+    than now (a clock set back must not stall pushes until it catches up)."""
+    return min(max(paced_until, horizon), now)
 
 
 def _allowance(since: datetime, now: datetime, rate: float) -> int:
