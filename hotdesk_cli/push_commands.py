@@ -12,7 +12,7 @@ import sys
 import time
 
 from hotdesk.admin.errors import InventoryError
-from hotdesk.notify import campaigns
+from hotdesk.notify import campaigns, push_selection
 from hotdesk.notify.campaigns import Progress
 from hotdesk.notify.push_models import PushCampaign
 from hotdesk.runtime import start
@@ -36,14 +36,14 @@ def cmd_push(args: argparse.Namespace) -> int:
         return _fail("give exactly one of --all, --tenant DOMAIN or --phones LIST")
     rt = start(args.cfg)
     if args.all:
-        ids = campaigns.phones_for(None, "all")
+        ids = push_selection.phones_for(None, "all")
         kind = "all"
     elif args.tenant:
-        ids = campaigns.phones_for(None, "tenant", tenant_id=_tenant(args.tenant).id)
+        ids = push_selection.phones_for(None, "tenant", tenant_id=_tenant(args.tenant).id)
         kind = "tenant"
     else:
         text = sys.stdin.read() if args.phones == "-" else args.phones
-        ids = campaigns.resolve_phones(text, None)
+        ids = push_selection.resolve_phones(text, None)
         kind = "selected"
     campaign = campaigns.start(rt.config, kind, ids, actor="cli", rate=args.rate)
     p = campaigns.progress(campaign)

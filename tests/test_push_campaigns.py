@@ -14,7 +14,7 @@ from peewee import OperationalError
 from hotdesk.admin import usecases
 from hotdesk.admin.errors import Conflict, InventoryError, NotFound
 from hotdesk.admin.inventory import default_tenant
-from hotdesk.notify import campaigns, outbox, pacing
+from hotdesk.notify import campaigns, outbox, pacing, push_selection
 from hotdesk.notify.push_models import PushCampaign, PushPacer, PushTarget
 from hotdesk.runtime import start
 from hotdesk.store.db import MIGRATIONS, schema_version, upgrade
@@ -274,21 +274,21 @@ def test_scope_and_bad_input_are_refused_with_a_message(runtime):
     with pytest.raises(NotFound):
         campaigns.cancel(foreign.id, [own.id], "admin:ann")
     with pytest.raises(NotFound):
-        campaigns.phones_for([own.id], "tenant", tenant_id=other.id)
+        push_selection.phones_for([own.id], "tenant", tenant_id=other.id)
     with pytest.raises(NotFound, match=f"no phone with id {theirs[0]}"):
-        campaigns.phones_for([own.id], "selected", device_ids=[mine[0], theirs[0]])
-    assert campaigns.phones_for([own.id], "all") == mine
-    assert sorted(campaigns.phones_for(None, "all")) == sorted(mine + theirs)
+        push_selection.phones_for([own.id], "selected", device_ids=[mine[0], theirs[0]])
+    assert push_selection.phones_for([own.id], "all") == mine
+    assert sorted(push_selection.phones_for(None, "all")) == sorted(mine + theirs)
     mac = Device.get_by_id(theirs[0]).mac
     with pytest.raises(NotFound, match="no phone"):
-        campaigns.resolve_phones(mac, [own.id])
-    assert campaigns.resolve_phones(f"{mac}\n80003", None) == [theirs[0], mine[2]]
+        push_selection.resolve_phones(mac, [own.id])
+    assert push_selection.resolve_phones(f"{mac}\n80003", None) == [theirs[0], mine[2]]
     with pytest.raises(InventoryError, match="several tenants"):
-        campaigns.resolve_phones("80001", None)  # both tenants have a phone 80001
+        push_selection.resolve_phones("80001", None)  # both tenants have a phone 80001
     with pytest.raises(InventoryError, match="neither a MAC address nor an extension"):
-        campaigns.resolve_phones("80001 <script>", [own.id])
+        push_selection.resolve_phones("80001 <script>", [own.id])
     with pytest.raises(InventoryError, match="paste at least one"):
-        campaigns.resolve_phones(" ,\n", [own.id])
+        push_selection.resolve_phones(" ,\n", [own.id])
     with pytest.raises(InventoryError, match="at most 10 phones per second"):
         campaigns.start(config, "all", mine, actor="cli", rate=50)
     with pytest.raises(InventoryError, match="more than 0"):
@@ -296,9 +296,9 @@ def test_scope_and_bad_input_are_refused_with_a_message(runtime):
     with pytest.raises(InventoryError, match="no phones"):
         campaigns.start(config, "all", [], actor="cli")
     with pytest.raises(InventoryError, match="scope must be"):
-        campaigns.phones_for(None, "everything")
+        push_selection.phones_for(None, "everything")
     with pytest.raises(InventoryError, match="choose at least one phone"):
-        campaigns.phones_for(None, "selected")
+        push_selection.phones_for(None, "selected")
     mixed = campaigns.start(config, "all", mine + theirs, actor="admin:root")
     assert mixed.tenant_id is None  # over two tenants: only system administrators see it
     with pytest.raises(NotFound):

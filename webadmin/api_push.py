@@ -13,7 +13,7 @@ from flask import abort, jsonify
 from werkzeug.wrappers import Response
 
 from hotdesk.admin.errors import InventoryError
-from hotdesk.notify import campaigns
+from hotdesk.notify import campaigns, push_selection
 from hotdesk.notify.push_models import PushCampaign
 from webadmin.api import MAX_ID, _error, body, bp
 from webadmin.auth import actor, runtime, scope
@@ -49,8 +49,8 @@ def _rate(data: dict[str, Any]) -> float | None:
 def push_start() -> Response:
     data = body()
     kind = data.get("scope")
-    if kind not in campaigns.SCOPES:
-        abort(400, f"scope must be one of {', '.join(campaigns.SCOPES)}")
+    if kind not in push_selection.SCOPES:
+        abort(400, f"scope must be one of {', '.join(push_selection.SCOPES)}")
     tenant_id = data.get("tenant_id")
     if kind == "tenant" and (isinstance(tenant_id, bool) or not isinstance(tenant_id, int)
                              or not 0 < tenant_id < MAX_ID):
@@ -58,8 +58,8 @@ def push_start() -> Response:
     try:
         ids = _ids(data)
         if kind == "selected" and _pasted(data).strip():
-            ids = ids + campaigns.resolve_phones(_pasted(data), scope())
-        chosen = campaigns.phones_for(scope(), kind, tenant_id=tenant_id, device_ids=ids)
+            ids = ids + push_selection.resolve_phones(_pasted(data), scope())
+        chosen = push_selection.phones_for(scope(), kind, tenant_id=tenant_id, device_ids=ids)
         campaign = campaigns.start(runtime().config, kind, chosen, actor(), rate=_rate(data))
     except InventoryError as exc:
         return _error(exc)

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from hotdesk.admin import reports
 from hotdesk.admin.errors import InventoryError, NotFound
-from hotdesk.notify import campaigns
+from hotdesk.notify import campaigns, push_selection
 from hotdesk.notify.campaigns import Progress
 from hotdesk.ops import health
 from hotdesk.ops.status import is_stale
@@ -41,23 +41,23 @@ def _chosen_phones(form) -> tuple[str, list[int]]:  # type: ignore[no-untyped-de
     """(kind, device ids) from the posted form, in the admin's scope."""
     mode = form.get("mode", "selected")
     if mode == "all":
-        return "all", campaigns.phones_for(scope(), "all")
+        return "all", push_selection.phones_for(scope(), "all")
     if mode == "tenant":
-        return "tenant", campaigns.phones_for(scope(), "tenant",
+        return "tenant", push_selection.phones_for(scope(), "tenant",
                                               tenant_id=_int(form.get("tenant_id")))
     ids = [_int(v) for v in form.getlist("device_id")]
     if any(i == 0 for i in ids):
         raise NotFound("no such phone")
     if form.get("phones", "").strip():
         try:
-            ids += campaigns.resolve_phones(form["phones"], scope())
+            ids += push_selection.resolve_phones(form["phones"], scope())
         except NotFound as exc:  # typed by the admin: a message, not a 404 page
             raise InventoryError(str(exc)) from None
-    return "selected", campaigns.phones_for(scope(), "selected", device_ids=ids)
+    return "selected", push_selection.phones_for(scope(), "selected", device_ids=ids)
 
 
 def _phone_page(query: str, page: int):  # type: ignore[no-untyped-def]
-    devices = campaigns.scoped_devices(scope())
+    devices = push_selection.scoped_devices(scope())
     if query:
         mac = query.lower().replace(":", "").replace("-", "").replace(".", "")
         devices = devices.where(Device.display_name.contains(query)
@@ -89,7 +89,7 @@ def notify() -> Response | str:
     query = request.args.get("q", "").strip()[:64]
     rows, total, page, pages = _phone_page(query, _int(request.args.get("page", "1")) or 1)
     statuses = reports.phone_statuses(rows, offline_after())
-    in_scope = campaigns.scoped_devices(scope()).count()
+    in_scope = push_selection.scoped_devices(scope()).count()
     rate = runtime().config.notify.push_rate
     return render_template("notify.html", devices=rows, statuses=statuses, total=total,
                            pacer_running=pacer_running(),

@@ -3,12 +3,12 @@
 Starting a campaign writes its phones into ``push_target`` in one transaction and queues
 nothing yet: the pacer (:mod:`hotdesk.notify.pacing`) releases them into the outbox at
 ``[notify] push_rate``. The web page, the REST API and the CLI all call these functions
-with the admin's tenant scope (``None`` = every tenant).
+with the admin's tenant scope (``None`` = every tenant); which phones a push covers is
+:mod:`hotdesk.notify.push_selection`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -16,16 +16,12 @@ from datetime import datetime
 from peewee import JOIN, Case, fn
 
 from hotdesk.admin.errors import Conflict, InventoryError, NotFound
-from hotdesk.mac import InvalidMac, normalise_mac
 from hotdesk.notify.push_models import PushCampaign, PushTarget, lock_pacer
+from hotdesk.notify.push_selection import Scope, chunks
 from hotdesk.settings import Config
 from hotdesk.store import audit
 from hotdesk.store.db import current_database, write_transaction
-from hotdesk.store.models import Device, OutboxNotify, Tenant, utcnow
-
-Scope = Sequence[int] | None  # tenant ids an admin may see; None = all tenants
-SCOPES = ("all", "tenant", "selected")
-MAX_PASTED = 10000  # MACs / extensions in one pasted list
+from hotdesk.store.models import Device, OutboxNotify, utcnow
 
 
 @dataclass(frozen=True)
@@ -72,94 +68,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
-# -- choosing phones ----------------------------------------------------------------------
-
-
-def scoped_devices(scope: Scope):  # type: ignore[no-untyped-def]
-    query = Device.select()
-    return query if scope is None else query.where(Device.tenant.in_(list(scope)))
-
-
-def resolve_phones(text: str, scope: Scope, tenant_id: int | None = None) -> list[int]:
-    """Device ids for pasted MACs or idle extensions (any separators), within ``scope``
-    (and ``tenant_id`` when given). Anything not found is refused, naming the first
-    few, so an admin never starts a campaign that silently misses phones."""
-    tokens = [t for t in re.split(r"[\s,;]+", text or "") if t]
-    if not tokens:
-        raise InventoryError("paste at least one MAC address or extension")
-    if len(tokens) > MAX_PASTED:
-        raise InventoryError(f"at most {MAX_PASTED} MAC addresses or extensions at once")
-    macs: dict[str, str] = {}
-    extensions: list[str] = []
-    for token in tokens:
-        try:
-            macs[normalise_mac(token)] = token
-        except InvalidMac:
-            if not re.fullmatch(r"[0-9A-Za-z_.+*#-]{1,40}", token):
-                raise InventoryError(f"{token[:40]!r} is neither a MAC address nor an "
-                                     "extension") from None
-            extensions.append(token)
-    base = scoped_devices(scope)
-    if tenant_id is not None:
-        base = base.where(Device.tenant == tenant_id)
-    found: dict[int, None] = {}
-    missing: list[str] = []
-    for chunk in _chunks(list(macs), 500):
-        rows = {d.mac: d.id for d in base.select(Device.id, Device.mac)
-                .where(Device.mac.in_(chunk))}
-        missing += [macs[m] for m in chunk if m not in rows]
-        found.update(dict.fromkeys(rows[m] for m in chunk if m in rows))
-    for chunk in _chunks(extensions, 500):
-        rows_by_ext: dict[str, list[int]] = {}
-        for d in base.select(Device.id, Device.idle_extension).where(
-                Device.idle_extension.in_(chunk)):
-            rows_by_ext.setdefault(d.idle_extension, []).append(d.id)
-        for ext in chunk:
-            if ext not in rows_by_ext:
-                missing.append(ext)
-            elif len(rows_by_ext[ext]) > 1:
-                raise InventoryError(f"extension {ext} is a phone in several tenants; "
-                                     "choose the tenant or paste its MAC")
-            else:
-                found[rows_by_ext[ext][0]] = None
-    if missing:
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise NotFound(f"no phone {', '.join(missing[:5])}{more}")
-    return list(found)
-
-
-def _chunks(items: list, size: int) -> list[list]:  # type: ignore[type-arg]
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def phones_for(scope: Scope, kind: str, tenant_id: int | None = None,
-               device_ids: Sequence[int] = ()) -> list[int]:
-    """The device ids a campaign of ``kind`` covers, in the admin's scope.
-
-    A tenant or a phone outside the scope is "not found", exactly like one that does
-    not exist, so nothing about other tenants leaks."""
-    if kind not in SCOPES:
-        raise InventoryError(f"scope must be one of {', '.join(SCOPES)}")
-    query = scoped_devices(scope).select(Device.id)
-    if kind == "tenant":
-        if tenant_id is None or (scope is not None and tenant_id not in scope) \
-                or not Tenant.select().where(Tenant.id == tenant_id).exists():
-            raise NotFound("no such tenant")
-        query = query.where(Device.tenant == tenant_id)
-    elif kind == "selected":
-        wanted = list(dict.fromkeys(device_ids))
-        if not wanted:
-            raise InventoryError("choose at least one phone")
-        known: set[int] = set()
-        for chunk in _chunks(wanted, 500):
-            known.update(d.id for d in query.where(Device.id.in_(chunk)))
-        missing = [i for i in wanted if i not in known]
-        if missing:
-            raise NotFound(f"no phone with id {missing[0]}")
-        return wanted
-    return [d.id for d in query.order_by(Device.tenant, Device.id)]
-
-
 # -- the campaign ---------------------------------------------------------------------------
 
 
@@ -180,13 +88,13 @@ def start(config: Config, kind: str, device_ids: Sequence[int], actor: str,
     db = current_database()
     with write_transaction(db):
         tenants: set[int] = set()
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             tenants.update(d.tenant_id for d in Device.select(Device.tenant)
                            .where(Device.id.in_(chunk)).distinct())
         tenant = next(iter(tenants)) if len(tenants) == 1 else None
         campaign = PushCampaign.create(tenant=tenant, scope=kind, actor=actor, rate=rate,
                                        total=len(ids), paced_until=now, created_at=now)
-        for chunk in _chunks(ids, 500):
+        for chunk in chunks(ids, 500):
             PushTarget.insert_many([{"campaign": campaign.id, "device": i} for i in chunk]
                                    ).execute()
         audit.record("push_started", tenant=tenant, actor=actor, campaign=campaign.id,
