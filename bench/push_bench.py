@@ -85,6 +85,7 @@ class Pacer(threading.Thread):
         self.config, self.stop = config, stop
         self.costs: list[float] = []
         self.released = 0
+        self.held = 0  # steps where unsent phones held the push (the drain was behind)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -93,6 +94,7 @@ class Pacer(threading.Thread):
             if result.running:
                 self.costs.append(time.perf_counter() - started)
             self.released += result.released
+            self.held += bool(result.held)
             self.stop.wait(pacing.TICK_SECONDS)
 
 
@@ -113,12 +115,20 @@ async def bench(args: argparse.Namespace) -> None:
     stop = threading.Event()
     pacers = [Pacer(config, stop) for _ in range(args.pacers)]
     ordinary: dict[str, float] = {}
+    baseline: dict[str, float] = {}
     try:
         wait_listening(int(env["HOTDESK_AGI_LISTEN"].rsplit(":", 1)[1]), agi)
         while ami.logins_ok < 1:
             await asyncio.sleep(0.05)
         rt = start(config)
         devices = [d.id for d in Device.select(Device.id).order_by(Device.id)]
+        for n in range(5):  # the same ordinary NOTIFYs with no push running, for comparison
+            baseline[f"base-{n}"] = time.monotonic()
+            outbox.enqueue(Device.get_by_id(devices[n]), default_tenant(), f"base-{n}",
+                           "asterisk")
+            rt.db.close()
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(2.0)
         c = campaigns.start(config, "all", devices, actor="bench")
         began = time.monotonic()
         for p in pacers:
@@ -145,7 +155,8 @@ async def bench(args: argparse.Namespace) -> None:
         await ami.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    pushed = sorted(x.at for x in ami.notifies if not x.endpoint.startswith("login-"))
+    pushed = sorted(x.at for x in ami.notifies
+                    if x.endpoint not in ordinary and x.endpoint not in baseline)
     burst = args.rate * pacing.BURST_SECONDS  # a step may release this much at once
     achieved = _rate(pushed, burst)
     released_rate = _rate(released_at, burst)
@@ -154,6 +165,8 @@ async def bench(args: argparse.Namespace) -> None:
     costs = sorted(x for p in pacers for x in p.costs)
     delays = sorted(x.at - ordinary[x.endpoint] for x in ami.notifies
                     if x.endpoint in ordinary)
+    quiet = sorted(x.at - baseline[x.endpoint] for x in ami.notifies
+                   if x.endpoint in baseline)
     load = os.getloadavg()[0]
     print(f"paced push of {args.phones} phones, {url.split(':', 1)[0]}, {args.pacers} pacer(s), "
           f"1 hotdesk agi (AMI sender), fake AMI; load average {load:.1f}")
@@ -172,9 +185,14 @@ async def bench(args: argparse.Namespace) -> None:
         ("release step during the push (lock waits too), p50 / p99 / max",
          f"{_ms(costs, 0.5)} / {_ms(costs, 0.99)} / {_ms(costs, 1.0)} ms",
          f"<< {pacing.TICK_SECONDS * 1000:.0f} ms tick"),
-        ("ordinary NOTIFY queued -> switch, p50 / max",
+        ("release steps held by unsent phones (drain behind)",
+         f"{sum(p.held for p in pacers)} of {len(costs)}", "0 when the drain keeps up"),
+        ("ordinary NOTIFY queued -> switch during the push, p50 / max",
          f"{_ms(delays, 0.5)} / {_ms(delays, 1.0)} ms ({len(delays)} sent)",
-         "about the drain's poll interval (not paced)"),
+         "as with no push (next line): not paced"),
+        ("the same with no push running, p50 / max",
+         f"{_ms(quiet, 0.5)} / {_ms(quiet, 1.0)} ms ({len(quiet)} sent)",
+         "the drain's poll interval (queued by another process)"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'result':<28}  target")

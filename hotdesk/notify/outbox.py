@@ -58,18 +58,34 @@ def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
             now: datetime | None = None, delay_seconds: float = 0.0) -> OutboxNotify:
     """Queue a check-sync for ``device``, addressed to the registration it has right now,
     due after ``delay_seconds``."""
-    now = now or utcnow()
     # Earlier pending rows for the phone stay: each targets the registration the phone
     # had then, and an extra check-sync costs the phone one fetch.
-    values = dict(tenant=tenant.id, device=device.id, switch=switch, endpoint=endpoint,
-                  domain=tenant.sip_domain,
-                  contact_uri=contact_uri_for(endpoint, device.last_address),
-                  event=get_vendor(device.vendor).notify_event,
-                  config_version=device.config_version,
-                  next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now)
+    values = _values(device, tenant, endpoint, switch, now or utcnow(), delay_seconds)
     db = current_database()
     row_id = inserted_id(db, _INSERT.run(db, **values))
     return OutboxNotify(__no_default__=True, id=row_id, status="pending", attempts=0, **values)
+
+
+def _values(device: Device, tenant: Tenant, endpoint: str, switch: str, now: datetime,
+            delay_seconds: float = 0.0) -> dict[str, object]:
+    return dict(tenant=tenant.id, device=device.id, switch=switch, endpoint=endpoint,
+                domain=tenant.sip_domain,
+                contact_uri=contact_uri_for(endpoint, device.last_address),
+                event=get_vendor(device.vendor).notify_event,
+                config_version=device.config_version,
+                next_attempt_at=now + timedelta(seconds=delay_seconds), created_at=now)
+
+
+def enqueue_many(phones: list[tuple[Device, Tenant, str]], switch: str,
+                 now: datetime) -> dict[int, int]:
+    """Queue a check-sync for each (device, tenant, endpoint), each device at most once,
+    due now; returns {device id: outbox id}. One statement on PostgreSQL (a paced push
+    releases a batch per tick), a row at a time elsewhere."""
+    if isinstance(current_database(), PostgresqlDatabase) and phones:
+        rows = (OutboxNotify.insert_many([_values(d, t, e, switch, now) for d, t, e in phones])
+                .returning(OutboxNotify.id, OutboxNotify.device).execute())
+        return {row.device_id: row.id for row in rows}
+    return {d.id: enqueue(d, t, e, switch, now=now).id for d, t, e in phones}
 
 
 # Written by every login and logout, so compiled once (hotdesk.store.compiled).

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from peewee import InterfaceError, OperationalError
+from peewee import Case, InterfaceError, OperationalError
 
 from hotdesk.notify import outbox
 from hotdesk.notify.campaigns import progress
@@ -95,7 +95,8 @@ def release(config: Config, now: datetime | None = None) -> ReleaseResult:
             result.released += n
             paced = starts[c.id] + timedelta(seconds=n / c.rate)
             PushCampaign.update(paced_until=paced).where(PushCampaign.id == c.id).execute()
-            if _finished(c.id):
+            # Only a push that ran out of phones to release can have finished.
+            if n < shares[c.id] and _finished(c.id):
                 _finish(c, now)
                 result.finished.append(c.id)
         PushPacer.update(paced_until=g_start + timedelta(
@@ -155,18 +156,19 @@ def _release_targets(campaign: PushCampaign, n: int, switch: str, now: datetime)
     logged_in = dict(Session.select(Session.device, User.sip_username).join(User)
                      .where(Session.device.in_(ids) & Session.ended_at.is_null())
                      .tuples()) if ids else {}
-    released = 0
-    for t in targets:
-        device = devices.get(t.device_id)
-        if device is None:
-            PushTarget.update(state="skipped").where(PushTarget.id == t.id).execute()
-            continue
-        endpoint = logged_in.get(device.id) or device.idle_sip_username
-        row = outbox.enqueue(device, tenants[device.tenant_id], endpoint, switch, now=now)
-        PushTarget.update(state="released", outbox_id=row.id, released_at=now).where(
-            PushTarget.id == t.id).execute()
-        released += 1
-    return released
+    live = [t for t in targets if t.device_id in devices]
+    queued = outbox.enqueue_many(
+        [(d, tenants[d.tenant_id], logged_in.get(d.id) or d.idle_sip_username)
+         for d in (devices[t.device_id] for t in live)], switch, now)
+    outbox_ids = {t.id: queued[t.device_id] for t in live}
+    if outbox_ids:  # one statement for the tick's targets, each with its own outbox row
+        PushTarget.update(state="released", released_at=now, outbox_id=Case(
+            PushTarget.id, list(outbox_ids.items()))).where(
+            PushTarget.id.in_(list(outbox_ids))).execute()
+    gone = [t.id for t in targets if t.id not in outbox_ids]
+    if gone:
+        PushTarget.update(state="skipped").where(PushTarget.id.in_(gone)).execute()
+    return len(outbox_ids)
 
 
 def _finished(campaign_id: int) -> bool:
