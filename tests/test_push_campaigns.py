@@ -321,3 +321,13 @@ def test_upgrade_from_the_previous_schema_adds_the_push_tables(runtime):
     assert pacing.release(paced(runtime.config, 10.0), now=at(1)).released == 2
     assert campaigns.progress(c).queued == 2
     assert upgrade(db) == len(MIGRATIONS)  # idempotent
+
+
+def test_push_rate_must_be_positive():
+    from hotdesk.settings import ConfigError, load_config
+
+    assert load_config(environ={}).notify.push_rate == 20.0
+    assert load_config(environ={"HOTDESK_NOTIFY_PUSH_RATE": "2.5"}).notify.push_rate == 2.5
+    for bad in ("0", "-1"):
+        with pytest.raises(ConfigError, match="push_rate"):
+            load_config(environ={"HOTDESK_NOTIFY_PUSH_RATE": bad})
