@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from peewee import OperationalError
+from playhouse.migrate import SchemaMigrator, migrate
 
 from hotdesk.admin import usecases
 from hotdesk.admin.errors import Conflict, InventoryError, NotFound
@@ -17,8 +18,8 @@ from hotdesk.admin.inventory import default_tenant
 from hotdesk.notify import campaigns, outbox, pacing, push_selection
 from hotdesk.notify.push_models import PushCampaign, PushPacer, PushTarget
 from hotdesk.runtime import start
-from hotdesk.store.db import MIGRATIONS, schema_version, upgrade
-from hotdesk.store.models import AuditEvent, Device, OutboxNotify, SchemaVersion, Tenant
+from hotdesk.store.db import MIGRATIONS, is_sqlite, schema_version, upgrade
+from hotdesk.store.models import AuditEvent, Device, OutboxNotify, SchemaVersion, Tenant, utcnow
 
 T0 = datetime(2026, 12, 1, 9, 0, 0)
 
@@ -121,15 +122,17 @@ def test_phones_still_queued_hold_the_campaign_so_a_reconnect_is_no_burst(runtim
     assert pacing.release(config, now=at(41)).released == 10
 
 
-def test_ordinary_notifies_are_not_paced(runtime, desk):
-    config = paced(runtime.config, 1.0)
+def test_ordinary_notifies_are_not_paced_and_go_first(runtime, desk):
+    config = paced(runtime.config, 10.0)
     campaigns.start(config, "all", add_phones(500), actor="cli", now=T0)
-    pacing.release(config, now=at(1))
+    assert pacing.release(config, now=at(1)).released == 10
     row = usecases.queue_checksync(runtime, desk, actor="admin:root")
-    # The admin's NOTIFY is due at once and claimed in the first round, ahead of the 499
-    # campaign phones that are not in the outbox yet.
-    claimed = outbox.claim_due(50, "me", now=row.next_attempt_at)
-    assert row.id in [r.id for r in claimed] and len(claimed) == 2
+    # The admin's NOTIFY is due at once, queued after the ten pushed phones, and still
+    # claimed (and sent) first: a push never delays it. The other 490 are not queued yet.
+    claimed = outbox.claim_due(3, "me", now=row.next_attempt_at)
+    assert [r.id for r in claimed][0] == row.id and len(claimed) == 3
+    assert [bool(r.paced) for r in claimed] == [False, True, True]
+    assert OutboxNotify.select().count() == 11
 
 
 def test_concurrent_release_steps_release_exactly_the_budget(runtime):
@@ -305,21 +308,34 @@ def test_scope_and_bad_input_are_refused_with_a_message(runtime):
         campaigns.visible(mixed.id, [own.id])
 
 
-def test_upgrade_from_the_previous_schema_adds_the_push_tables(runtime):
+def test_upgrade_from_the_previous_schema_adds_the_push_tables(runtime, desk):
     db = runtime.db
     phones = add_phones(2)
+    old_row = usecases.queue_checksync(runtime, desk, actor="cli")
     previous = next(n for n, step in enumerate(MIGRATIONS, start=1)
                     if step.__name__.endswith("_push_campaigns")) - 1
     db.drop_tables([PushTarget, PushCampaign, PushPacer])
+    sqlite = is_sqlite(db)
+    if sqlite:  # SQLite drops a column by rebuilding the table: keep dependent rows
+        db.execute_sql("PRAGMA foreign_keys = OFF")
+    migrate(SchemaMigrator.from_database(db).drop_column("outbox_notify", "paced"))
+    if sqlite:
+        db.execute_sql("PRAGMA foreign_keys = ON")
     SchemaVersion.delete().where(SchemaVersion.version > previous).execute()
     assert schema_version(db) == previous
     assert "push_campaign" not in db.get_tables()
     assert upgrade(db) == len(MIGRATIONS)
     assert {"push_campaign", "push_target", "push_pacer"} <= set(db.get_tables())
-    assert [d.id for d in Device.select().order_by(Device.id)] == phones  # data kept
-    c = campaigns.start(paced(runtime.config, 10.0), "all", phones, actor="cli", now=T0)
-    assert pacing.release(paced(runtime.config, 10.0), now=at(1)).released == 2
+    assert "paced" in {c.name for c in db.get_columns("outbox_notify")}
+    assert [d.id for d in Device.select().order_by(Device.id)] == [desk.id] + phones  # kept
+    kept = OutboxNotify.get_by_id(old_row.id)
+    assert (kept.status, kept.paced) == ("pending", None)  # an ordinary row, as before
+    config = paced(runtime.config, 10.0)
+    c = campaigns.start(config, "all", phones, actor="cli", now=T0)
+    assert pacing.release(config, now=at(1)).released == 2
     assert campaigns.progress(c).queued == 2
+    claimed = outbox.claim_due(10, "me", now=utcnow() + timedelta(seconds=5))
+    assert claimed[0].id == old_row.id and len(claimed) == 3  # the old row goes first
     assert upgrade(db) == len(MIGRATIONS)  # idempotent
 
 

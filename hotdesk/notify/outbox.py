@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from peewee import InterfaceError, OperationalError, PostgresqlDatabase
+from peewee import Case, InterfaceError, OperationalError, PostgresqlDatabase
 
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.settings import NotifyConfig
@@ -78,14 +78,15 @@ def _values(device: Device, tenant: Tenant, endpoint: str, switch: str, now: dat
 
 def enqueue_many(phones: list[tuple[Device, Tenant, str]], switch: str,
                  now: datetime) -> dict[int, int]:
-    """Queue a check-sync for each (device, tenant, endpoint), each device at most once,
-    due now; returns {device id: outbox id}. One statement on PostgreSQL (a paced push
-    releases a batch per tick), a row at a time elsewhere."""
+    """Queue a paced push's check-sync for each (device, tenant, endpoint), each device at
+    most once, due now and drained after ordinary rows; returns {device id: outbox id}.
+    One statement on PostgreSQL (a tick's batch), a row at a time elsewhere."""
+    values = [dict(_values(d, t, e, switch, now), paced=True) for d, t, e in phones]
     if isinstance(current_database(), PostgresqlDatabase) and phones:
-        rows = (OutboxNotify.insert_many([_values(d, t, e, switch, now) for d, t, e in phones])
+        rows = (OutboxNotify.insert_many(values)
                 .returning(OutboxNotify.id, OutboxNotify.device).execute())
         return {row.device_id: row.id for row in rows}
-    return {d.id: enqueue(d, t, e, switch, now=now).id for d, t, e in phones}
+    return {v["device"]: OutboxNotify.insert(**v).execute() for v in values}
 
 
 # Written by every login and logout, so compiled once (hotdesk.store.compiled).
@@ -94,6 +95,10 @@ _INSERT = Compiled(
     **{name: getattr(OutboxNotify, name) for name in (
         "tenant", "device", "switch", "endpoint", "domain", "contact_uri", "event",
         "config_version", "next_attempt_at", "created_at")})
+
+
+# Rows of a paced push go after every other due row (NULL = ordinary: first).
+_PUSHED_LAST = Case(None, [(OutboxNotify.paced == True, 1)], 0)  # noqa: E712
 
 
 def worker_id() -> str:
@@ -111,14 +116,14 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
     claimable = ((OutboxNotify.status == "pending") & (OutboxNotify.next_attempt_at <= now)
                  & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))
     due = (OutboxNotify.select(OutboxNotify.id).where(claimable)
-           .order_by(OutboxNotify.id).limit(limit))
+           .order_by(_PUSHED_LAST, OutboxNotify.id).limit(limit))
     if isinstance(current_database(), PostgresqlDatabase):
         # One statement: drainers on other nodes skip the rows this one is locking
         # instead of queueing behind it and then finding them taken.
         query = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
                  .where(OutboxNotify.id.in_(due.for_update(skip_locked=True)))
                  .returning(OutboxNotify))
-        return sorted(query.execute(), key=lambda row: row.id)
+        return sorted(query.execute(), key=lambda row: (bool(row.paced), row.id))
     claimed: list[OutboxNotify] = []
     for row in list(due):
         taken = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)

@@ -347,10 +347,12 @@ def _v10_admin_sessions_tokens_pnp(db: Database) -> None:
 
 
 def _v11_push_campaigns(db: Database) -> None:
-    """Paced check-sync pushes: campaigns, their phones and the shared pacing clock."""
+    """Paced check-sync pushes: campaigns, their phones, the shared pacing clock, and the
+    outbox's mark of a pushed row (NULL on every existing row: an ordinary NOTIFY)."""
     from hotdesk.notify.push_models import PUSH_MODELS
 
     db.create_tables(PUSH_MODELS, safe=True)
+    add_column_if_missing(db, "outbox_notify", "paced", BooleanField(null=True))
 
 
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
