@@ -14,7 +14,7 @@ import logging
 from esl_handlers.inbound import EslUnavailable, InboundConnection
 from hotdesk.notify.drain import drain_stall_seconds, run_drain
 from hotdesk.notify.outbox import NotifyError, NotifySender, NotifyTarget, SwitchDown
-from hotdesk.ops.supervise import LoopMonitor, WakeableThread, run_supervised
+from hotdesk.ops.supervise import LoopMonitor, SupervisedThread
 from hotdesk.settings import Config
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class EslNotifySender:
             raise NotifyError(f"FreeSWITCH refused sendevent NOTIFY: {reply}")
 
 
-class DrainLoop(WakeableThread):
+class DrainLoop(SupervisedThread):
     """The core's outbox drain (:func:`hotdesk.notify.drain.run_drain`) in a thread of its
     own, supervised: restarted after any error, with its own ``esl-drain`` heartbeat."""
 
@@ -69,14 +69,3 @@ class DrainLoop(WakeableThread):
     def _loop(self) -> None:
         run_drain(self.sender, self.config, self._stop, owner=self.owner, wake=self._wake,
                   on_round=self.monitor.beat)
-
-    def run(self) -> None:
-        run_supervised(self.monitor, self._loop, self._stop)
-
-    def start(self) -> None:
-        self.monitor.start()
-        super().start()
-
-    def stop(self) -> None:
-        super().stop()
-        self.monitor.stop()

@@ -214,6 +214,12 @@ class NotifyConfig:
     # Which sender `hotdesk worker` drains the outbox with: none (the agi/esl process
     # drains), log (a dry run), or "module:factory" (see hotdesk.notify.drain).
     sender: str = "none"
+    # Phones per second a "push check-sync to all" campaign releases to the outbox, over
+    # all campaigns and nodes (hotdesk.notify.pacing); logins' NOTIFYs are not paced.
+    # 20/s: a phone may fetch up to 3 files per NOTIFY, so at most 60 fetches/s, under a
+    # quarter of prov-serve's slowest measured case (a TLS handshake per fetch, 260-340
+    # req/s on 2 cores; docs/benchmarks-provisioning.md); 10,000 phones in about 8 min.
+    push_rate: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -631,6 +637,7 @@ def _validate_values(config: Config) -> None:
     positive = {("agi", "db_threads"): config.agi.db_threads,
                 ("esl", "db_slots"): config.esl.db_slots,
                 ("notify", "max_attempts"): config.notify.max_attempts,
+                ("notify", "push_rate"): config.notify.push_rate,
                 ("worker", "interval_seconds"): config.worker.interval_seconds,
                 ("provisioning", "fetch_timeout_seconds"):
                     config.provisioning.fetch_timeout_seconds}

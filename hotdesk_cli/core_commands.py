@@ -298,10 +298,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mac")
     p.set_defaults(handler=guarded(cmd_session_logout))
 
-    p = sub.add_parser("notify", help="queue a check-sync NOTIFY for a phone")
-    p.add_argument("mac")
-    p.set_defaults(handler=guarded(cmd_notify))
-
     cfg = sub.add_parser("config", help="configuration").add_subparsers(
         dest="config_cmd", required=True)
     cfg.add_parser("example", help="print the default config file").set_defaults(

@@ -18,6 +18,7 @@ from hotdesk.settings import ConfigError, load_config
 
 COMMAND_MODULES = [
     "hotdesk_cli.core_commands",
+    "hotdesk_cli.push_commands",
     "hotdesk_cli.emergency_commands",
     "hotdesk_cli.worker_commands",
     "hotdesk_cli.admin_commands",

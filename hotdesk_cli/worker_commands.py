@@ -9,6 +9,7 @@ import sys
 import threading
 
 from hotdesk.notify.drain import make_sender, run_drain
+from hotdesk.notify.pacing import PacerLoop
 from hotdesk.ops import metrics, status
 from hotdesk.ops.worker import run_worker
 from hotdesk.runtime import start
@@ -50,9 +51,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
              name or "none")
     from hotdesk.switch.upkeep import SwitchUpkeep
 
-    ticks = run_worker(rt.service, rt.config, stop, sender=sender,
-                       max_ticks=1 if args.once else None,
-                       switch_upkeep=SwitchUpkeep(rt.db, rt.config))
+    # Paced pushes: campaign phones join the outbox at [notify] push_rate.
+    pacer = None if args.once else PacerLoop(rt.config)
+    if pacer is not None:
+        pacer.start()
+    try:
+        ticks = run_worker(rt.service, rt.config, stop, sender=sender,
+                           max_ticks=1 if args.once else None,
+                           switch_upkeep=SwitchUpkeep(rt.db, rt.config))
+    finally:
+        if pacer is not None:
+            pacer.stop()
     log.info("worker stopped after %d tick(s)", ticks)
     return 0
 

@@ -14,6 +14,7 @@ import pytest
 
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant
 from hotdesk.emergency.models import EMERGENCY_MODELS
+from hotdesk.notify.push_models import PUSH_MODELS
 from hotdesk.runtime import Runtime, start
 from hotdesk.settings import Config, DatabaseConfig
 from hotdesk.store.db import is_pooled, open_database
@@ -52,7 +53,8 @@ def database_url(tmp_path: Path) -> str:
     url = os.environ.get("HOTDESK_TEST_DATABASE_URL")
     if url:
         db = open_database(url)
-        db.drop_tables(list(reversed(ALL_MODELS + EMERGENCY_MODELS)), safe=True, cascade=True)
+        db.drop_tables(list(reversed(ALL_MODELS + EMERGENCY_MODELS + PUSH_MODELS)), safe=True,
+                       cascade=True)
         db.close()
         return url
     return f"sqlite:///{tmp_path / 'hotdesk.db'}"

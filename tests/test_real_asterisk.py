@@ -97,21 +97,22 @@ def sipp(scenario: str, port: int, *extra: str, log_dir: Path) -> subprocess.Pop
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=log_dir)
 
 
-def phone_waiting_for_two_notifies(tmp_path: Path) -> tuple[str, str, subprocess.Popen]:
-    """The phone registered (SIPp), then a SIPp UAS on its port expecting two NOTIFYs:
-    (endpoint, contact URI, the UAS process)."""
+def registered_phone(tmp_path: Path, notifies: int) -> tuple[str, int, subprocess.Popen]:
+    """The test phone registered from a SIPp port, then a SIPp UAS on that port waiting
+    for ``notifies`` NOTIFYs: (endpoint, port, UAS process)."""
     endpoint, password = PHONE.split(":", 1)
     port = free_udp_port()
     reg = sipp("register.xml", port, "-s", endpoint, "-au", endpoint, "-ap", password,
                "-m", "1", log_dir=tmp_path)
     assert reg.wait(30) == 0, reg.stderr.read().decode()
-    uas = sipp("notify_uas.xml", port, "-m", "2", log_dir=tmp_path)
+    uas = sipp("notify_uas.xml", port, "-m", str(notifies), log_dir=tmp_path)
     time.sleep(0.5)  # let the UAS bind before anything is sent to it
-    return endpoint, f"sip:{endpoint}@127.0.0.1:{port}", uas
+    return endpoint, port, uas
 
 
 def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
-    endpoint, contact, uas = phone_waiting_for_two_notifies(tmp_path)
+    endpoint, port, uas = registered_phone(tmp_path, 2)
+    contact = f"sip:{endpoint}@127.0.0.1:{port}"
 
     async def send(sender: AmiNotifySender) -> None:
         await sender.send_async(NotifyTarget(1, endpoint, "", "", EVENT))
@@ -127,7 +128,8 @@ def test_check_sync_reaches_the_registered_phone_in_both_forms(tmp_path):
 def test_a_pipelined_batch_reaches_the_phone_and_a_refused_action_fails_alone(tmp_path):
     """The drain's batch: three PJSIPNotify written together on one AMI connection; the
     one for an unknown endpoint fails in its place, the phone gets the other two."""
-    endpoint, contact, uas = phone_waiting_for_two_notifies(tmp_path)
+    endpoint, port, uas = registered_phone(tmp_path, 2)
+    contact = f"sip:{endpoint}@127.0.0.1:{port}"
 
     async def send(sender: AmiNotifySender) -> list:
         return await sender.send_many_async([
@@ -143,6 +145,37 @@ def test_a_pipelined_batch_reaches_the_phone_and_a_refused_action_fails_alone(tm
         uas.stderr.read().decode()[-500:]
     received = (tmp_path / "notify_uas.xml.log").read_text(errors="replace")
     assert received.count(f"Event: {EVENT}") == 2
+
+
+def test_a_paced_push_reaches_the_registered_phone(runtime, tmp_path):
+    """A push campaign's phone is released by the pacer and its NOTIFY, sent through the
+    real AMI, reaches the phone registered on the switch."""
+    from datetime import timedelta
+
+    from hotdesk.notify import campaigns, outbox, pacing
+    from hotdesk.notify.push_models import PushCampaign
+    from hotdesk.store.models import Device, utcnow
+    from tests.conftest import make_device
+
+    endpoint, port, uas = registered_phone(tmp_path, 1)
+    device = make_device(runtime, mac="00:15:65:7e:57:01", extension=endpoint)
+    Device.update(last_address=f"127.0.0.1:{port}").where(Device.id == device.id).execute()
+    push = campaigns.start(runtime.config, "selected", [device.id], actor="test")
+    later = utcnow() + timedelta(seconds=1)  # the push owes one phone by then
+    assert pacing.release(runtime.config, now=later).released == 1
+    rows = outbox.claim_due(10, "real-asterisk", now=later)
+    assert [r.contact_uri for r in rows] == [f"sip:{endpoint}@127.0.0.1:{port}"]
+
+    async def send(sender: AmiNotifySender) -> None:
+        await sender.send_async(outbox.target_of(rows[0]))
+
+    asyncio.run(with_sender(send))
+    assert outbox.mark_sent(rows[0], "real-asterisk", now=later)
+    assert uas.wait(30) == 0, "the phone did not receive the NOTIFY: " + \
+        uas.stderr.read().decode()[-500:]
+    assert f"Event: {EVENT}" in (tmp_path / "notify_uas.xml.log").read_text(errors="replace")
+    pacing.release(runtime.config, now=later)
+    assert PushCampaign.get_by_id(push.id).state == "done"
 
 
 def test_unknown_endpoint_is_a_notify_error():

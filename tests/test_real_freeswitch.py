@@ -79,6 +79,27 @@ def test_sendevent_notify_is_accepted(inbound):
 
 # --- full calls through the dialplan to a real ``hotdesk esl`` -------------------------------
 
+def test_a_paced_push_phone_is_sent_through_the_event_socket(inbound, runtime):
+    """The pacer releases a push's phone into the outbox and the Event Socket sender sends
+    its NOTIFY (the switch takes it: +OK), like any queued check-sync."""
+    from datetime import timedelta
+
+    from esl_handlers.notify import EslNotifySender
+    from hotdesk.notify import campaigns, outbox, pacing
+    from hotdesk.notify.push_models import PushCampaign
+    from hotdesk.store.models import utcnow
+    from tests.conftest import make_device
+
+    device = make_device(runtime, mac="00:15:65:7e:57:02", extension="87654")  # not on the switch
+    push = campaigns.start(runtime.config, "selected", [device.id], actor="test")
+    later = utcnow() + timedelta(seconds=1)
+    assert pacing.release(runtime.config, now=later).released == 1
+    sender = EslNotifySender(inbound, os.environ.get("HOTDESK_TEST_ESL_PROFILE", "internal"))
+    assert outbox.drain_once(sender, runtime.config.notify, "real-fs", now=later)["sent"] == 1
+    pacing.release(runtime.config, now=later)
+    assert PushCampaign.get_by_id(push.id).state == "done"
+
+
 SIP = os.environ.get("HOTDESK_TEST_FREESWITCH_SIP", "")
 PHONE = os.environ.get("HOTDESK_TEST_FREESWITCH_PHONE", "")
 USER = os.environ.get("HOTDESK_TEST_FREESWITCH_USER", "")

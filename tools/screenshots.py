@@ -1,6 +1,6 @@
 """Regenerate docs/screenshots/*.png: seed a throw-away database with a realistic office,
 start ``hotdesk web`` on a loopback port and photograph the main pages in headless
-Chromium. Usage: .venv/bin/python tools/screenshots.py"""
+Chromium. Usage: .venv/bin/python tools/screenshots.py [PAGE …] (default: every page)"""
 
 from __future__ import annotations
 
@@ -15,9 +15,17 @@ sys.path.insert(0, str(REPO))
 from hotdesk.admin import admins  # noqa: E402
 from hotdesk.admin.inventory import DeviceSpec, add_device, add_user, default_tenant  # noqa: E402
 from hotdesk.calls.service import CallContext  # noqa: E402
+from hotdesk.notify import campaigns, pacing  # noqa: E402
+from hotdesk.ops import health  # noqa: E402
 from hotdesk.runtime import start  # noqa: E402
 from hotdesk.settings import Config, DatabaseConfig  # noqa: E402
-from hotdesk.store.models import AuditEvent, Device, DiscoveredPhone, utcnow  # noqa: E402
+from hotdesk.store.models import (  # noqa: E402
+    AuditEvent,
+    Device,
+    DiscoveredPhone,
+    OutboxNotify,
+    utcnow,
+)
 from tests.web.browser import browser_page, hotdesk_web, sign_in  # noqa: E402
 
 OUT = REPO / "docs" / "screenshots"
@@ -65,7 +73,27 @@ def seed(url: str) -> None:
                            firmware="96.86.0.70", address="10.20.0.77")
     DiscoveredPhone.create(mac=desks[0].mac, vendor="Yealink", model="SIP-T54W",
                            firmware="96.86.0.70", address="10.20.0.31", adopted=True)
+    _seed_pushes(rt.config, [d.id for d in desks])
     rt.db.close()
+
+
+def _seed_pushes(config: Config, desk_ids: list[int]) -> None:
+    """A finished push over the tenant and one running at 2 phones per second (as if a
+    worker's pacer ran: its heartbeat is up)."""
+    health.report("push-pacer", "up", "running", node="hotdesk-1")
+    start_at = utcnow() - timedelta(hours=2)
+    done = campaigns.start(config, "tenant", desk_ids, actor="admin:admin", now=start_at)
+    pacing.release(config, now=start_at + timedelta(seconds=1))
+    OutboxNotify.update(status="sent", sent_at=start_at + timedelta(seconds=2)).where(
+        OutboxNotify.status == "pending").execute()
+    pacing.release(config, now=start_at + timedelta(seconds=3))
+    assert campaigns.progress(campaigns.visible(done.id, None)).state == "done"
+    now = utcnow()
+    campaigns.start(config, "selected", desk_ids, actor="admin:admin", rate=2.0, now=now)
+    pacing.release(config, now=now + timedelta(seconds=1.5))
+    first = OutboxNotify.select().order_by(OutboxNotify.id.desc()).limit(3)
+    OutboxNotify.update(status="sent", sent_at=now).where(
+        OutboxNotify.id.in_([r.id for r in first][1:])).execute()
 
 
 def main() -> int:
@@ -75,7 +103,8 @@ def main() -> int:
         seed(url)
         with hotdesk_web(url, Path(tmp)) as base, browser_page(1440, 900) as page:
             sign_in(page, base, "admin", "screenshot-password")
-            for name, path in PAGES.items():
+            wanted = sys.argv[1:] or list(PAGES)
+            for name, path in ((n, PAGES[n]) for n in wanted):
                 page.goto(base + path)
                 page.wait_for_load_state("networkidle")
                 page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)

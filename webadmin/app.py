@@ -84,6 +84,8 @@ def create_app(runtime: Runtime) -> Flask:
     csrf = CSRFProtect(app)
 
     from webadmin import account, api, auth, emergency, pages, phones, users
+    from webadmin import api_push as _api_push  # noqa: F401 - routes join the api blueprint
+    from webadmin import push as _push  # noqa: F401 - its routes join the pages blueprint
     from webadmin.provisioning import bp as provisioning_bp
 
     app.register_blueprint(provisioning_bp)

@@ -182,6 +182,52 @@ def _list_params(sorts: Any, search: str = "") -> list[dict[str, Any]]:
     return out
 
 
+_COUNT = {"type": "integer", "minimum": 0}
+PUSH_CAMPAIGN = _obj({
+    "id": {"type": "integer"}, "tenant_id": NULLABLE_INT,
+    "scope": {"enum": ["all", "tenant", "selected"]}, "actor": {"type": S},
+    "state": {"enum": ["running", "cancelled", "done"]}, "rate": {"type": "number"},
+    **{name: _COUNT for name in ("total", "waiting", "queued", "sent", "confirmed", "failed",
+                                 "cancelled", "skipped", "done", "seconds_left")},
+    "percent": {"type": "integer", "minimum": 0, "maximum": 100},
+    "created_at": {"type": S}, "finished_at": NULLABLE_S,
+}, required=["id", "state", "total", "done", "percent"])
+_PUSH_ONE = {"type": "object", "properties": {"campaign": _ref("PushCampaign")},
+             "required": ["campaign"]}
+PUSH_PATHS: dict[str, Any] = {
+    "/push-campaigns": {
+        "get": {"summary": "Running and recent paced pushes", "operationId": "listPushes",
+                "responses": {"200": _json({"type": "object", "properties": {"campaigns": {
+                    "type": "array", "items": _ref("PushCampaign")}}}, "Pushes"),
+                    **_errors(401)}},
+        "post": {"summary": "Start a paced check-sync push ([notify] push_rate phones per "
+                           "second): every phone in your tenants, one tenant, or chosen "
+                           "phones (ids and/or MACs or extensions)",
+                 "operationId": "startPush",
+                 "requestBody": _body(_obj({
+                     "scope": {"enum": ["all", "tenant", "selected"]},
+                     "tenant_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+                     "phone_ids": {"type": "array", "items": {
+                         "type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
+                     "phones": {"type": "array", "items": {"type": S}},
+                     "rate": {"type": "number", "exclusiveMinimum": 0}}, ["scope"])),
+                 "responses": {"202": _json(_PUSH_ONE, "Started"), **_errors(400, 401, 404)}},
+    },
+    "/push-campaigns/{campaign_id}": {
+        "parameters": [_id_param("campaign_id")],
+        "get": {"summary": "One push with its counts", "operationId": "getPush",
+                "responses": {"200": _json(_PUSH_ONE, "The push"), **_errors(401, 404)}},
+    },
+    "/push-campaigns/{campaign_id}/cancel": {
+        "parameters": [_id_param("campaign_id")],
+        "post": {"summary": "Cancel a push: phones not released yet are not pushed",
+                 "operationId": "cancelPush",
+                 "responses": {"200": _json(_PUSH_ONE, "Cancelled"),
+                               **_errors(401, 404, 409)}},
+    },
+}
+
+
 def openapi_document() -> dict[str, Any]:
     phone_id, user_id, session_id = (_id_param("phone_id"), _id_param("user_id"),
                                      _id_param("session_id"))
@@ -304,6 +350,7 @@ def openapi_document() -> dict[str, Any]:
                                                                    "items": _ref("Notify")}),
                                                 "Queued"), **_errors(400, 401, 404)}},
         },
+        **PUSH_PATHS,
         "/audit": {
             "get": _list_get("Audit log, newest first, 100 per page", "listAudit", "events",
                              "AuditEvent", [{"name": n, **q} for n in
@@ -328,6 +375,7 @@ def openapi_document() -> dict[str, Any]:
                                            "changes)"}}, ["error"]),
                         "Phone": PHONE, "PhoneInput": PHONE_INPUT, "User": USER,
                         "UserInput": USER_INPUT, "Session": SESSION, "Notify": NOTIFY,
-                        "Discovered": DISCOVERED, "AuditEvent": AUDIT},
+                        "Discovered": DISCOVERED, "AuditEvent": AUDIT,
+                        "PushCampaign": PUSH_CAMPAIGN},
         },
     }

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from flask import (
     Blueprint,
     Flask,
-    abort,
     current_app,
     flash,
     jsonify,
@@ -127,31 +126,6 @@ def force_logout(session_id: int) -> Response:
     else:
         flash(f"Nothing to do: {outcome.value.replace('_', ' ')}.", "warning")
     return redirect(url_for("pages.sessions"))
-
-
-@bp.route("/notify", methods=["GET", "POST"])
-@login_required
-def notify() -> Response | str:
-    devices = list(devices_in_scope())
-    if request.method == "POST":
-        mode = request.form.get("mode", "selected")
-        if mode == "tenant":
-            tenant = scoped_or_404(Tenant, _int(request.form.get("tenant_id")))
-            chosen = [d for d in devices if d.tenant_id == tenant.id]
-        else:
-            wanted = {_int(v) for v in request.form.getlist("device_id")}
-            chosen = [d for d in devices if d.id in wanted]
-            unknown = wanted - {d.id for d in chosen}
-            if unknown:
-                abort(404)
-        if not chosen:
-            flash("Choose at least one phone.", "warning")
-            return redirect(url_for("pages.notify"))
-        ids = actions.push_many(runtime(), chosen, actor())
-        return redirect(url_for("pages.notify_progress", ids=",".join(map(str, ids))))
-    statuses = reports.phone_statuses(devices, offline_after())
-    return render_template("notify.html", devices=devices, statuses=statuses,
-                           tenants=reports.tenants(scope()))
 
 
 def _int(value: object) -> int:

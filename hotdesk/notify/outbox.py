@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from peewee import InterfaceError, OperationalError, PostgresqlDatabase
+from peewee import Case, InterfaceError, OperationalError, PostgresqlDatabase
 
 from hotdesk.provisioning.vendors import get_vendor
 from hotdesk.settings import NotifyConfig
@@ -93,6 +93,19 @@ def enqueue(device: Device, tenant: Tenant, endpoint: str, switch: str,
     return OutboxNotify(__no_default__=True, id=row_id, status="pending", attempts=0, **values)
 
 
+def enqueue_many(phones: list[tuple[Device, Tenant, str]], switch: str,
+                 now: datetime) -> dict[int, int]:
+    """Queue a paced push's check-sync for each (device, tenant, endpoint), each device at
+    most once, due now and drained after ordinary rows; returns {device id: outbox id}.
+    One statement on PostgreSQL (a tick's batch), a row at a time elsewhere."""
+    values = [dict(row(d, t, e, switch, now), paced=True) for d, t, e in phones]
+    if isinstance(current_database(), PostgresqlDatabase) and phones:
+        rows = (OutboxNotify.insert_many(values)
+                .returning(OutboxNotify.id, OutboxNotify.device).execute())
+        return {r.device_id: r.id for r in rows}
+    return {v["device"]: OutboxNotify.insert(**v).execute() for v in values}
+
+
 # Written by every login and logout, so compiled once (hotdesk.store.compiled).
 INSERT = Compiled(
     lambda **v: OutboxNotify.insert(**v),
@@ -103,6 +116,8 @@ INSERT = Compiled(
 
 # UPDATE … RETURNING: SQLite 3.35 (2021) and later; older ones claim row by row.
 SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+# Rows of a paced push go after every other due row (NULL = ordinary: first).
+_PUSHED_LAST = Case(None, [(OutboxNotify.paced == True, 1)], 0)  # noqa: E712
 
 
 def worker_id() -> str:
@@ -122,9 +137,9 @@ def claim_due(limit: int, owner: str, lease: timedelta = timedelta(seconds=30),
     if postgres or SQLITE_RETURNING:
         sql, params = _claim_statement(limit, postgres).bind(
             db, owner=owner, until=now + lease, now=now)
-        return sorted(OutboxNotify.raw(sql, *params), key=lambda row: row.id)
+        return sorted(OutboxNotify.raw(sql, *params), key=lambda r: (bool(r.paced), r.id))
     claimed: list[OutboxNotify] = []
-    for row in list(_due(now).order_by(OutboxNotify.id).limit(limit)):
+    for row in list(_due(now).order_by(_PUSHED_LAST, OutboxNotify.id).limit(limit)):
         taken = (OutboxNotify.update(claimed_by=owner, claimed_until=now + lease)
                  .where((OutboxNotify.id == row.id) & (OutboxNotify.status == "pending")
                         & (OutboxNotify.claimed_until.is_null()
@@ -150,7 +165,7 @@ def _claim_statement(limit: int, postgres: bool) -> Compiled:
     write lock from start to end, so no other process can claim a row between the inner
     SELECT and the UPDATE; the outer condition repeats the test all the same."""
     def build(owner: str, until: datetime, now: datetime):  # type: ignore[no-untyped-def]
-        due = _due(now).order_by(OutboxNotify.id).limit(limit)
+        due = _due(now).order_by(_PUSHED_LAST, OutboxNotify.id).limit(limit)
         where = (OutboxNotify.id.in_(due.for_update(skip_locked=True)) if postgres
                  else OutboxNotify.id.in_(due) & (OutboxNotify.status == "pending")
                  & (OutboxNotify.claimed_until.is_null() | (OutboxNotify.claimed_until < now)))

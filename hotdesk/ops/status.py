@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from hotdesk.mac import format_mac
-from hotdesk.notify import reconcile
+from hotdesk.notify import campaigns, reconcile
 from hotdesk.ops import health
 from hotdesk.store.models import Device, Session, utcnow
 from hotdesk.switch import idle_accounts, registrations
@@ -33,6 +33,8 @@ class Status:
     watching: bool = False
     registrations: dict[str, int] = field(default_factory=dict)
     registration_problems: list[tuple[str, str, str]] = field(default_factory=list)
+    # Running paced pushes (hotdesk.notify.campaigns), one line each.
+    pushes: list[str] = field(default_factory=list)
 
     @property
     def last_worker_run(self) -> datetime | None:
@@ -70,6 +72,9 @@ def collect(now: datetime | None = None, pending_limit: int = 20) -> Status:
         provisioning=reconcile.provisioning_state_counts(),
         pending_devices=pending,
         switch_accounts=idle_accounts.state().describe(),
+        pushes=[f"#{p.id} {p.scope} by {p.actor}: {p.done} of {p.total} done ({p.percent}%), "
+                f"{p.rate:g}/s, about {p.seconds_left}s left"
+                for p in campaigns.recent(None, limit=0)],
     )
 
 
@@ -106,6 +111,8 @@ def render(status: Status) -> str:
     oldest = (f"{_ago(status.oldest_pending_seconds)}" if status.outbox.get("pending")
               else "-")
     lines.append(f"  oldest pending: {oldest}")
+    lines.append(f"Paced pushes running: {len(status.pushes) or 'none'}")
+    lines += [f"  {push}" for push in status.pushes]
     prov = status.provisioning
     lines += ["", f"Phones: {prov.get('ok', 0)} ok, {prov.get('pending', 0)} pending config, "
               f"{prov.get('failed', 0)} failed"]

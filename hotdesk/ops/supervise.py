@@ -176,6 +176,28 @@ class LoopMonitor:
         return "up", "running"
 
 
+class SupervisedThread(WakeableThread):
+    """A :class:`WakeableThread` whose :meth:`_loop` runs under :func:`run_supervised`,
+    reporting to ``self.monitor`` (set by the subclass), whose heartbeat starts and
+    stops with the thread."""
+
+    monitor: LoopMonitor
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        run_supervised(self.monitor, self._loop, self._stop)
+
+    def start(self) -> None:
+        self.monitor.start()
+        super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self.monitor.stop()
+
+
 def run_supervised(monitor: LoopMonitor, loop: Callable[[], object],
                    stop: threading.Event) -> None:
     """Run ``loop()`` in this thread until ``stop`` is set, restarting it whenever it

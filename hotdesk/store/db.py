@@ -404,6 +404,15 @@ def _v12_worker_indexes(db: Database) -> None:
         db.execute_sql(f'CREATE INDEX IF NOT EXISTS "{name}" {target}')
 
 
+def _v13_push_campaigns(db: Database) -> None:
+    """Paced check-sync pushes: campaigns, their phones, the shared pacing clock, and the
+    outbox's mark of a pushed row (NULL on every existing row: an ordinary NOTIFY)."""
+    from hotdesk.notify.push_models import PUSH_MODELS
+
+    db.create_tables(PUSH_MODELS, safe=True)
+    add_column_if_missing(db, "outbox_notify", "paced", BooleanField(null=True))
+
+
 # Each entry upgrades the schema by one version. Append, never edit a shipped one.
 MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_heartbeat,
                                                 _v3_tenant_pin_source, _v4_switch_accounts,
@@ -412,7 +421,8 @@ MIGRATIONS: list[Callable[[Database], None]] = [_v1_create_tables, _v2_create_he
                                                 _v9_emergency,
                                                 _v10_admin_sessions_tokens_pnp,
                                                 _v11_list_indexes,
-                                                _v12_worker_indexes]
+                                                _v12_worker_indexes,
+                                                _v13_push_campaigns]
 
 
 def schema_version(db: Database) -> int:

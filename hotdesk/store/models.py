@@ -207,6 +207,9 @@ class OutboxNotify(BaseModel):
     # Set on the newest row of a config version once reconciliation gave up on it (the
     # phone is left "pending" for an admin); at most once per device and version.
     gave_up = BooleanField(default=False)
+    # Released by a paced push (hotdesk.notify.pacing): drained after every other due row,
+    # so a login's NOTIFY never queues behind a push. NULL = an ordinary NOTIFY.
+    paced = BooleanField(null=True)
 
 
 class ConfigFetch(BaseModel):

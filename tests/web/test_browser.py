@@ -9,7 +9,8 @@ import pytest
 
 from hotdesk.admin.inventory import default_tenant
 from hotdesk.calls.service import CallContext
-from hotdesk.store.models import Device, OutboxNotify, Session
+from hotdesk.notify.push_models import PushTarget
+from hotdesk.store.models import Device, Session
 from tests.conftest import make_device
 from tests.web.browser import CHROMIUM, browser_page, hotdesk_web, sign_in
 from tests.web.conftest import PASSWORD, other_phone
@@ -57,16 +58,16 @@ def test_admin_journey_in_a_real_browser(runtime, database_url, tmp_path: Path, 
         page.wait_for_selector(".alert-success")
         assert Session.get(Session.device == desk).end_reason == "admin"
 
-        # Push a check-sync to the new phone; the progress page shows its result.
+        # Push a check-sync to the new phone: a paced push whose page follows its progress.
         page.goto(base + "/notify")
         new_id = Device.get(Device.mac == "001565abcdef").id
         page.check(f"input[name=device_id][value='{new_id}']")
         page.click("#notify-form button[type=submit]")
-        page.wait_for_selector("#notify-progress")
+        page.wait_for_selector("#push-campaigns tr[data-campaign-id]")
         page.wait_for_function("document.querySelector('[data-poll-state]').textContent"
-                               ".startsWith('updating')")
-        assert "queued" in page.locator("[data-result]").first.inner_text()
-        assert OutboxNotify.select().where(OutboxNotify.device == new_id).count() >= 2
+                               ".startsWith('about')")
+        assert "waiting 1" in page.locator("[data-col='counts']").first.inner_text()
+        assert [t.device_id for t in PushTarget.select()] == [new_id]
 
         # A tenant administrator of another tenant cannot reach the phone: 404.
         page.click("text=Sign out")

@@ -12,9 +12,10 @@ import pytest
 import requests
 
 from hotdesk.admin import admins
+from hotdesk.notify.push_models import PushCampaign
 from hotdesk.ops import health
 from hotdesk.store import audit
-from hotdesk.store.models import ApiToken, Device, OutboxNotify
+from hotdesk.store.models import ApiToken, Device
 from tests.conftest import make_device
 from tests.web.browser import CHROMIUM, browser_page, hotdesk_web, sign_in
 from tests.web.conftest import PASSWORD
@@ -99,15 +100,14 @@ def test_polish_list_in_a_browser(runtime, database_url, tmp_path: Path, sysadmi
         assert "ESL" not in page.locator("main").inner_text()
 
         page.goto(base + "/notify")
-        before = OutboxNotify.select().count()
         page.once("dialog", lambda d: d.dismiss())
         page.click("text=Push to all phones of the tenant")
         page.wait_for_timeout(300)
-        assert page.url == base + "/notify" and OutboxNotify.select().count() == before
+        assert page.url == base + "/notify" and PushCampaign.select().count() == 0
         page.once("dialog", lambda d: d.accept())
         page.click("text=Push to all phones of the tenant")
-        page.wait_for_url("**/notify/progress**")
-        assert OutboxNotify.select().count() == before + 1
+        page.wait_for_url("**/notify/campaigns/**")
+        assert PushCampaign.get().total == Device.select().count()
 
         icon = page.get_attribute("link[rel=icon]", "href")
         answer = requests.get(base + icon, timeout=10)

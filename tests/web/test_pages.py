@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import timedelta
 
 from hotdesk.calls.service import CallContext
-from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session, Tenant, User
+from hotdesk.notify import pacing
+from hotdesk.store.models import AuditEvent, Device, OutboxNotify, Session, Tenant, User, utcnow
 from tests.web.conftest import PASSWORD, csrf_token, sign_in
 from webadmin.app import create_app
 from webadmin.secret import load_secret_key
@@ -76,23 +78,28 @@ def test_force_logout_from_sessions_page(runtime, root_client, alice, desk):
                           & (AuditEvent.actor == "admin:root")).user_id == alice.id
 
 
-def test_push_checksync_selection_shows_per_phone_results(root_client, desk, desk2):
+def test_push_checksync_selection_is_a_paced_push_with_progress(root_client, runtime, desk,
+                                                                desk2):
     token = csrf_token(root_client, "/notify")
-    response = root_client.post("/notify", data={"csrf_token": token,
+    response = root_client.post("/notify", data={"csrf_token": token, "mode": "selected",
                                                  "device_id": [desk.id, desk2.id]})
     assert response.status_code == 302
-    progress = root_client.get(response.headers["Location"].replace("/notify/progress",
-                                                                    "/notify/progress.json"))
-    rows = progress.json["rows"]
-    assert [r["result"] for r in rows] == ["queued", "queued"] and not progress.json["done"]
-    OutboxNotify.update(status="sent").where(OutboxNotify.id == rows[0]["id"]).execute()
+    url = response.headers["Location"]
+    progress = root_client.get(url + ".json").json
+    assert (progress["state"], progress["total"], progress["waiting"]) == ("running", 2, 2)
+    assert OutboxNotify.select().count() == 0  # queued by the pacer, not at once
+    pacing.release(runtime.config, now=utcnow() + timedelta(seconds=1))
+    rows = list(OutboxNotify.select().order_by(OutboxNotify.id.desc()).limit(2))
+    OutboxNotify.update(status="sent", sent_at=utcnow()).where(
+        OutboxNotify.id == rows[0].id).execute()
     OutboxNotify.update(status="failed", last_error="404 Not Found").where(
-        OutboxNotify.id == rows[1]["id"]).execute()
-    again = root_client.get(response.headers["Location"].replace("/notify/progress",
-                                                                 "/notify/progress.json"))
-    assert [(r["result"], r["detail"]) for r in again.json["rows"]] == [
-        ("sent", ""), ("failed", "404 Not Found")]
-    assert again.json["done"]
+        OutboxNotify.id == rows[1].id).execute()
+    pacing.release(runtime.config, now=utcnow() + timedelta(seconds=2))
+    again = root_client.get(url + ".json").json
+    assert (again["state"], again["sent"], again["failed"], again["percent"]) == (
+        "done", 1, 1, 100)
+    page = root_client.get(url).get_data(as_text=True)
+    assert 'data-campaign-id="' in page and "sent 1" in page
 
 
 def test_users_pin_hotdesk_and_import(root_client, alice):

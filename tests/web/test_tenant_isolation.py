@@ -10,6 +10,8 @@ import pytest
 from hotdesk.admin import admins, importers
 from hotdesk.calls.service import CallContext
 from hotdesk.emergency import notices
+from hotdesk.notify import campaigns
+from hotdesk.notify.push_models import PushCampaign
 from hotdesk.store.models import (
     ApiToken,
     AuditEvent,
@@ -50,7 +52,8 @@ def world(runtime, app, tenant_admin, other_admin, other_tenant):
         runtime, other_tenant, other_admin.id, "admin:olga",
         importers.parse_csv("778,Olaf Other,1234,pw,yes\n"), enable_hotdesk=False)
     admins.create_token(runtime.db, other_admin, "olga's token")
-    return {"token_id": ApiToken.get(ApiToken.label == "olga's token").id,
+    push = campaigns.start(runtime.config, "tenant", [phone.id], "admin:olga")
+    return {"campaign_id": push.id, "token_id": ApiToken.get(ApiToken.label == "olga's token").id,
             "device_id": phone.id, "phone_id": phone.id, "user_id": user.id,
             "session_id": session.id, "job_id": job.id, "notify_id": notify.id,
             "discovered_id": found.id, "tenant_id": other_tenant.id}
@@ -61,6 +64,7 @@ def _unchanged(world):
     user = User.get_by_id(world["user_id"])
     assert phone.display_name == "Other Desk Secret" and user.display_name == "Otto Othertenant"
     assert Session.get_by_id(world["session_id"]).ended_at is None
+    assert PushCampaign.get_by_id(world["campaign_id"]).state == "running"
     assert not AuditEvent.select().where(AuditEvent.actor == "admin:ann",
                                          AuditEvent.tenant == world["tenant_id"]).exists()
 
@@ -161,6 +165,15 @@ def _argless_post_checks(world):
         r = client.post("/api/v1/notify", headers=headers, json={"tenant_id": other})
         assert r.status_code == 404
 
+    def api_push(client, _, headers):
+        r = client.post("/api/v1/push-campaigns", headers=headers,
+                        json={"scope": "tenant", "tenant_id": other})
+        assert r.status_code == 404
+        r = client.post("/api/v1/push-campaigns", headers=headers,
+                        json={"scope": "selected", "phones": ["00:15:65:bb:bb:01", "9001"]})
+        # Answered exactly as for phones that do not exist.
+        assert (r.status_code, r.json["error"]) == (404, "no phone 00:15:65:bb:bb:01, 9001")
+
     def emergency_default(client, token, _):
         r = client.post("/emergency/default", data={"csrf_token": token, "tenant_id": other,
                                                     "country": "US"})
@@ -176,7 +189,8 @@ def _argless_post_checks(world):
             ("phones.new", "POST"): phone_new, ("users.new", "POST"): user_new,
             ("users.import_users", "POST"): import_users, ("pages.notify", "POST"): notify,
             ("pages.settings", "POST"): settings, ("api.phones_create", "POST"): api_phone,
-            ("api.users_create", "POST"): api_user, ("api.notify_push", "POST"): api_notify}
+            ("api.users_create", "POST"): api_user, ("api.notify_push", "POST"): api_notify,
+            ("api.push_start", "POST"): api_push}
 
 
 def app_jobs(client):

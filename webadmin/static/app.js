@@ -95,6 +95,37 @@
     }, function (data) { return data.done; });
   }
 
+  var PUSH_STATE = { running: "text-bg-primary", done: "text-bg-success", cancelled: "text-bg-secondary" };
+  var pushes = document.getElementById("push-campaigns");
+  if (pushes) {
+    poll(pushes, function (data) {
+      var list = data.campaigns || [data];
+      list.forEach(function (c) {
+        var tr = pushes.querySelector("tr[data-campaign-id='" + c.id + "']");
+        if (!tr) return;
+        tr.setAttribute("data-state", c.state);
+        var state = tr.querySelector("[data-col='state']");
+        state.textContent = c.state;
+        state.className = "badge " + (PUSH_STATE[c.state] || "text-bg-light");
+        tr.querySelector("[data-progress]").style.width = c.percent + "%";
+        tr.querySelector(".progress").setAttribute("aria-valuenow", c.percent);
+        tr.querySelector("[data-col='done']").textContent = c.done + " of " + c.total;
+        tr.querySelector("[data-col='counts']").textContent = "sent " + c.sent + " · confirmed " +
+          c.confirmed + " · failed " + c.failed + " · queued " + c.queued + " · waiting " + c.waiting;
+        if (c.state !== "running") {
+          var form = tr.querySelector("form");
+          if (form) form.remove();
+        }
+      });
+      var note = document.querySelector("[data-poll-state]");
+      if (note && !data.campaigns) {
+        note.textContent = data.state === "running" ? "about " + data.seconds_left + " s left; updating…" : data.state;
+      }
+    }, function (data) {
+      return !(data.campaigns || [data]).some(function (c) { return c.state === "running"; });
+    });
+  }
+
   var job = document.getElementById("import-job");
   if (job) {
     poll(job, function (data) {
