@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from hotdesk.admin import admins, lists, reports, usecases, zones
 from hotdesk.admin.inventory import DeviceSpec, InventoryError
+from hotdesk.notify import campaigns, push_selection
 from hotdesk.provisioning.render import device_url
 from hotdesk.store.models import Device, DiscoveredPhone, Session, Tenant, User, utcnow
 from hotdesk.switch import registrations
@@ -361,24 +362,31 @@ def discovered_list() -> Response:
 
 @bp.post("/notify")
 def notify_push() -> Response:
+    """Check-sync now for a few phones; more than one second's worth at ``[notify]
+    push_rate`` becomes a paced push (answered with its ``campaign``), so a tenant-wide
+    push never makes thousands of phones fetch their config in the same second."""
     data = body()
-    devices = list(reports.scoped(Device.select(), Device, scope()))
-    if "tenant_id" in data:
-        tenant = tenant_from(data)
-        chosen = [d for d in devices if d.tenant_id == tenant.id]
-    else:
-        wanted = data.get("phone_ids")
-        if not isinstance(wanted, list) or not wanted or not all(
-                isinstance(i, int) and not isinstance(i, bool) and 0 < i < MAX_ID
-                for i in wanted):
-            abort(400, "give phone_ids (a non-empty list of ids) or tenant_id")
-        by_id = {d.id: d for d in devices}
-        missing = [i for i in wanted if i not in by_id]
-        if missing:
-            abort(404, f"no phone with id {missing[0]}")
-        chosen = [by_id[i] for i in dict.fromkeys(wanted)]
-    ids = actions.push_many(runtime(), chosen, actor())
-    response = jsonify(notifies=actions.notify_rows(ids, scope()))
+    try:
+        if "tenant_id" in data:
+            ids = push_selection.phones_for(scope(), "tenant", tenant_id=tenant_from(data).id)
+            kind = "tenant"
+        else:
+            wanted = data.get("phone_ids")
+            if not isinstance(wanted, list) or not wanted or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and 0 < i < MAX_ID
+                    for i in wanted):
+                abort(400, "give phone_ids (a non-empty list of ids) or tenant_id")
+            ids, kind = push_selection.phones_for(scope(), "selected", device_ids=wanted), \
+                "selected"
+        if len(ids) > runtime().config.notify.push_rate:
+            campaign = campaigns.start(runtime().config, kind, ids, actor())
+            response = jsonify(notifies=[], campaign=campaigns.progress(campaign).as_dict())
+        else:
+            chosen = list(Device.select().where(Device.id.in_(ids)).order_by(Device.id))
+            pushed = actions.push_many(runtime(), chosen, actor())
+            response = jsonify(notifies=actions.notify_rows(pushed, scope()))
+    except InventoryError as exc:
+        return _error(exc)
     response.status_code = 202
     return response
 

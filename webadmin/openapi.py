@@ -339,16 +339,19 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(_wrap("notifies", {"type": "array",
                                                                   "items": _ref("Notify")}),
                                                "Results"), **_errors(401)}},
-            "post": {"summary": "Push check-sync to a selection or a whole tenant",
+            "post": {"summary": "Push check-sync to a selection or a whole tenant; more "
+                                "phones than [notify] push_rate become a paced push, "
+                                "answered with its campaign and no notifies",
                      "operationId": "pushNotify",
                      "requestBody": _body(_obj({
                          "phone_ids": {"type": "array", "items": {
                              "type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
                          "tenant_id": {"type": "integer", "minimum": 1,
                                        "maximum": 2**31 - 1}}, extra=True)),
-                     "responses": {"202": _json(_wrap("notifies", {"type": "array",
-                                                                   "items": _ref("Notify")}),
-                                                "Queued"), **_errors(400, 401, 404)}},
+                     "responses": {"202": _json({"type": "object", "properties": {
+                         "notifies": {"type": "array", "items": _ref("Notify")},
+                         "campaign": _ref("PushCampaign")}, "required": ["notifies"]},
+                         "Queued now, or paced"), **_errors(400, 401, 404)}},
         },
         **PUSH_PATHS,
         "/audit": {

@@ -71,6 +71,33 @@ def test_notify_push_reports_each_phone(runtime, app, sysadmin, desk, desk2):
     assert client.post("/api/v1/notify", json={}, headers=headers).status_code == 400
 
 
+def test_a_push_larger_than_one_second_at_the_push_rate_is_paced(runtime, app, sysadmin):
+    """More phones than [notify] push_rate in one POST /notify become a paced push: no
+    outbox row yet, a campaign covering every phone of the tenant."""
+    from hotdesk.admin.inventory import default_tenant
+    from hotdesk.notify.push_models import PushCampaign
+    from hotdesk.store.models import OutboxNotify
+    from tests.web import fleet
+
+    rate = runtime.config.notify.push_rate
+    tenant = default_tenant()
+    phones = fleet.add_phones(tenant, int(rate) + 7)
+    client, headers = app.test_client(), bearer(runtime, sysadmin)
+    few = client.post("/api/v1/notify",
+                      json={"phone_ids": [p.id for p in phones[:int(rate)]]}, headers=headers)
+    assert few.status_code == 202 and len(few.json["notifies"]) == int(rate)
+    assert "campaign" not in few.json
+    many = client.post("/api/v1/notify", json={"tenant_id": tenant.id}, headers=headers)
+    assert many.status_code == 202 and many.json["notifies"] == []
+    campaign = many.json["campaign"]
+    assert campaign["total"] == len(phones) and campaign["state"] == "running"
+    assert PushCampaign.get_by_id(campaign["id"]).rate == rate
+    assert OutboxNotify.select().count() == int(rate)  # only the immediate push so far
+    missing = client.post("/api/v1/notify", json={"phone_ids": [phones[0].id, 2**30]},
+                          headers=headers)
+    assert missing.status_code == 404 and "no phone" in missing.json["error"]
+
+
 def test_nul_in_a_query_value_is_400_not_500(runtime, app, sysadmin, root_client):
     client, headers = app.test_client(), bearer(runtime, sysadmin)
     response = client.get("/api/v1/audit?action=%00&user=101", headers=headers)
