@@ -568,6 +568,9 @@ class FakeInboundServer:
         self.auth_failures = 0
         self.uuids: list[str] = []  # handed out (in order) as sendevent / bgapi UUIDs
         self.silent = False  # accept commands but never answer (a hung switch)
+        # Drop a connection instead of answering its command number N (counted over all
+        # connections after auth, from 1): FreeSWITCH lost in the middle of a batch.
+        self.drop_at: int | None = None
         # Registrations on the profile; None = the captured listing verbatim.
         self.registrations: list[SofiaRegistration] | None = None
         self._host, self._port = host, port
@@ -680,6 +683,8 @@ class FakeInboundServer:
                 with self._cond:
                     self.commands.append(cmd)
                     self._cond.notify_all()
+                if self.drop_at is not None and len(self.commands) >= self.drop_at:
+                    return
                 if self.silent:
                     continue
                 if not self._command(conn, cmd, lines[1:], subs):
