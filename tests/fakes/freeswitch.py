@@ -661,6 +661,9 @@ class FakeInboundServer:
         try:
             # stop() may close a connection accepted a moment before: OSError, like a RST.
             conn.settimeout(30.0)
+            # As mod_event_socket (listener_run sets SWITCH_SO_TCP_NODELAY): the replies
+            # to a pipelined batch leave one by one without Nagle's wait for an ACK.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sendall(b"Content-Type: auth/request\n\n")
             while True:
                 while b"\n\n" not in buf:
