@@ -220,6 +220,8 @@ class InboundConnection:
         One entry per command: its reply, or :class:`EslUnavailable` for a command whose
         reply never came (the link dropped or went silent; that and every later one).
         ``timeout`` bounds the whole batch."""
+        if not batch:
+            return []
         with self._request_lock:
             sock = self._sock
             if not self._up.is_set() or sock is None:
