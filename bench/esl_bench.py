@@ -105,13 +105,15 @@ class TimedCall(FakeCall):
 
 # The fake inbound event socket in a process of its own (the fake calls' threads would
 # otherwise hold up its replies to sendevent): one line per NOTIFY, arrival time
-# (CLOCK_MONOTONIC, the same clock in every process) and contact.
+# (CLOCK_MONOTONIC, the same clock in every process) and contact. It answers the
+# emergency entries' ``db`` commands as mod_db does, so they are written once, as on a
+# real switch, instead of refused and retried.
 INBOUND_SERVER = textwrap.dedent('''
     import sys, time
     sys.path.insert(0, sys.argv[1])
-    from tests.fakes.freeswitch import FakeInboundServer
+    from tests.fakes.freeswitch_emergency import FakeEmergencyFreeSWITCH
 
-    class Timed(FakeInboundServer):
+    class Timed(FakeEmergencyFreeSWITCH):
         def _command(self, conn, cmd, lines, subs):
             if cmd.startswith("sendevent NOTIFY"):
                 headers = dict(ln.split(": ", 1) for ln in lines if ": " in ln)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from esl_handlers.inbound import EslError, EslUnavailable, InboundConnection
+from esl_handlers.inbound import EslUnavailable, InboundConnection
+from esl_handlers.wire import Message, command
 from hotdesk.emergency import notices
 from hotdesk.runtime import Runtime
 from hotdesk.store.db import close_quietly
@@ -43,21 +45,37 @@ def commands(key: EntryKey, entry: Entry | None) -> list[str]:
 
 
 class EslStoreWriter:
-    """:class:`hotdesk.switch.emergency.StoreWriter` over the inbound Event Socket."""
+    """:class:`hotdesk.switch.emergency.StoreWriter` over the inbound Event Socket, with
+    ``write_many``: a drain round's ``db`` commands are written in one go and the
+    replies read in order (capture esl-pipelined-batch)."""
 
     def __init__(self, inbound: InboundConnection) -> None:
         self.inbound = inbound
 
     def write(self, key: EntryKey, entry: Entry | None) -> None:
-        for cmd in commands(key, entry):
-            try:
-                reply = self.inbound.api(cmd)
-            except EslUnavailable as exc:
-                raise StoreDown(str(exc)) from None
-            except EslError as exc:
-                raise StoreError(f"{cmd.split('/', 1)[0]}: {exc}") from None
-            if not reply.startswith("+OK"):
-                raise StoreError(f"{cmd.split('/', 1)[0]}: {reply.strip()[:200]}")
+        [error] = self.write_many([(key, entry)])
+        if error is not None:
+            raise error
+
+    def write_many(self, items: Sequence[tuple[EntryKey, Entry | None]]
+                   ) -> list[BaseException | None]:
+        """Per entry None (written), StoreError (a command refused) or StoreDown (no
+        reply: no link, or it dropped before this entry's replies)."""
+        planned = [commands(key, entry) for key, entry in items]
+        replies = iter(self.inbound.request_many(
+            [command(f"api {cmd}") for cmds in planned for cmd in cmds]))
+        return [_first_failure([(cmd, next(replies)) for cmd in cmds]) for cmds in planned]
+
+
+def _first_failure(done: list[tuple[str, Message | EslUnavailable]]) -> BaseException | None:
+    """What went wrong with an entry, from its commands' replies (in order)."""
+    for cmd, reply in done:
+        if isinstance(reply, EslUnavailable):
+            return StoreDown(str(reply))
+        body = reply.body.decode("utf-8", "replace")
+        if not body.startswith("+OK"):  # "-ERR …", or mod_db's "!err!"
+            return StoreError(f"{cmd.split('/', 1)[0]}: {body.strip()[:200]}")
+    return None
 
 
 class DrainLoop:

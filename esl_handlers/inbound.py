@@ -13,7 +13,8 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
 from hotdesk.ops.supervise import describe
@@ -205,29 +206,62 @@ class InboundConnection:
 
     def request(self, data: bytes, timeout: float | None = None) -> Message:
         """Send one command, return its reply. Never waits longer than ``timeout``."""
+        [reply] = self.request_many([data], timeout)
+        if isinstance(reply, EslUnavailable):
+            raise reply
+        return reply
+
+    def request_many(self, batch: Sequence[bytes], timeout: float | None = None
+                     ) -> list[Message | EslUnavailable]:
+        """Send every command of ``batch`` in one write, then read their replies in order.
+
+        mod_event_socket answers a connection's commands one after the other, in the
+        order sent (capture esl-pipelined-batch): a batch costs about one round trip.
+        One entry per command: its reply, or :class:`EslUnavailable` for a command whose
+        reply never came (the link dropped or went silent; that and every later one).
+        ``timeout`` bounds the whole batch."""
+        if not batch:
+            return []
         with self._request_lock:
             sock = self._sock
             if not self._up.is_set() or sock is None:
-                raise EslUnavailable(f"no Event Socket connection to {self.host}:{self.port}")
-            while True:  # forget replies of requests that timed out earlier
-                try:
-                    self._replies.get_nowait()
-                except queue.Empty:
-                    break
+                down = EslUnavailable(f"no Event Socket connection to {self.host}:{self.port}")
+                return [down for _ in batch]
+            self._forget_stale_replies()
             try:
-                sock.sendall(data)
+                sock.sendall(b"".join(batch))
             except OSError as exc:
-                raise EslUnavailable(f"sending to FreeSWITCH failed: {exc}") from None
+                failed = EslUnavailable(f"sending to FreeSWITCH failed: {exc}")
+                return [failed for _ in batch]
+            deadline = time.monotonic() + (timeout or self.reply_timeout)
+            out: list[Message | EslUnavailable] = []
+            for _ in batch:
+                reply = self._next_reply(deadline - time.monotonic())
+                if isinstance(reply, EslUnavailable):
+                    return out + [reply for _ in range(len(batch) - len(out))]
+                out.append(reply)
+            return out
+
+    def _forget_stale_replies(self) -> None:
+        """Drop replies of requests that timed out earlier (the link was reset since)."""
+        while True:
             try:
-                reply = self._replies.get(timeout=timeout or self.reply_timeout)
+                self._replies.get_nowait()
             except queue.Empty:
-                # The reply stream is out of step now; reconnect rather than mis-pair.
-                self._drop()
-                raise EslUnavailable("FreeSWITCH did not answer in time") from None
-            if reply is _LOST:
-                raise EslUnavailable("connection to FreeSWITCH lost")
-            assert isinstance(reply, Message)
-            return reply
+                return
+
+    def _next_reply(self, timeout: float) -> Message | EslUnavailable:
+        """The next reply on the link, or why none will come."""
+        try:
+            reply = self._replies.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            # The reply stream is out of step now; reconnect rather than mis-pair.
+            self._drop()
+            return EslUnavailable("FreeSWITCH did not answer in time")
+        if reply is _LOST:
+            return EslUnavailable("connection to FreeSWITCH lost")
+        assert isinstance(reply, Message)
+        return reply
 
     def api(self, cmd: str, timeout: float | None = None) -> str:
         """``api <cmd>``: the body as text. ``-ERR ...`` bodies raise EslError."""

@@ -10,8 +10,10 @@ header depends on the phone's User-Agent (some phones reboot on it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from esl_handlers.inbound import EslUnavailable, InboundConnection
+from esl_handlers.wire import Message, command
 from hotdesk.notify.drain import drain_stall_seconds, run_drain
 from hotdesk.notify.outbox import NotifyError, NotifySender, NotifyTarget, SwitchDown
 from hotdesk.ops.supervise import LoopMonitor, SupervisedThread
@@ -33,21 +35,36 @@ def notify_headers(target: NotifyTarget, profile: str) -> dict[str, str]:
 
 
 class EslNotifySender:
-    """outbox.NotifySender over the inbound Event Socket."""
+    """outbox.NotifySender over the inbound Event Socket; a
+    :class:`~hotdesk.notify.outbox.PipelinedSender`: a drain's batch is written in one
+    go and the replies read in order (capture esl-pipelined-batch)."""
 
     def __init__(self, inbound: InboundConnection, profile: str) -> None:
         self.inbound = inbound
         self.profile = profile
 
     def send(self, target: NotifyTarget) -> None:
+        [error] = self.send_many([target])
+        if error is not None:
+            raise error
+
+    def send_many(self, targets: Sequence[NotifyTarget]) -> list[BaseException | None]:
+        """One ``sendevent NOTIFY`` per target, all in flight at once; per target None
+        (FreeSWITCH took it), NotifyError (refused) or SwitchDown (no reply: no link,
+        or it dropped before this target's reply; the drain keeps those queued)."""
         if not self.inbound.connected:
-            raise SwitchDown("no Event Socket connection to FreeSWITCH")
-        try:
-            reply = self.inbound.sendevent("NOTIFY", notify_headers(target, self.profile))
-        except EslUnavailable as exc:
-            raise SwitchDown(str(exc)) from None
-        if not reply.startswith("+OK"):
-            raise NotifyError(f"FreeSWITCH refused sendevent NOTIFY: {reply}")
+            return [SwitchDown("no Event Socket connection to FreeSWITCH") for _ in targets]
+        replies = self.inbound.request_many(
+            [command("sendevent NOTIFY", notify_headers(t, self.profile)) for t in targets])
+        return [_outcome(reply) for reply in replies]
+
+
+def _outcome(reply: Message | EslUnavailable) -> BaseException | None:
+    if isinstance(reply, EslUnavailable):
+        return SwitchDown(str(reply))
+    if not reply.reply_text.startswith("+OK"):
+        return NotifyError(f"FreeSWITCH refused sendevent NOTIFY: {reply.reply_text}")
+    return None
 
 
 class DrainLoop(SupervisedThread):

@@ -13,10 +13,11 @@ from esl_handlers import emergency as esl_emergency
 from esl_handlers.inbound import InboundConnection
 from esl_handlers.wire import parse_headers
 from hotdesk.calls.service import CallContext
+from hotdesk.emergency.models import EmergencySync
 from hotdesk.store.models import AuditEvent
 from hotdesk.switch import emergency
 from tests.emergency_helpers import DESK_3, Webhook, set_location
-from tests.fakes.freeswitch_emergency import CALL_EVENTS, FakeEmergencyFreeSWITCH
+from tests.fakes.freeswitch_emergency import CALL_EVENTS, DB_NO_VALUE, FakeEmergencyFreeSWITCH
 
 CALL = CallContext(switch="freeswitch", call_id="c1", endpoint="8001", source="192.0.2.10:5060")
 
@@ -118,3 +119,58 @@ def test_a_call_to_911_is_noticed_notified_and_audited_within_a_second(runtime, 
     assert post["switch"] == "freeswitch" and post["desk"] == "Desk 8001"
     assert post["call_id"] == "de484d0f-54a2-4ccd-b8d5-2ac83e680b97"
     assert AuditEvent.get(AuditEvent.action == "emergency_call").device_id == desk.id
+
+
+# -- a drain round's entries in one write (EslStoreWriter.write_many) ------------------
+
+def _marks() -> dict[str, tuple[bool, int]]:
+    return {r.endpoint: (r.pending, r.attempts) for r in EmergencySync.select()}
+
+
+def test_a_rounds_entries_are_written_at_once(runtime, alice, desk, fake):
+    """A switch that takes the commands but never answers: every ``db`` command of the
+    round reached it before any reply, and without replies every mark stays, no
+    attempt used (as when the link drops)."""
+    set_location(runtime.db, desk, DESK_3)
+    runtime.service.login(desk.id, "101", "1234", CALL)
+    inbound = connect(fake, reply_timeout=0.3)
+    fake.silent = True
+    try:
+        counts = emergency.drain_once(esl_emergency.EslStoreWriter(inbound))
+    finally:
+        inbound.stop()
+    assert [c.split("/")[0] for c in fake.commands] == ["api db insert"] * 4
+    assert counts["switch_down"] == 1 and counts["written"] == 0
+    assert _marks() == {"8001": (True, 0), "101": (True, 0)}
+
+
+def test_a_refused_entry_in_a_round_is_retried_and_the_others_written(runtime, alice, desk,
+                                                                      fake):
+    set_location(runtime.db, desk, DESK_3)
+    runtime.service.login(desk.id, "101", "1234", CALL)
+    inbound = connect(fake)
+    original = fake._api
+    fake._api = lambda cmd: DB_NO_VALUE if "/8001@" in cmd else original(cmd)  # mod_db's error
+    try:
+        counts = emergency.drain_once(esl_emergency.EslStoreWriter(inbound))
+    finally:
+        inbound.stop()
+    assert counts == {"written": 1, "retry": 1, "switch_down": 0}
+    assert _marks() == {"8001": (True, 1), "101": (False, 0)}
+    assert EmergencySync.get(EmergencySync.endpoint == "8001").last_error == \
+        "db insert: !err!"
+    assert fake.db["hotdesk_emergency_callback/101@default"] == "+15550100"
+
+
+def test_freeswitch_lost_mid_round_keeps_the_rest_marked(runtime, alice, desk, fake):
+    set_location(runtime.db, desk, DESK_3)
+    runtime.service.login(desk.id, "101", "1234", CALL)
+    inbound = connect(fake)
+    fake.drop_at = 3  # gone when 101's first command arrives: 8001's two were answered
+    try:
+        counts = emergency.drain_once(esl_emergency.EslStoreWriter(inbound))
+    finally:
+        inbound.stop()
+    assert counts == {"written": 1, "retry": 0, "switch_down": 1}
+    assert _marks() == {"8001": (False, 0), "101": (True, 0)}
+    assert "hotdesk_emergency_callback/101@default" not in fake.db

@@ -173,3 +173,34 @@ def test_inbound_authfail_matches_capture():
         assert fake.auth_failures == 1
     finally:
         fake.stop()
+
+
+def test_inbound_pipelined_batch_matches_capture():
+    """Eight commands in one write (the drains' batches): every reply in order, the two
+    failing ones (mod_db's "!err!", an unknown api command) in their place."""
+    from tests.conftest import CAPTURES
+    from tests.fakes.freeswitch_emergency import FakeEmergencyFreeSWITCH
+
+    folder = CAPTURES["freeswitch"]
+    c2s = (folder / "esl-pipelined-batch.c2s.bin").read_bytes()
+    expected = (folder / "esl-pipelined-batch.s2c.bin").read_bytes()
+    cmds = _commands(c2s)
+    assert len(cmds) == 10  # auth, the batch of eight, exit
+    ends = _ends(expected)
+    fake = FakeEmergencyFreeSWITCH()
+    fake.uuids = ["f5f260ab-1247-4d2d-95bf-6cb3e35bcc29", "73425df5-1af5-43bb-8ad3-2a1eed588b95"]
+    fake.start()
+    try:
+        c = _Client(fake.address)
+        c.upto(ends[0])
+        c.sock.sendall(cmds[0])
+        c.upto(ends[1])
+        c.sock.sendall(b"".join(cmds[1:9]))
+        c.upto(ends[9])
+        c.sock.sendall(cmds[9])
+        c.rest()
+        assert c.data == expected
+        assert [dict(n)["event-string"] for n in fake.notifies] == ["check-sync;reboot=false"] * 2
+        assert fake.db == {}  # inserted, then both deleted
+    finally:
+        fake.stop()

@@ -386,3 +386,77 @@ def test_emergency_call_carries_desk_location_and_callback_even_with_hotdesk_dow
     for sent in result.invites:
         assert "<sip:+15550100@" in sent.split("From:", 1)[1].split("\n", 1)[0], sent
         assert f"X-Hotdesk-Location: {realswitch.LOCATION_TEXT}\n" in sent, sent
+
+
+# --- the drains' pipelined batches -------------------------------------------------------
+
+@full_calls
+def test_a_pipelined_notify_batch_reaches_the_phone_and_a_failing_command_fails_alone(
+        inbound, tmp_path):
+    """The NOTIFY drain's batch: the ``sendevent NOTIFY`` of every target written at once
+    on the inbound connection, the replies read in order; the phone (a SIPp UAS on its
+    contact) gets both. A command failing in the middle of a batch answers in its place
+    and the one after it still succeeds."""
+    import subprocess
+    import time
+
+    from esl_handlers.inbound import EslUnavailable
+    from esl_handlers.notify import EslNotifySender, notify_headers
+    from esl_handlers.wire import command
+    from hotdesk.notify.outbox import NotifyTarget
+
+    endpoint = PHONE.split(":", 1)[0]
+    port = realswitch.free_udp_port()
+    contact = f"sip:{endpoint}@127.0.0.1:{port}"
+    uas = subprocess.Popen(
+        ["sipp", SIP, "-sf", str(realswitch.SIPP_DIR / "notify_uas.xml"), "-i", "127.0.0.1",
+         "-p", str(port), "-m", "2", "-nostdin", "-trace_msg",
+         "-message_file", str(tmp_path / "uas.log"), "-timeout", "30s", "-timeout_error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        time.sleep(0.5)  # let the UAS bind before anything is sent to it
+        sender = EslNotifySender(inbound, PROFILE)
+        events = ["check-sync;reboot=false", "check-sync"]
+        results = sender.send_many([NotifyTarget(i, endpoint, DOMAIN, contact, event)
+                                    for i, event in enumerate(events, 1)])
+        assert results == [None, None]
+        assert uas.wait(30) == 0, "the phone did not get both NOTIFYs: " + \
+            uas.stderr.read().decode()[-500:]
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+    received = (tmp_path / "uas.log").read_text(errors="replace").splitlines()
+    assert [line for line in received if line.startswith("Event: ")] == \
+        [f"Event: {event}" for event in events]
+
+    nowhere = NotifyTarget(3, "hotdesk-no-such-user", "example.invalid", "", "check-sync")
+    replies = inbound.request_many([command("sendevent NOTIFY", notify_headers(nowhere, PROFILE)),
+                                    command("api hotdesk_no_such_command"),
+                                    command("api status")])
+    assert not any(isinstance(r, EslUnavailable) for r in replies)
+    assert replies[0].reply_text.startswith("+OK ")
+    assert replies[1].body == b"-ERR hotdesk_no_such_command Command not found!\n"
+    assert replies[2].body.startswith(b"UP ")
+
+
+def test_a_pipelined_emergency_round_writes_mod_db(inbound):
+    """The emergency drain's round: every entry's ``db`` commands written at once; a
+    removed entry deletes its rows."""
+    from esl_handlers.emergency import EslStoreWriter
+    from hotdesk.switch.emergency import Entry, EntryKey
+
+    keys = [EntryKey(f"hotdesk-batch-{n}", "example.invalid", False) for n in (1, 2)]
+    writer = EslStoreWriter(inbound)
+    try:
+        assert writer.write_many([(keys[0], Entry("+15550101", "", "Desk 1, floor 2")),
+                                  (keys[1], Entry("", "", "Desk 2"))]) == [None, None]
+        name = "hotdesk-batch-{}@example.invalid"
+        assert inbound.api(f"db select/hotdesk_emergency_callback/{name.format(1)}") == \
+            "+15550101"
+        assert inbound.api(f"db select/hotdesk_emergency_location/{name.format(1)}") == \
+            "Desk 1, floor 2"
+        assert inbound.api(f"db exists/hotdesk_emergency_callback/{name.format(2)}") == "false"
+        assert inbound.api(f"db select/hotdesk_emergency_location/{name.format(2)}") == "Desk 2"
+    finally:
+        assert writer.write_many([(key, None) for key in keys]) == [None, None]
+    assert inbound.api(f"db exists/hotdesk_emergency_location/{name.format(2)}") == "false"

@@ -568,6 +568,9 @@ class FakeInboundServer:
         self.auth_failures = 0
         self.uuids: list[str] = []  # handed out (in order) as sendevent / bgapi UUIDs
         self.silent = False  # accept commands but never answer (a hung switch)
+        # Drop a connection instead of answering its command number N (counted over all
+        # connections after auth, from 1): FreeSWITCH lost in the middle of a batch.
+        self.drop_at: int | None = None
         # Registrations on the profile; None = the captured listing verbatim.
         self.registrations: list[SofiaRegistration] | None = None
         self._host, self._port = host, port
@@ -658,6 +661,9 @@ class FakeInboundServer:
         try:
             # stop() may close a connection accepted a moment before: OSError, like a RST.
             conn.settimeout(30.0)
+            # As mod_event_socket (listener_run sets SWITCH_SO_TCP_NODELAY): the replies
+            # to a pipelined batch leave one by one without Nagle's wait for an ACK.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sendall(b"Content-Type: auth/request\n\n")
             while True:
                 while b"\n\n" not in buf:
@@ -680,6 +686,8 @@ class FakeInboundServer:
                 with self._cond:
                     self.commands.append(cmd)
                     self._cond.notify_all()
+                if self.drop_at is not None and len(self.commands) >= self.drop_at:
+                    return
                 if self.silent:
                     continue
                 if not self._command(conn, cmd, lines[1:], subs):

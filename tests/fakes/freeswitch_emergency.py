@@ -2,7 +2,8 @@
 
 ``db`` API replies are the bodies of ``freeswitch_captures/esl-directory-reads.s2c.bin``
 (``+OK`` without a newline for insert/delete, ``-ERR no reply`` + LF for a missing
-select); the call events are ``esl-emergency-call.s2c.bin``'s, the caller renamed.
+select; ``!err!`` for an insert without a value, from ``esl-pipelined-batch.s2c.bin``);
+the call events are ``esl-emergency-call.s2c.bin``'s, the caller renamed.
 mod_db is a dict, so tests can check what FreeSWITCH would hold.
 """
 
@@ -24,6 +25,11 @@ READS = [body for _, body in _messages("esl-directory-reads.s2c.bin")]
 # delete, select (missing), exists (missing).
 DB_OK, DB_SELECT_MISSING = READS[-14], READS[-10]
 assert DB_OK == b"+OK" and DB_SELECT_MISSING == b"-ERR no reply\n"
+# Eight commands written at once (esl-pipelined-batch.txt): mod_db answers an insert
+# without a value "!err!" (no newline) in its place.
+PIPELINED = [body for _, body in _messages("esl-pipelined-batch.s2c.bin")]
+DB_NO_VALUE = PIPELINED[4]
+assert DB_NO_VALUE == b"!err!"
 CALL_EVENTS = [body for lines, body in _messages("esl-emergency-call.s2c.bin")
                if b"Content-Type: text/event-plain" in lines]
 
@@ -45,6 +51,8 @@ class FakeEmergencyFreeSWITCH(FakeInboundServer):
         if verb == "insert" and len(parts) == 3:
             self.db[f"{parts[0]}/{parts[1]}"] = parts[2]
             return DB_OK
+        if verb == "insert" and len(parts) == 2:
+            return DB_NO_VALUE
         if verb == "delete" and len(parts) == 2:
             self.db.pop(f"{parts[0]}/{parts[1]}", None)
             return DB_OK
