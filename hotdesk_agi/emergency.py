@@ -99,7 +99,9 @@ async def drain_loop(client: AmiClient, wake: asyncio.Event, stop: asyncio.Event
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await asyncio.wait_for(wake.wait(), poll_seconds)
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new Task.
+            async with asyncio.timeout(poll_seconds):
+                await wake.wait()
         except TimeoutError:
             pass
         wake.clear()
