@@ -161,9 +161,12 @@ def args_of(env: dict[str, str]) -> list[str]:
     return out
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+
+
 def quote(value: str) -> str:
     """An AGI command argument: double-quoted when it is empty or has spaces/quotes."""
-    if value and not re.search(r'[\s"\\]', value):
+    if value and not _NEEDS_QUOTES.search(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
