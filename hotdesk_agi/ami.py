@@ -223,6 +223,8 @@ class AmiClient:
     async def _exchange(self, batch: Sequence[list[tuple[str, str]]],
                         action_ids: list[str] | None,
                         timeout: float | None) -> list[Message | Exception]:
+        if not batch:
+            return []
         writer = self._writer
         if writer is None or not self.connected.is_set():
             return [SwitchDown(f"AMI {self.address} not connected") for _ in batch]
