@@ -8,6 +8,7 @@
   database; the targets are printed beside the figures;
 * p50/p99 from the fake answering GET DATA with the last PIN digit to the fake AMI
   receiving that phone's PJSIPNotify;
+* the CPU (user + system) the ``hotdesk agi`` process(es) used per login at each level;
 * peak RSS (VmHWM) of the ``hotdesk agi`` process after 500 concurrent calls.
 """
 
@@ -148,6 +149,15 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far (``/proc/PID/stat``)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def setup_db(url: str, count: int) -> None:
     cfg = load_config(environ={"HOTDESK_DATABASE_URL": url})
     rt = start(cfg, migrate=True)
@@ -202,7 +212,7 @@ async def run_rounds(port: int, n: int, rounds: int, ami: AmiProcess | None
     return total / elapsed, latencies
 
 
-Row = tuple[int, int, float, float, float, float, float]
+Row = tuple[int, int, float, float, float, float, float, float]
 
 
 async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row], float]:
@@ -234,12 +244,15 @@ async def bench_database(url: str, args: argparse.Namespace) -> tuple[list[Row],
         rows = []
         for n in args.concurrency:
             rounds = max(1, args.calls // n)
+            cpu_before = cpu_seconds(_workers(hot.pid))
             hot_rate, lat = await run_rounds(agi_port, n, rounds, ami)
+            cpu_ms = (cpu_seconds(_workers(hot.pid)) - cpu_before) * 1000 / (rounds * n)
             raw_rate, _ = await run_rounds(raw_port, n, rounds, None)
             lat.sort()
             p50 = statistics.median(lat) if lat else float("nan")
             p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
-            rows.append((n, rounds * n, hot_rate, raw_rate, hot_rate / raw_rate, p50, p99))
+            rows.append((n, rounds * n, hot_rate, raw_rate, hot_rate / raw_rate, p50, p99,
+                         cpu_ms))
         await run_rounds(agi_port, args.rss_calls, 1, ami)
         rss = max(peak_rss_mb(pid) for pid in _workers(hot.pid))
     finally:
@@ -260,12 +273,12 @@ def print_table(name: str, rows: list[Row], rss: float, args: argparse.Namespace
     print(f"database {name}, {args.workers} hotdesk agi process(es), load average "
           f"{os.getloadavg()[0]:.2f}")
     print(f"{'N':>5} {'calls':>6} {'hotdesk/s':>10} {'raw/s':>8} {'ratio':>6} {'target':>7} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'target':>7}")
-    for n, calls, h, r, ratio, p50, p99 in rows:
+          f"{'p50 ms':>7} {'p99 ms':>7} {'target':>7} {'CPU ms/login':>12}")
+    for n, calls, h, r, ratio, p50, p99, cpu_ms in rows:
         ratio_target = 0.5 if n == 1 else 0.3
         p99_target = {50: "< 50", 200: "< 200"}.get(n, "")
         print(f"{n:>5} {calls:>6} {h:>10.1f} {r:>8.1f} {ratio:>6.2f} {'≥ ' + str(ratio_target):>7} "
-              f"{p50:>7.1f} {p99:>7.1f} {p99_target:>7}")
+              f"{p50:>7.1f} {p99:>7.1f} {p99_target:>7} {cpu_ms:>12.2f}")
     print(f"peak RSS of a hotdesk agi process after {args.rss_calls} concurrent calls: "
           f"{rss:.1f} MB (target < 80 MB)")
 

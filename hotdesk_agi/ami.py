@@ -206,21 +206,56 @@ class AmiClient:
     async def action(self, headers: list[tuple[str, str]], action_id: str = "",
                      timeout: float | None = None) -> Message:
         """Send one action and wait for its Response; SwitchDown when not connected."""
+        reply = (await self._exchange([headers], [action_id] if action_id else None,
+                                      timeout))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def actions(self, batch: Sequence[list[tuple[str, str]]],
+                      timeout: float | None = None) -> list[Message | Exception]:
+        """Several actions in one write, their replies matched by ActionID (Asterisk
+        runs one connection's actions in order and answers each; see capture
+        ami-notify-pipelined). Each action's Response, or its error: SwitchDown when
+        not connected, NotifyError when it had no Response within ``timeout``."""
+        return await self._exchange(batch, None, timeout)
+
+    async def _exchange(self, batch: Sequence[list[tuple[str, str]]],
+                        action_ids: list[str] | None,
+                        timeout: float | None) -> list[Message | Exception]:
+        if not batch:
+            return []
         writer = self._writer
         if writer is None or not self.connected.is_set():
-            raise SwitchDown(f"AMI {self.address} not connected")
-        action_id = action_id or f"hotdesk-{next(self._ids)}"
+            return [SwitchDown(f"AMI {self.address} not connected") for _ in batch]
+        ids = action_ids or [f"hotdesk-{next(self._ids)}" for _ in batch]
         timeout = timeout or self.action_timeout
-        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[action_id] = fut
-        writer.write(encode_action([headers[0], ("ActionID", action_id), *headers[1:]]))
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Message]] = []
+        for action_id in ids:
+            self._pending[action_id] = fut = loop.create_future()
+            futures.append(fut)
+        writer.write(b"".join(encode_action([headers[0], ("ActionID", action_id), *headers[1:]])
+                              for headers, action_id in zip(batch, ids, strict=True)))
         try:
-            return await asyncio.wait_for(fut, timeout)
+            # One timer for the batch, no Task per action (asyncio.wait takes futures).
+            async with asyncio.timeout(timeout):
+                await asyncio.wait(futures)
         except TimeoutError:
-            raise NotifyError(
-                f"AMI {headers[0][1]}: no response in {timeout:g} s") from None
+            pass
         finally:
-            self._pending.pop(action_id, None)
+            for action_id in ids:
+                self._pending.pop(action_id, None)
+        replies: list[Message | Exception] = []
+        for headers, fut in zip(batch, futures, strict=True):
+            if not fut.done():
+                fut.cancel()
+                replies.append(NotifyError(f"AMI {headers[0][1]}: no response in {timeout:g} s"))
+            elif isinstance(fut.exception(), Exception):
+                replies.append(fut.exception())  # type: ignore[arg-type]
+            else:
+                replies.append(fut.result())
+        return replies
 
 
 def from_thread(coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop,
@@ -259,12 +294,9 @@ class AmiNotifySender:
         self.timeout = timeout
 
     async def send_async(self, target: NotifyTarget) -> None:
-        headers = notify_action(target, self.client.config.notify_action)
-        reply = await self.client.action(headers)
-        if reply.get("Response") != "Success":
-            raise NotifyError(reply.get("Message", "refused by Asterisk"))
-        log.debug("NOTIFY %s for %s handed to the switch", target.event,
-                  target.contact_uri or target.endpoint)
+        error = (await self.send_many_async([target]))[0]
+        if error is not None:
+            raise error
 
     def send(self, target: NotifyTarget) -> None:
         try:
@@ -275,18 +307,19 @@ class AmiNotifySender:
     async def send_many_async(self, targets: Sequence[NotifyTarget]
                               ) -> list[BaseException | None]:
         """Every action written at once on the one connection, replies matched by their
-        ActionID (Asterisk runs a connection's actions in order and answers each; see
-        capture ami-notify-pipelined): a batch costs about one round trip, not one each."""
-        results = await asyncio.gather(*(self.send_async(t) for t in targets),
-                                       return_exceptions=True)
+        ActionID: a batch costs about one round trip, not one each."""
+        kind = self.client.config.notify_action
+        replies = await self.client.actions([notify_action(t, kind) for t in targets])
         out: list[BaseException | None] = []
-        for result in results:
-            if isinstance(result, Exception):
-                out.append(result)
-            elif isinstance(result, BaseException):
-                raise result  # cancelled: the process is stopping
+        for target, reply in zip(targets, replies, strict=True):
+            if isinstance(reply, Exception):
+                out.append(reply)
+            elif reply.get("Response") != "Success":
+                out.append(NotifyError(reply.get("Message", "refused by Asterisk")))
             else:
                 out.append(None)
+                log.debug("NOTIFY %s for %s handed to the switch", target.event,
+                          target.contact_uri or target.endpoint)
         return out
 
     def send_many(self, targets: Sequence[NotifyTarget]) -> list[BaseException | None]:

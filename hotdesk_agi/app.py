@@ -35,7 +35,9 @@ async def drain_loop(runtime: Runtime, client: AmiClient, wake: asyncio.Event,
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await asyncio.wait_for(wake.wait(), runtime.config.notify.poll_seconds)
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new Task.
+            async with asyncio.timeout(runtime.config.notify.poll_seconds):
+                await wake.wait()
         except TimeoutError:
             pass
         wake.clear()

@@ -44,6 +44,19 @@ def actions(key: EntryKey, entry: Entry | None) -> list[list[tuple[str, str]]]:
                                 ("text", entry.text))]
 
 
+def _error(key: EntryKey, headers: list[tuple[str, str]],
+           reply: Message | Exception) -> Exception | None:
+    """What one action's reply means for the entry: None when AstDB took it."""
+    if isinstance(reply, SwitchDown):
+        return StoreDown(str(reply))
+    if isinstance(reply, Exception):
+        return reply
+    if reply.get("Response") != "Success" and reply.get("Message") != ALREADY_GONE:
+        return StoreError(f"{headers[0][1]} {family(key)}: "
+                          f"{reply.get('Message', 'refused by Asterisk')}")
+    return None
+
+
 class AmiStoreWriter:
     """:class:`hotdesk.switch.emergency.StoreWriter` over AMI, called from a DB thread."""
 
@@ -54,19 +67,9 @@ class AmiStoreWriter:
         self.timeout = timeout
 
     async def write_async(self, key: EntryKey, entry: Entry | None) -> None:
-        # The entry's actions go out together (pipelined, told apart by ActionID):
-        # Asterisk runs one connection's actions in order and answers each.
-        batch = actions(key, entry)
-        replies = await asyncio.gather(*(self.client.action(h) for h in batch),
-                                       return_exceptions=True)
-        for headers, reply in zip(batch, replies, strict=True):
-            if isinstance(reply, SwitchDown):
-                raise StoreDown(str(reply)) from None
-            if isinstance(reply, BaseException):
-                raise reply
-            if reply.get("Response") != "Success" and reply.get("Message") != ALREADY_GONE:
-                raise StoreError(f"{headers[0][1]} {family(key)}: "
-                                 f"{reply.get('Message', 'refused by Asterisk')}")
+        error = (await self.write_many_async([(key, entry)]))[0]
+        if error is not None:
+            raise error
 
     def write(self, key: EntryKey, entry: Entry | None) -> None:
         try:
@@ -76,12 +79,16 @@ class AmiStoreWriter:
 
     async def write_many_async(self, items: Sequence[tuple[EntryKey, Entry | None]]
                                ) -> list[BaseException | None]:
-        results = await asyncio.gather(*(self.write_async(k, e) for k, e in items),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result  # cancelled: the process is stopping
-        return [r if isinstance(r, Exception) else None for r in results]
+        """Every action of every entry in one write (pipelined, told apart by ActionID:
+        Asterisk runs one connection's actions in order and answers each); the first
+        failed action of an entry is that entry's error."""
+        batches = [actions(key, entry) for key, entry in items]
+        replies = iter(await self.client.actions([h for batch in batches for h in batch]))
+        out: list[BaseException | None] = []
+        for (key, _), batch in zip(items, batches, strict=True):
+            errors = [_error(key, headers, next(replies)) for headers in batch]
+            out.append(next((e for e in errors if e is not None), None))
+        return out
 
     def write_many(self, items: Sequence[tuple[EntryKey, Entry | None]]
                    ) -> list[BaseException | None]:
@@ -99,7 +106,9 @@ async def drain_loop(client: AmiClient, wake: asyncio.Event, stop: asyncio.Event
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
-            await asyncio.wait_for(wake.wait(), poll_seconds)
+            # asyncio.timeout, not wait_for: wait_for wraps the wait in a new Task.
+            async with asyncio.timeout(poll_seconds):
+                await wake.wait()
         except TimeoutError:
             pass
         wake.clear()

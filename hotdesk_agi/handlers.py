@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from hotdesk.calls.callflow import CallScript
 from hotdesk.calls.service import CallContext
@@ -13,13 +14,16 @@ from hotdesk_agi.protocol import args_of, script_name
 
 @dataclass(frozen=True)
 class AgiRequest:
+    """The environment never changes after the block is read, so the script name and
+    the argument list are worked out once (the handler and the log lines ask often)."""
+
     env: dict[str, str]
 
-    @property
+    @cached_property
     def script(self) -> str:
         return script_name(self.env)
 
-    @property
+    @cached_property
     def args(self) -> list[str]:
         return args_of(self.env)
 

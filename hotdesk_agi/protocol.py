@@ -93,18 +93,24 @@ class LineReader:
         return raw[:-1].decode("utf-8", "replace").rstrip("\r")
 
     async def reply(self, timeout: float) -> Reply:
-        """The next reply, skipping async HANGUP lines; reads a whole ``520-`` block."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        """The next reply, skipping async HANGUP lines; reads a whole ``520-`` block.
+        All of it within ``timeout`` (one timer per reply, not one per line)."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reply()
+        except TimeoutError:
+            raise AgiProtocolError(f"no reply within {timeout:g} s") from None
+
+    async def _reply(self) -> Reply:
         while True:
-            line = await self.line(max(deadline - loop.time(), 0.001))
+            line = await self.line_unbounded()
             if line == HANGUP_LINE:
                 self.hangup_seen = True
                 continue
             if line.startswith("520-"):
                 lines = [line]
                 while True:
-                    more = await self.line(max(deadline - loop.time(), 0.001))
+                    more = await self.line_unbounded()
                     if more == HANGUP_LINE:
                         self.hangup_seen = True
                         continue
@@ -155,9 +161,12 @@ def args_of(env: dict[str, str]) -> list[str]:
     return out
 
 
+_NEEDS_QUOTES = re.compile(r'[\s"\\]')
+
+
 def quote(value: str) -> str:
     """An AGI command argument: double-quoted when it is empty or has spaces/quotes."""
-    if value and not re.search(r'[\s"\\]', value):
+    if value and not _NEEDS_QUOTES.search(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -54,7 +54,13 @@ class AgiSession:
         self.commands.append(line)
         try:
             self.writer.write(line.encode() + b"\n")
-            async with asyncio.timeout(self.command_timeout):
+            if self.writer.transport.get_write_buffer_size():
+                # Only bytes the socket did not take can make drain() wait: bound that.
+                # (With an empty buffer it returns at once, or raises for a lost
+                # connection, so no timer is set for the usual case.)
+                async with asyncio.timeout(self.command_timeout):
+                    await self.writer.drain()
+            else:
                 await self.writer.drain()
             reply = await self.reader.reply(self.command_timeout + extra_timeout)
         except (TimeoutError, AgiProtocolError, ConnectionError, OSError) as exc:

@@ -83,7 +83,9 @@ class AgiServer:
                 self._tasks.discard(task)
             writer.close()
             try:
-                await asyncio.wait_for(writer.wait_closed(), 2)
+                # asyncio.timeout, not wait_for: wait_for wraps the wait in a new Task.
+                async with asyncio.timeout(2):
+                    await writer.wait_closed()
             except (TimeoutError, OSError):
                 pass
 

@@ -223,3 +223,52 @@ def test_fake_ami_astdb_writes_match_capture():
     assert got == expected
     assert fake.astdb == {}  # both entries written, then the tree deleted
     assert len(kept) == 6
+
+
+def test_notify_batch_goes_out_as_captured_and_each_reply_reaches_its_target():
+    """AmiNotifySender's batch: the five PJSIPNotify written exactly as in capture
+    ami-notify-pipelined (ActionIDs hotdesk-1..5, all before any reply), and the
+    captured replies matched back by ActionID, the refused one (``nosuch``) alone."""
+    from hotdesk.notify.outbox import NotifyError, NotifyTarget
+    from hotdesk.settings import load_config
+    from hotdesk_agi.ami import AmiClient, AmiNotifySender
+
+    c2s = split_actions(lab_bytes("ami-notify-pipelined.c2s.bin"))
+    banner, _, rest = lab_bytes("ami-notify-pipelined.s2c.bin").partition(b"\r\n")
+    replies = [block + b"\r\n\r\n" for block in rest.split(b"\r\n\r\n")[:-1]]
+    received = bytearray()
+
+    async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(banner + b"\r\n")
+        await reader.readuntil(b"\r\n\r\n")  # the Login
+        writer.write(replies[0])
+        for _ in range(5):
+            received.extend(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"".join(replies[1:6]))
+        await reader.read()
+
+    async def run() -> list[BaseException | None]:
+        server = await asyncio.start_server(switch, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        cfg = load_config(environ={"HOTDESK_AMI_PORT": str(port),
+                                   "HOTDESK_AMI_SECRET": "labsecret"})
+        client = AmiClient(cfg.ami)
+        client.start()
+        await asyncio.wait_for(client.connected.wait(), 5)
+        event = "check-sync;reboot=false"
+        targets = [NotifyTarget(1, "8001", "", "sip:8001@127.0.0.1:5999", event),
+                   NotifyTarget(2, "8001", "", "", event),
+                   NotifyTarget(3, "101", "", "sip:101@127.0.0.1:5998", event),
+                   NotifyTarget(4, "nosuch", "", "", event),
+                   NotifyTarget(5, "101", "", "", event)]
+        sender = AmiNotifySender(client, asyncio.get_running_loop())
+        results = await sender.send_many_async(targets)
+        await client.close()
+        server.close()
+        return results
+
+    results = asyncio.run(run())
+    assert bytes(received) == b"".join(c2s[1:6])
+    assert [r is None for r in results] == [True, True, True, False, True]
+    assert isinstance(results[3], NotifyError)
+    assert str(results[3]) == "Unable to retrieve endpoint nosuch"  # Asterisk's Message

@@ -89,17 +89,17 @@ def test_a_slow_ami_notify_does_not_hold_a_call_step_thread(runtime, alice, bob,
     from tests.test_wiring import make_driver, wait_for, with_config
 
     sending, send_done, release = threading.Event(), threading.Event(), threading.Event()
-    original = AmiNotifySender.send_async
+    original = AmiNotifySender.send_many_async  # the drain's path (a batch, one write)
 
-    async def slow_send(self, target):  # type: ignore[no-untyped-def]
+    async def slow_send(self, targets):  # type: ignore[no-untyped-def]
         import asyncio
 
         sending.set()
         await asyncio.to_thread(release.wait, 10)
         send_done.set()
-        await original(self, target)
+        return await original(self, targets)
 
-    monkeypatch.setattr(AmiNotifySender, "send_async", slow_send)
+    monkeypatch.setattr(AmiNotifySender, "send_many_async", slow_send)
     rt = with_config(runtime, agi=dataclasses.replace(runtime.config.agi, db_threads=1))
     with make_driver("asterisk", rt, tmp_path) as drv:
         assert wait_for(drv.control_connected)

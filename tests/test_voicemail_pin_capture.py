@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 from hotdesk.calls.callflow import ReadVoicemailPin
 from hotdesk.calls.service import SwitchPin
@@ -39,6 +40,8 @@ def test_adapter_reads_an_existing_and_a_missing_mailbox():
         reader.feed_data(reply)
 
         class Sink:
+            transport = SimpleNamespace(get_write_buffer_size=lambda: 0)  # all sent
+
             def write(self, data: bytes) -> None:
                 pass
 
