@@ -13,7 +13,7 @@ import logging
 import queue
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from esl_handlers.wire import ConnectionClosed, Message, ProtocolError, Reader, command
 from hotdesk.ops.supervise import describe
@@ -30,6 +30,8 @@ class EslError(Exception):
 
 
 _LOST = object()
+# Commands request_many() writes at once (replies of user_data reads are ~60 bytes).
+PIPELINE_WINDOW = 256
 
 
 class InboundConnection:
@@ -209,25 +211,69 @@ class InboundConnection:
             sock = self._sock
             if not self._up.is_set() or sock is None:
                 raise EslUnavailable(f"no Event Socket connection to {self.host}:{self.port}")
-            while True:  # forget replies of requests that timed out earlier
-                try:
-                    self._replies.get_nowait()
-                except queue.Empty:
-                    break
+            self._forget_stale_replies()
             try:
                 sock.sendall(data)
             except OSError as exc:
                 raise EslUnavailable(f"sending to FreeSWITCH failed: {exc}") from None
+            return self._next_reply(timeout)
+
+    def request_many(self, data: Sequence[bytes], timeout: float | None = None
+                     ) -> list[Message | EslUnavailable]:
+        """Commands written a window at a time, their replies in order (FreeSWITCH runs
+        a connection's ``api`` commands one after another; capture
+        esl-user-data-pipelined). ``timeout`` bounds each reply. After a failure the
+        unanswered commands get the EslUnavailable."""
+        out: list[Message | EslUnavailable] = []
+        with self._request_lock:
+            for start in range(0, len(data), PIPELINE_WINDOW):
+                window = data[start:start + PIPELINE_WINDOW]
+                sock = self._sock
+                try:
+                    if not self._up.is_set() or sock is None:
+                        raise EslUnavailable(
+                            f"no Event Socket connection to {self.host}:{self.port}")
+                    self._forget_stale_replies()
+                    try:
+                        sock.sendall(b"".join(window))
+                    except OSError as exc:
+                        raise EslUnavailable(f"sending to FreeSWITCH failed: {exc}") from None
+                    for _ in window:
+                        out.append(self._next_reply(timeout))
+                except EslUnavailable as exc:
+                    return out + [exc] * (len(data) - len(out))
+        return out
+
+    def _forget_stale_replies(self) -> None:
+        while True:  # replies of requests that timed out earlier
             try:
-                reply = self._replies.get(timeout=timeout or self.reply_timeout)
+                self._replies.get_nowait()
             except queue.Empty:
-                # The reply stream is out of step now; reconnect rather than mis-pair.
-                self._drop()
-                raise EslUnavailable("FreeSWITCH did not answer in time") from None
-            if reply is _LOST:
-                raise EslUnavailable("connection to FreeSWITCH lost")
-            assert isinstance(reply, Message)
-            return reply
+                return
+
+    def _next_reply(self, timeout: float | None) -> Message:
+        try:
+            reply = self._replies.get(timeout=timeout or self.reply_timeout)
+        except queue.Empty:
+            # The reply stream is out of step now; reconnect rather than mis-pair.
+            self._drop()
+            raise EslUnavailable("FreeSWITCH did not answer in time") from None
+        if reply is _LOST:
+            raise EslUnavailable("connection to FreeSWITCH lost")
+        assert isinstance(reply, Message)
+        return reply
+
+    def api_many(self, commands: Sequence[str], timeout: float | None = None
+                 ) -> list[str | EslError | EslUnavailable]:
+        """``api`` of each command, pipelined: the body, or the error api() raises."""
+        out: list[str | EslError | EslUnavailable] = []
+        for reply in self.request_many([command(f"api {c}") for c in commands], timeout):
+            if isinstance(reply, EslUnavailable):
+                out.append(reply)
+                continue
+            body = reply.body.decode("utf-8", "replace")
+            out.append(EslError(body.strip()) if body.startswith("-ERR") else body)
+        return out
 
     def api(self, cmd: str, timeout: float | None = None) -> str:
         """``api <cmd>``: the body as text. ``-ERR ...`` bodies raise EslError."""
