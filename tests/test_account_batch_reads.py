@@ -284,6 +284,73 @@ def test_heal_stops_where_the_switch_was_lost_mid_batch(runtime, config):
     assert OutboxNotify.select().count() == queued
 
 
+def endpoints_read(ami: AccountsAMI, since: int) -> list[str]:
+    return [dict(a)["Variable"].split(",")[2] for a in ami.actions[since:]
+            if dict(a).get("Action") == "Getvar" and ",endpoint," in dict(a)["Variable"]]
+
+
+def test_bounded_reads_take_the_users_in_turn_and_see_a_change_within_the_bound(
+        runtime, cfg, ami):
+    """Two reads per tick over five logged-in users: each tick reads the next two phones'
+    accounts (wrapping around), so a password changed on the last phone's user is
+    re-provisioned by the third tick at the latest: ceil(5 / 2)."""
+    logged_in_fleet(runtime, cfg, CachedReader(view_of(ami), 0.0))
+    queued = OutboxNotify.select(fn.MAX(OutboxNotify.id)).scalar()
+    rotation, memo = drift.Rotation(), drift.FingerprintMemo()
+    view = CachedReader(view_of(ami), 0.0)
+
+    def tick() -> tuple[list[str], drift.DriftResult]:
+        since = len(ami.actions)
+        result = drift.heal(runtime.db, cfg, view, memo=memo, read_budget=2,
+                            rotation=rotation)
+        return endpoints_read(ami, since), result
+
+    ticks = [tick() for _ in range(3)]
+    assert [sorted(read) for read, _ in ticks] == [["101", "999"], ["102", "105"],
+                                                    ["101", "103"]]
+    assert all(r.checked == 2 and r.waiting == 3 for _, r in ticks)
+    ami.sorcery[("auth", "103", "password")] = "rotated"  # the last phone's user
+    seen = []
+    for _ in range(3):
+        read, result = tick()
+        assert result.checked == 2
+        seen.append((sorted(read), result.reprovisioned))
+    # 103's phone then waits for its new config: out of the check until it fetches it.
+    assert seen == [(["102", "999"], 0), (["103", "105"], 1), (["101", "999"], 0)]
+    assert [row.endpoint for row in OutboxNotify.select().where(OutboxNotify.id > queued)] \
+        == ["103"]
+
+
+def test_default_budget_reads_every_account_of_a_small_install(runtime, cfg, ami):
+    logged_in_fleet(runtime, cfg, CachedReader(view_of(ami), 0.0))
+    since = len(ami.actions)
+    result = drift.heal(runtime.db, cfg, CachedReader(view_of(ami), 0.0),
+                        read_budget=cfg.switch.drift_reads_per_tick, rotation=drift.Rotation())
+    assert cfg.switch.drift_reads_per_tick >= 5 and result.waiting == 0
+    assert sorted(endpoints_read(ami, since)) == sorted(a for a, _ in KEYS)
+
+
+def test_phones_with_a_stored_password_are_checked_every_tick(runtime, cfg, ami):
+    from hotdesk.store.models import User
+
+    logged_in_fleet(runtime, cfg, CachedReader(view_of(ami), 0.0))
+    User.update(sip_password="stored").where(User.extension == "102").execute()
+    result = drift.heal(runtime.db, cfg, CachedReader(view_of(ami), 0.0), read_budget=1,
+                        rotation=drift.Rotation())
+    # 101 read from the switch; 102's stored password (its fingerprint now differs) is
+    # checked too, outside the budget
+    assert result.checked == 2 and result.waiting == 3 and result.reprovisioned == 1
+    assert OutboxNotify.select().order_by(OutboxNotify.id.desc()).first().endpoint == "102"
+
+
+def test_negative_read_budget_is_refused():
+    from hotdesk.settings import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="drift_reads_per_tick = -1 must be 0"):
+        load_config(environ={"HOTDESK_SWITCH_DRIFT_READS_PER_TICK": "-1"})
+    assert load_config(environ={}).switch.drift_reads_per_tick == 1000
+
+
 # -- FreeSWITCH --------------------------------------------------------------------------
 
 
