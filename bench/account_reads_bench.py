@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/account_reads_bench.py --ami HOST:PORT:USER:SECRET
 Reads ``--reads`` accounts (the given ones over and over, as a fleet of that many
 logged-in users would) through the worker's own readers: pipelined in one batch
 (``read_many``, what a tick does) and, for ``--sequential-reads`` of them, one round trip
-each (the worker before batching, scaled to the fleet). Prints each beside the target
-"< 1 s per tick" (the whole tick, of which these reads are only a part).
+each (the worker before batching, scaled to the fleet), and a batch of ``--per-tick``
+(``[switch] drift_reads_per_tick``, what a bounded tick reads). Prints each beside the
+target "< 1 s per tick" (the whole tick, of which these reads are only a part).
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--sequential-reads", type=int, default=600,
                         help="how many to time one round trip each (scaled to --reads)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--per-tick", type=int, default=1000,
+                        help="[switch] drift_reads_per_tick to time (default 1000)")
     args = parser.parse_args()
     names = args.accounts.split(",")
     for switch, view, domain in views(args):
@@ -78,6 +81,12 @@ def main() -> None:
             bad = sum(not isinstance(r, Credentials) for r in results)
             print(f"  batched     #{n + 1}  {elapsed:7.3f} s  ({elapsed / len(keys) * 1e6:5.0f} "
                   f"us per account; {verdict(elapsed)}){f'  {bad} FAILED' if bad else ''}")
+        started = time.perf_counter()
+        view.read_many(keys[:args.per_tick])  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - started
+        print(f"  bounded     {elapsed:7.3f} s  ({args.per_tick} per tick, drift_reads_per_tick;"
+              f" all {args.reads} within {-(-args.reads // args.per_tick)} ticks; "
+              f"{verdict(elapsed)})")
         started = time.perf_counter()
         for account, dom in keys[:args.sequential_reads]:
             try:
