@@ -277,11 +277,19 @@ def test_heal_stops_where_the_switch_was_lost_mid_batch(runtime, config):
         fake.sorcery[("auth", "101", "password")] = "rotated"
         fake.getvars, fake.answer = 0, 3  # the endpoints of 101, 999, 102, then gone
         queued = OutboxNotify.select().count()  # the logins' NOTIFYs
-        result = drift.heal(runtime.db, cfg, CachedReader(view_of(fake), 0.0))
-    # 101's username/password were never answered: it stops at the first phone.
-    assert result.reprovisioned == 0 and result.checked == 1
-    assert len(result.problems) == 1 and "closed the connection" in result.problems[0]
-    assert OutboxNotify.select().count() == queued
+        rotation = drift.Rotation()
+        result = drift.heal(runtime.db, cfg, CachedReader(view_of(fake), 0.0),
+                            read_budget=3, rotation=rotation)
+        # 101's username/password were never answered: it stops at the first phone...
+        assert result.reprovisioned == 0 and result.checked == 1
+        assert len(result.problems) == 1 and "closed the connection" in result.problems[0]
+        assert OutboxNotify.select().count() == queued
+        # ... and the next tick, the switch back, starts the turn again at that phone.
+        fake.answer = 10_000
+        again = drift.heal(runtime.db, cfg, CachedReader(view_of(fake), 0.0),
+                           read_budget=3, rotation=rotation)
+    assert again.checked == 3 and again.reprovisioned == 1
+    assert OutboxNotify.select().order_by(OutboxNotify.id.desc()).first().endpoint == "101"
 
 
 def endpoints_read(ami: AccountsAMI, since: int) -> list[str]:

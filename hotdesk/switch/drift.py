@@ -149,6 +149,8 @@ def heal(db: Database, config: Config, accounts: AccountReader | None,
         except AccountError as exc:
             result.problems.append(str(exc))
             log.warning("drift check stopped: %s", exc)
+            if rotation is not None:
+                rotation.after = device_id - 1  # the next tick starts at this phone
             break
         value = memo.known(device_id, salt, account)
         if value is None:
