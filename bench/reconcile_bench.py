@@ -1,6 +1,7 @@
 """The worker's tick over a fleet of 10,000 phones: first tick and steady-state ticks.
 
 Run: .venv/bin/python bench/reconcile_bench.py [--phones 10000] [--ticks 4] [--profile]
+         [--switch asterisk|freeswitch [--sequential] [--reads-per-tick N]]
 Seeds a running install's state into SQLite (temp directory) and PostgreSQL
 (HOTDESK_BENCH_DATABASE_URL when set, else a throw-away server like scripts/test):
 most phones fetched their config and are registered as expected, 60 % with a user
@@ -13,6 +14,15 @@ NOTIFYs and audit rows. Then times ``hotdesk.ops.worker.tick`` with every job th
 worker runs (switch upkeep answered by an in-process account reader, so the figure is
 hotdesk's own cost, not the switch's round trips), prints each job's share and the
 statements per tick, beside the target.
+
+``--switch asterisk`` / ``--switch freeswitch`` read the accounts through the real
+protocol clients (AMI ``Getvar`` / Event Socket ``api user_data``, pipelined in one batch
+per tick) from the wire-level fake of tests/fakes/ running in a process of its own, with
+every logged-in user's account; ``--sequential`` reads them one round trip at a time (the
+worker before batching), for comparison; ``--reads-per-tick`` sets ``[switch]
+drift_reads_per_tick`` (0 = every account every tick, as before the bound). The fake is
+Python, so these figures include its cost per action (bench/account_reads_bench.py
+times the reads against a real switch).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import argparse
 import cProfile
 import dataclasses
 import logging
+import multiprocessing
 import pstats
 import sys
 import time
@@ -51,7 +62,7 @@ from hotdesk.store.models import (  # noqa: E402
     utcnow,
 )
 from hotdesk.switch import drift  # noqa: E402
-from hotdesk.switch.accounts import Credentials, fingerprint  # noqa: E402
+from hotdesk.switch.accounts import AccountReader, Credentials, fingerprint  # noqa: E402
 from hotdesk.switch.upkeep import SwitchUpkeep  # noqa: E402
 
 TARGET = 1.0  # seconds per tick
@@ -68,6 +79,83 @@ class Accounts:
 
     def read(self, account: str, domain: str) -> Credentials:
         return Credentials(account, f"pw-{account}")
+
+
+class OneByOne:
+    """A switch view whose accounts are read one round trip each (no ``read_many``)."""
+
+    def __init__(self, view) -> None:  # type: ignore[no-untyped-def]
+        self.view = view
+
+    def read(self, account: str, domain: str) -> Credentials:
+        return self.view.read(account, domain)
+
+
+def serve_fake(kind: str, accounts: list[str], domain: str, conn) -> None:  # type: ignore[no-untyped-def]
+    """Runs in its own process: the switch's wire-level fake holding every account."""
+    if kind == "asterisk":
+        import asyncio
+
+        from tests.fakes.asterisk_accounts import AccountsAMI
+
+        async def main() -> None:
+            fake = AccountsAMI(secret="bench")
+            for account in accounts:
+                fake.add_account(account, f"pw-{account}")
+            fake.actions = _Forgetful()  # the fake keeps every action; not for hours here
+            conn.send(await fake.start())
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+
+        asyncio.run(main())
+        return
+    from tests.fakes.freeswitch_accounts import DirectoryServer
+
+    server = DirectoryServer(password="bench")
+    for account in accounts:
+        server.add_user(account, domain, password=f"pw-{account}")
+    server.commands = _Forgetful()
+    server.start()
+    conn.send(server.address[1])
+    conn.recv()
+    server.stop()
+
+
+class _Forgetful(list):  # type: ignore[type-arg]
+    def append(self, item) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
+class FakeSwitch:
+    """The fake switch process and the view the worker reads it through."""
+
+    def __init__(self, kind: str, accounts: list[str], domain: str, sequential: bool) -> None:
+        self.kind = kind
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=serve_fake, args=(kind, accounts, domain, child),
+                                   daemon=True)
+        self.process.start()
+        port = self.conn.recv()
+        if kind == "asterisk":
+            from hotdesk.settings import AmiConfig
+            from hotdesk_agi.ami_sync import BlockingAmi
+            from hotdesk_agi.switch_view import AsteriskView
+
+            self.view = AsteriskView(BlockingAmi(AmiConfig(port=port, secret="bench")))
+        else:
+            from esl_handlers.inbound import InboundConnection
+            from esl_handlers.switch_view import FreeswitchView
+
+            inbound = InboundConnection("127.0.0.1", port, "bench")
+            inbound.start()
+            inbound.wait_connected(10)
+            self.view = FreeswitchView(inbound)
+        self.reader: AccountReader = OneByOne(self.view) if sequential else self.view
+
+    def close(self) -> None:
+        self.view.close()
+        self.conn.send("stop")
+        self.process.join(10)
 
 
 def user_ext(i: int) -> str:
@@ -263,6 +351,9 @@ def run(name: str, url: str, args: argparse.Namespace, prints: list[str]) -> Non
     past = (utcnow() - timedelta(hours=3)).strftime("%H:%M")
     config = dataclasses.replace(
         base, policy=dataclasses.replace(base.policy, daily_logout_time=past))
+    if args.reads_per_tick is not None:
+        config = dataclasses.replace(config, switch=dataclasses.replace(
+            config.switch, drift_reads_per_tick=args.reads_per_tick))
     logged_in = len(prints)
     started = time.perf_counter()
     now = utcnow()
@@ -276,7 +367,16 @@ def run(name: str, url: str, args: argparse.Namespace, prints: list[str]) -> Non
     # so every run acts on the same phones: the first tick on the due ones, then none.
     clock = [now]
     service = HotdeskService(db, config, clock=lambda: clock[0])
-    upkeep = SwitchUpkeep(db, config, view=Accounts())  # type: ignore[arg-type]
+    switch = None
+    accounts: AccountReader = Accounts()
+    if args.switch:
+        switch = FakeSwitch(args.switch, [user_ext(i) for i in range(logged_in)],
+                            default_tenant().sip_domain, args.sequential)
+        accounts = switch.reader
+        print(f"  accounts read from the {args.switch} fake (own process) over its protocol, "
+              + ("one round trip per user" if args.sequential else "pipelined in one batch")
+              + f", at most {config.switch.drift_reads_per_tick or 'all'} per tick")
+    upkeep = SwitchUpkeep(db, config, view=accounts)  # type: ignore[arg-type]
     timed = Timed(db, upkeep)
     profiler = cProfile.Profile() if args.profile else None
     try:
@@ -301,12 +401,14 @@ def run(name: str, url: str, args: argparse.Namespace, prints: list[str]) -> Non
                 # What the first ticks do VERIFY_BUDGET at a time: every logged-in
                 # user's slow fingerprint once, so the ticks below are a warm worker's.
                 begun = time.perf_counter()
-                drift.heal(db, config, Accounts(), memo=upkeep.fingerprints)
+                drift.heal(db, config, accounts, memo=upkeep.fingerprints)
                 print(f"  fingerprints of {logged_in} accounts verified once per worker start "
                       f"({drift.VERIFY_BUDGET} per tick): {time.perf_counter() - begun:.1f} s")
     finally:
         timed.restore()
         db.close()
+        if switch is not None:
+            switch.close()
     if profiler is not None:
         print(f"  profile of the last tick ({name}), top by cumulative time:")
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(18)
@@ -322,6 +424,12 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="profile the last tick")
     parser.add_argument("--sqlite-only", action="store_true")
+    parser.add_argument("--switch", choices=["asterisk", "freeswitch"],
+                        help="read the accounts from this switch's fake over its protocol")
+    parser.add_argument("--sequential", action="store_true",
+                        help="with --switch: one round trip per account (before batching)")
+    parser.add_argument("--reads-per-tick", type=int,
+                        help="[switch] drift_reads_per_tick (0 = all; default: the config's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the jobs' warnings are expected here
     started = time.perf_counter()

@@ -31,6 +31,8 @@ class EslError(Exception):
 
 
 _LOST = object()
+# Commands request_many() writes at once (replies of user_data reads are ~60 bytes).
+PIPELINE_WINDOW = 256
 
 
 class InboundConnection:
@@ -213,34 +215,41 @@ class InboundConnection:
 
     def request_many(self, batch: Sequence[bytes], timeout: float | None = None
                      ) -> list[Message | EslUnavailable]:
-        """Send every command of ``batch`` in one write, then read their replies in order.
+        """Send the commands of ``batch`` a window (:data:`PIPELINE_WINDOW`) per write,
+        then read their replies in order.
 
         mod_event_socket answers a connection's commands one after the other, in the
-        order sent (capture esl-pipelined-batch): a batch costs about one round trip.
-        One entry per command: its reply, or :class:`EslUnavailable` for a command whose
-        reply never came (the link dropped or went silent; that and every later one).
-        ``timeout`` bounds the whole batch."""
-        if not batch:
-            return []
+        order sent (captures esl-pipelined-batch, esl-user-data-pipelined): a window
+        costs about one round trip. One entry per command: its reply, or
+        :class:`EslUnavailable` for a command whose reply never came (the link dropped
+        or went silent; that and every later one). ``timeout`` bounds each window."""
+        out: list[Message | EslUnavailable] = []
         with self._request_lock:
-            sock = self._sock
-            if not self._up.is_set() or sock is None:
-                down = EslUnavailable(f"no Event Socket connection to {self.host}:{self.port}")
-                return [down for _ in batch]
-            self._forget_stale_replies()
-            try:
-                sock.sendall(b"".join(batch))
-            except OSError as exc:
-                failed = EslUnavailable(f"sending to FreeSWITCH failed: {exc}")
-                return [failed for _ in batch]
-            deadline = time.monotonic() + (timeout or self.reply_timeout)
-            out: list[Message | EslUnavailable] = []
-            for _ in batch:
-                reply = self._next_reply(deadline - time.monotonic())
-                if isinstance(reply, EslUnavailable):
-                    return out + [reply for _ in range(len(batch) - len(out))]
-                out.append(reply)
-            return out
+            for start in range(0, len(batch), PIPELINE_WINDOW):
+                failed = self._exchange(batch[start:start + PIPELINE_WINDOW], timeout, out)
+                if failed is not None:
+                    return out + [failed] * (len(batch) - len(out))
+        return out
+
+    def _exchange(self, window: Sequence[bytes], timeout: float | None,
+                  out: list[Message | EslUnavailable]) -> EslUnavailable | None:
+        """One write of ``window``, its replies appended to ``out``; why it stopped, if
+        it did. Called with the request lock held."""
+        sock = self._sock
+        if not self._up.is_set() or sock is None:
+            return EslUnavailable(f"no Event Socket connection to {self.host}:{self.port}")
+        self._forget_stale_replies()
+        try:
+            sock.sendall(b"".join(window))
+        except OSError as exc:
+            return EslUnavailable(f"sending to FreeSWITCH failed: {exc}")
+        deadline = time.monotonic() + (timeout or self.reply_timeout)
+        for _ in window:
+            reply = self._next_reply(deadline - time.monotonic())
+            if isinstance(reply, EslUnavailable):
+                return reply
+            out.append(reply)
+        return None
 
     def _forget_stale_replies(self) -> None:
         """Drop replies of requests that timed out earlier (the link was reset since)."""
@@ -262,6 +271,18 @@ class InboundConnection:
             return EslUnavailable("connection to FreeSWITCH lost")
         assert isinstance(reply, Message)
         return reply
+
+    def api_many(self, commands: Sequence[str], timeout: float | None = None
+                 ) -> list[str | EslError | EslUnavailable]:
+        """``api`` of each command, pipelined: the body, or the error api() raises."""
+        out: list[str | EslError | EslUnavailable] = []
+        for reply in self.request_many([command(f"api {c}") for c in commands], timeout):
+            if isinstance(reply, EslUnavailable):
+                out.append(reply)
+                continue
+            body = reply.body.decode("utf-8", "replace")
+            out.append(EslError(body.strip()) if body.startswith("-ERR") else body)
+        return out
 
     def api(self, cmd: str, timeout: float | None = None) -> str:
         """``api <cmd>``: the body as text. ``-ERR ...`` bodies raise EslError."""

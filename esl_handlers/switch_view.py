@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 from esl_handlers.inbound import EslError, EslUnavailable, InboundConnection
 from hotdesk.switch.accounts import AccountError, AccountMissing, Credentials
 from hotdesk.switch.doctor import AccountFacts
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+\-]+$")
+
+
+def _missing(account: str, domain: str, a1_hash: str | AccountError,
+             user_id: str | AccountError) -> AccountError:
+    """Why a directory user gives no password (the first read error, if any)."""
+    if isinstance(a1_hash, AccountError):
+        return a1_hash
+    if a1_hash:
+        return AccountMissing(f"directory user {account}@{domain} has only an a1-hash; a "
+                              "phone needs the password itself: add <param name=\"password\""
+                              " value=\"…\"/> (or set [switch] credentials = hotdesk)")
+    if isinstance(user_id, AccountError):
+        return user_id
+    if not user_id:
+        return AccountMissing(f"FreeSWITCH has no directory user {account}@{domain}")
+    return AccountMissing(f"directory user {account}@{domain} has no password param")
 
 
 class FreeswitchView:
@@ -30,13 +47,21 @@ class FreeswitchView:
     def api(self, command: str) -> str | None:
         """The api output; None for ``-ERR no reply`` (nothing found)."""
         try:
-            return self.inbound.api(command, timeout=3.0)
-        except EslError as exc:
-            if "no reply" in str(exc):
+            answer: str | Exception = self.inbound.api(command, timeout=3.0)
+        except (EslError, EslUnavailable) as exc:
+            answer = exc
+        return self._answer(command, answer)
+
+    @staticmethod
+    def _answer(command: str, answer: str | Exception) -> str | None:
+        if isinstance(answer, EslError):
+            if "no reply" in str(answer):
                 return None
-            raise AccountError(f"FreeSWITCH refused '{command.split()[0]}': {exc}") from None
-        except EslUnavailable as exc:
-            raise AccountError(f"Event Socket: {exc} (check [esl] host/port/password)") from None
+            raise AccountError(f"FreeSWITCH refused '{command.split()[0]}': {answer}")
+        if isinstance(answer, EslUnavailable):
+            raise AccountError(f"Event Socket: {answer} (check [esl] host/port/password)")
+        assert isinstance(answer, str)
+        return answer
 
     def user_data(self, account: str, domain: str, kind: str, name: str) -> str:
         if not (_SAFE_NAME.match(account) and _SAFE_NAME.match(domain)):
@@ -46,16 +71,48 @@ class FreeswitchView:
     # -- AccountReader ------------------------------------------------------------------
 
     def read(self, account: str, domain: str) -> Credentials:
-        password = self.user_data(account, domain, "param", "password")
-        if password:
-            return Credentials(account, password)
-        if self.user_data(account, domain, "param", "a1-hash"):
-            raise AccountMissing(f"directory user {account}@{domain} has only an a1-hash; a "
-                                 "phone needs the password itself: add <param name=\"password\""
-                                 " value=\"…\"/> (or set [switch] credentials = hotdesk)")
-        if not self.user_data(account, domain, "attr", "id"):
-            raise AccountMissing(f"FreeSWITCH has no directory user {account}@{domain}")
-        raise AccountMissing(f"directory user {account}@{domain} has no password param")
+        result = self.read_many([(account, domain)])[0]
+        if isinstance(result, AccountError):
+            raise result
+        return result
+
+    def user_data_many(self, queries: Sequence[tuple[str, str, str, str]]
+                       ) -> list[str | AccountError]:
+        """user_data() of each (account, domain, kind, name), pipelined on the one
+        connection: the value ("" when none), or the error user_data() raises."""
+        asked = [q for q in queries if _SAFE_NAME.match(q[0]) and _SAFE_NAME.match(q[1])]
+        answers = iter(self.inbound.api_many(
+            [f"user_data {a}@{d} {kind} {name}" for a, d, kind, name in asked], timeout=3.0))
+        out: list[str | AccountError] = []
+        for account, domain, _, _ in queries:
+            if not (_SAFE_NAME.match(account) and _SAFE_NAME.match(domain)):
+                out.append(AccountMissing(f"{account}@{domain} is not a valid directory user"))
+                continue
+            answer = next(answers)
+            try:
+                out.append(self._answer("user_data", answer) or "")
+            except AccountError as exc:
+                out.append(exc)
+        return out
+
+    def read_many(self, keys: Sequence[tuple[str, str]]
+                  ) -> list[Credentials | AccountError]:
+        """Every account's password in one pipelined pass; for those without one, why
+        (a1-hash only, no such user) in a second. Each answer is what read() alone gives."""
+        passwords = self.user_data_many([(a, d, "param", "password") for a, d in keys])
+        lacking = [key for key, p in zip(keys, passwords, strict=True) if p == ""]
+        why = iter(self.user_data_many([(a, d, kind, name) for a, d in lacking
+                                        for kind, name in (("param", "a1-hash"),
+                                                           ("attr", "id"))]))
+        out: list[Credentials | AccountError] = []
+        for (account, domain), password in zip(keys, passwords, strict=True):
+            if isinstance(password, AccountError):
+                out.append(password)
+            elif password:
+                out.append(Credentials(account, password))
+            else:
+                out.append(_missing(account, domain, next(why), next(why)))
+        return out
 
     # -- switch facts ---------------------------------------------------------------------
 

@@ -46,6 +46,10 @@ class SwitchConfig:
     credentials: str = "switch"
     # Seconds a live account read is reused (renders of one phone's files, bursts).
     credentials_cache_seconds: float = 5.0
+    # Logged-in users' accounts the worker's drift check reads from the switch per tick,
+    # in rotation (0 = all every tick); a changed password is seen within
+    # ceil(logged-in users / this) ticks.
+    drift_reads_per_tick: int = 1000
     # Asterisk: the pjsip file hotdesk writes the idle accounts of its phones into
     # (pjsip.conf #includes it); empty = hotdesk does not create idle accounts.
     accounts_file: str = ""
@@ -644,6 +648,9 @@ def _validate_values(config: Config) -> None:
     for (section, key), number in positive.items():
         if number <= 0:
             raise ConfigError(f"[{section}] {key} = {number} must be more than 0")
+    if config.switch.drift_reads_per_tick < 0:
+        raise ConfigError(f"[switch] drift_reads_per_tick = {config.switch.drift_reads_per_tick}"
+                          " must be 0 (every account every tick) or more")
 
 
 def _is_http_url(value: str) -> bool:

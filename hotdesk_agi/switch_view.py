@@ -8,6 +8,8 @@ so "empty" means "missing" throughout.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hotdesk.switch.accounts import AccountError, AccountMissing, Credentials
 from hotdesk.switch.doctor import AccountFacts
 from hotdesk_agi.ami_sync import AmiRequestError, BlockingAmi
@@ -23,6 +25,29 @@ ACTIONS_USED = {
 
 def _sorcery(kind: str, name: str, field: str) -> str:
     return f"AST_SORCERY(res_pjsip,{kind},{name},{field})"
+
+
+def _value(reply: dict[str, str]) -> str:
+    """A Getvar's Value; AccountError when Asterisk refused it."""
+    if reply.get("Response") != "Success":
+        message = reply.get("Message", "refused")
+        hint = (" (give the AMI user write = call or reporting in manager.conf)"
+                if "denied" in message.lower() else "")
+        raise AccountError(f"Asterisk refused Getvar: {message}{hint}")
+    return reply.get("Value", "")
+
+
+def _credentials(account: str, auth: str, username: str | AccountError,
+                 password: str | AccountError) -> Credentials | AccountError:
+    """The account from its auth's username and password (or why there is none)."""
+    for value in (username, password):
+        if isinstance(value, AccountError):
+            return value
+    if not password:
+        return AccountMissing(f"pjsip auth {auth} of endpoint {account} has no plain "
+                              "password (auth_type = userpass with password = … is needed; "
+                              "md5_cred cannot be given to a phone)")
+    return Credentials(str(username) or account, str(password))
 
 
 class AsteriskView:
@@ -41,27 +66,51 @@ class AsteriskView:
             reply = self.ami.action([("Action", "Getvar"), ("Variable", expression)])
         except AmiRequestError as exc:
             raise AccountError(str(exc)) from None
-        if reply.get("Response") != "Success":
-            message = reply.get("Message", "refused")
-            hint = (" (give the AMI user write = call or reporting in manager.conf)"
-                    if "denied" in message.lower() else "")
-            raise AccountError(f"Asterisk refused Getvar: {message}{hint}")
-        return reply.get("Value", "")
+        return _value(reply)
+
+    def getvars(self, expressions: Sequence[str]) -> list[str | AccountError]:
+        """Each expression's value (or why it could not be read), pipelined."""
+        replies = self.ami.pipeline([[("Action", "Getvar"), ("Variable", e)]
+                                     for e in expressions])
+        out: list[str | AccountError] = []
+        for reply in replies:
+            try:
+                if isinstance(reply, AmiRequestError):
+                    raise AccountError(str(reply))
+                out.append(_value(reply))
+            except AccountError as exc:
+                out.append(exc)
+        return out
 
     # -- AccountReader ------------------------------------------------------------------
 
     def read(self, account: str, domain: str) -> Credentials:
-        auth = self.getvar(_sorcery("endpoint", account, "auth")).split(",")[0].strip()
-        if not auth:
-            raise AccountMissing(f"Asterisk has no pjsip endpoint {account} with an auth "
-                                 f"(add [{account}] type=endpoint with auth = {account})")
-        username = self.getvar(_sorcery("auth", auth, "username"))
-        password = self.getvar(_sorcery("auth", auth, "password"))
-        if not password:
-            raise AccountMissing(f"pjsip auth {auth} of endpoint {account} has no plain "
-                                 "password (auth_type = userpass with password = … is needed; "
-                                 "md5_cred cannot be given to a phone)")
-        return Credentials(username or account, password)
+        result = self.read_many([(account, domain)])[0]
+        if isinstance(result, AccountError):
+            raise result
+        return result
+
+    def read_many(self, keys: Sequence[tuple[str, str]]
+                  ) -> list[Credentials | AccountError]:
+        """Many accounts in two pipelined passes: every endpoint's auth, then every
+        auth's username and password. Each answer is what read() gives for that
+        account alone (the error it would raise in its place)."""
+        auths = self.getvars([_sorcery("endpoint", account, "auth") for account, _ in keys])
+        named = [a.split(",")[0].strip() if isinstance(a, str) else "" for a in auths]
+        wanted = [auth for auth in named if auth]
+        values = iter(self.getvars([_sorcery("auth", auth, field) for auth in wanted
+                                    for field in ("username", "password")]))
+        out: list[Credentials | AccountError] = []
+        for (account, _), raw, auth in zip(keys, auths, named, strict=True):
+            if isinstance(raw, AccountError):
+                out.append(raw)
+            elif not auth:
+                out.append(AccountMissing(
+                    f"Asterisk has no pjsip endpoint {account} with an auth "
+                    f"(add [{account}] type=endpoint with auth = {account})"))
+            else:
+                out.append(_credentials(account, auth, next(values), next(values)))
+        return out
 
     # -- switch facts (hotdesk doctor, idle accounts) -----------------------------------
 

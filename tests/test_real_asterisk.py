@@ -186,6 +186,43 @@ def test_unknown_endpoint_is_a_notify_error():
     asyncio.run(with_sender(run))
 
 
+def test_batched_account_reads_answer_like_single_reads():
+    """The drift check's batch: hundreds of accounts (more than one pipelined window),
+    a missing endpoint among them, read in two pipelined passes on one connection; each
+    answer equals the single read of that account."""
+    from hotdesk.switch.accounts import AccountError, AccountMissing, Credentials
+    from hotdesk_agi.ami_sync import WINDOW, BlockingAmi
+    from hotdesk_agi.switch_view import AsteriskView
+
+    accounts = [value.split(":", 1) for value in (PHONE, USER) if value]
+    keys = [(name, "default") for name, _ in accounts] + [("hotdesk-no-such-endpoint",
+                                                          "default")]
+    keys = keys * (WINDOW // len(keys) + 2)
+    view = AsteriskView(BlockingAmi(ami_config()))
+    try:
+        started = time.perf_counter()
+        batch = view.read_many(keys)
+        elapsed = time.perf_counter() - started
+        single = []
+        for account, domain in keys[:len(accounts) + 1]:
+            try:
+                single.append(view.read(account, domain))
+            except AccountError as exc:
+                single.append(exc)
+    finally:
+        view.close()
+    expected = {name: password for name, password in accounts}
+    for (account, _), result in zip(keys, batch, strict=True):
+        if account in expected:
+            assert isinstance(result, Credentials), result
+            assert result.password == expected[account]
+        else:
+            assert isinstance(result, AccountMissing) and "no pjsip endpoint" in str(result)
+    assert [repr(r) if isinstance(r, Credentials) else str(r) for r in single] == \
+        [repr(r) if isinstance(r, Credentials) else str(r) for r in batch[:len(single)]]
+    print(f"{len(keys)} accounts read in one batch in {elapsed * 1000:.0f} ms")
+
+
 # --- full calls through the dialplan to a real ``hotdesk agi`` -------------------------------
 
 USER = os.environ.get("HOTDESK_TEST_ASTERISK_USER", "")

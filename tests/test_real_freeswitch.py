@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -75,6 +76,45 @@ def test_sendevent_notify_is_accepted(inbound):
         "content-type": "application/simple-message-summary",
         "event-string": "check-sync;reboot=false"})
     assert reply.startswith("+OK")
+
+
+def test_batched_account_reads_answer_like_single_reads(inbound):
+    """The drift check's batch over the Event Socket: hundreds of ``api user_data``
+    (more than one pipelined window), a missing user among them; each answer equals
+    the single read of that account."""
+    from esl_handlers.inbound import PIPELINE_WINDOW
+    from esl_handlers.switch_view import FreeswitchView
+    from hotdesk.switch.accounts import AccountError, AccountMissing, Credentials
+
+    users = [v.split(":", 1) for v in (os.environ.get("HOTDESK_TEST_FREESWITCH_PHONE", ""),
+                                       os.environ.get("HOTDESK_TEST_FREESWITCH_USER", ""))
+             if v]
+    if not users:
+        pytest.skip("set HOTDESK_TEST_FREESWITCH_PHONE / _USER (account:password)")
+    domain = os.environ.get("HOTDESK_TEST_FREESWITCH_DOMAIN", "") or \
+        os.environ.get("HOTDESK_TEST_FREESWITCH_SIP", "127.0.0.1").rsplit(":", 1)[0]
+    keys = [(name, domain) for name, _ in users] + [("hotdesk-no-such-user", domain)]
+    keys = keys * (PIPELINE_WINDOW // len(keys) + 2)
+    view = FreeswitchView(inbound)
+    started = time.perf_counter()
+    batch = view.read_many(keys)
+    elapsed = time.perf_counter() - started
+    single = []
+    for account, dom in keys[:len(users) + 1]:
+        try:
+            single.append(view.read(account, dom))
+        except AccountError as exc:
+            single.append(exc)
+    expected = dict(users)
+    for (account, _), result in zip(keys, batch, strict=True):
+        if account in expected:
+            assert isinstance(result, Credentials), result
+            assert result.password == expected[account]
+        else:
+            assert isinstance(result, AccountMissing) and "no directory user" in str(result)
+    assert [repr(r) if isinstance(r, Credentials) else str(r) for r in single] == \
+        [repr(r) if isinstance(r, Credentials) else str(r) for r in batch[:len(single)]]
+    print(f"{len(keys)} accounts read in one batch in {elapsed * 1000:.0f} ms")
 
 
 # --- full calls through the dialplan to a real ``hotdesk esl`` -------------------------------

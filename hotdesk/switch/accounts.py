@@ -6,6 +6,10 @@ renderer asks an :class:`AccountReader` (AMI ``Getvar`` of ``AST_SORCERY`` on As
 carried is remembered only as a :func:`fingerprint` (a salted slow hash), so the worker
 can notice a password changed on the switch without hotdesk ever keeping it. Nothing
 here logs a password; :class:`Credentials` hides it from ``repr``.
+
+The worker reads every logged-in user's account each tick: :func:`read_many` asks a
+reader that can for a whole batch at once (pipelined AMI ``Getvar`` / Event Socket
+``api``), so a fleet costs a few round trips instead of one per user.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +47,59 @@ class AccountReader(Protocol):
     def read(self, account: str, domain: str) -> Credentials: ...
 
 
+class BatchReader(Protocol):
+    """An AccountReader that also reads many accounts in one pipelined exchange."""
+
+    def read(self, account: str, domain: str) -> Credentials: ...
+
+    def read_many(self, keys: Sequence[tuple[str, str]]
+                  ) -> list[Credentials | AccountError]: ...
+
+
+ReadResult = Credentials | AccountError
+
+
+def read_many(reader: AccountReader, keys: Sequence[tuple[str, str]]) -> list[ReadResult]:
+    """Each (account, domain)'s credentials or the error reading it alone raises.
+
+    A reader with ``read_many`` answers the batch at once; any other is asked one
+    account at a time, and after an error that is not :class:`AccountMissing` (the
+    switch is down or refused) the rest get that error without being asked.
+    """
+    many = getattr(reader, "read_many", None)
+    if many is not None:
+        return list(many(keys))
+    out: list[ReadResult] = []
+    for account, domain in keys:
+        try:
+            out.append(reader.read(account, domain))
+        except AccountMissing as exc:
+            out.append(exc)
+        except AccountError as exc:
+            return out + [exc] * (len(keys) - len(out))
+    return out
+
+
+class PrefetchedReader:
+    """Answers from a batch read ahead of use (the same answer, or the same error, a
+    single read would have given); accounts not in the batch go to ``inner``."""
+
+    def __init__(self, answers: dict[tuple[str, str], ReadResult],
+                 inner: AccountReader | None = None) -> None:
+        self.answers = answers
+        self.inner = inner
+
+    def read(self, account: str, domain: str) -> Credentials:
+        answer = self.answers.get((account, domain))
+        if answer is None:
+            if self.inner is None:
+                raise AccountError(f"the account {account}@{domain} was not read")
+            return self.inner.read(account, domain)
+        if isinstance(answer, AccountError):
+            raise answer
+        return answer
+
+
 class CachedReader:
     """An AccountReader whose answers are reused for ``ttl`` seconds (errors are not)."""
 
@@ -61,11 +118,29 @@ class CachedReader:
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
         creds = self.inner.read(account, domain)
+        self._keep(key, now, creds)
+        return creds
+
+    def read_many(self, keys: Sequence[tuple[str, str]]) -> list[ReadResult]:
+        """Fresh entries from the cache, the rest in one batch of the inner reader."""
+        now = self.clock()
+        out: dict[tuple[str, str], ReadResult] = {}
+        for key in keys:
+            hit = self._entries.get(key)
+            if hit is not None and now - hit[0] < self.ttl:
+                out[key] = hit[1]
+        missing = list(dict.fromkeys(k for k in keys if k not in out))
+        for key, result in zip(missing, read_many(self.inner, missing), strict=True):
+            out[key] = result
+            if isinstance(result, Credentials):
+                self._keep(key, now, result)
+        return [out[key] for key in keys]
+
+    def _keep(self, key: tuple[str, str], now: float, creds: Credentials) -> None:
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
             self._entries[key] = (now, creds)
-        return creds
 
     def forget(self, account: str, domain: str) -> None:
         with self._lock:

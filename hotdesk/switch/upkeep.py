@@ -26,6 +26,8 @@ class SwitchUpkeep:
         self._view = view
         # Across ticks: the slow fingerprint only for accounts that changed (drift.py).
         self.fingerprints = drift.FingerprintMemo()
+        # Across ticks: whose accounts the next bounded drift check reads.
+        self.rotation = drift.Rotation()
 
     @property
     def view(self) -> SwitchView:
@@ -47,7 +49,9 @@ class SwitchUpkeep:
             # No cache across ticks: a changed password must be seen by the next tick.
             reader = CachedReader(self.view, 0.0)
             result = drift.heal(self.db, self.config, reader, memo=self.fingerprints,
-                                verify_budget=drift.VERIFY_BUDGET)
+                                verify_budget=drift.VERIFY_BUDGET,
+                                read_budget=self.config.switch.drift_reads_per_tick,
+                                rotation=self.rotation)
             if result.reprovisioned or result.problems:
                 parts.append(f"drift={result.reprovisioned}/{result.checked}")
             if result.deferred:
