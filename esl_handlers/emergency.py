@@ -15,13 +15,13 @@ down. The shipped dialplan (``dialplan/freeswitch/hotdesk.xml``) reads them with
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from esl_handlers.inbound import EslUnavailable, InboundConnection
 from esl_handlers.wire import Message, command
 from hotdesk.emergency import notices
+from hotdesk.ops.supervise import WakeableThread
 from hotdesk.runtime import Runtime
 from hotdesk.store.db import close_quietly
 from hotdesk.store.models import process_database
@@ -78,31 +78,19 @@ def _first_failure(done: list[tuple[str, Message | EslUnavailable]]) -> BaseExce
     return None
 
 
-class DrainLoop:
+class DrainLoop(WakeableThread):
     """Writes marked entries in a thread of its own, woken when the link comes back."""
 
+    name = "esl-emergency"
+    join_timeout = 5.0
+
     def __init__(self, inbound: InboundConnection, poll_seconds: float) -> None:
+        super().__init__()
         self.writer = EslStoreWriter(inbound)
         self.inbound = inbound
         self.poll_seconds = poll_seconds
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="esl-emergency", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-
-    def _run(self) -> None:
+    def run(self) -> None:
         while not self._stop.is_set():
             if self.inbound.connected:
                 try:
